@@ -1,0 +1,540 @@
+//! `probes.toml`: parsing, validation and the validated [`Config`] the rest of the daemon uses.
+//!
+//! Loading is two steps. The file is parsed into a spanned TOML tree (syntax errors stop here),
+//! `${ENV}` references are interpolated value by value, and then each section is deserialized
+//! strictly (`deny_unknown_fields`) and validated into immutable types: probes are built into
+//! their runtime form ([`crate::probe::Probe`]) with secrets resolved and URLs parsed. Every
+//! problem is collected with its file, line, column and key, and the load fails with all of them:
+//! the daemon never starts half-configured.
+//!
+//! This module owns the shape of the file; each probe kind owns its own keys
+//! (`src/probe/<kind>.rs`, `Spec`).
+
+pub mod duration;
+pub mod interpolate;
+pub mod secret;
+pub mod source;
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+pub use duration::HumanDuration;
+pub use secret::Secret;
+pub use source::{ConfigError, ConfigErrors, ErrorSink, Source};
+
+use crate::probe::{self, Kind, Probe};
+
+/// Default address of the HTTP server (`/metrics`, `/status`, `/`).
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:9898";
+/// Default probe interval when neither the probe nor `[defaults]` sets one.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
+/// Default probe timeout when neither the probe nor `[defaults]` sets one.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default bound on probe runs in flight at once.
+pub const DEFAULT_MAX_CONCURRENT: usize = 1000;
+
+/// The validated configuration: everything the daemon needs, nothing left to check.
+#[derive(Debug)]
+pub struct Config {
+    /// The file this came from.
+    pub path: PathBuf,
+    /// `[server]`.
+    pub server: ServerConfig,
+    /// `[scheduler]`.
+    pub scheduler: SchedulerConfig,
+    /// `[[probe]]`, in file order; names are unique.
+    pub probes: Vec<ProbeConfig>,
+}
+
+/// `[server]`: where honeyguide serves its own endpoints.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to bind.
+    pub listen: SocketAddr,
+}
+
+/// `[scheduler]`: how probe runs share the machine.
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// Probe runs in flight at once, across all probes.
+    pub max_concurrent: usize,
+}
+
+/// One `[[probe]]`: the common settings plus the kind's built runtime form.
+#[derive(Debug, Clone)]
+pub struct ProbeConfig {
+    /// Unique name, used in metrics labels, `/status` and rules (`probes["name"]`).
+    pub name: String,
+    /// How often to run.
+    pub interval: Duration,
+    /// Hard limit for one run; never longer than `interval`.
+    pub timeout: Duration,
+    /// Free-form labels, shown in `/status`, attached to alerts and `honeyguide_probe_info`.
+    pub labels: BTreeMap<String, String>,
+    /// The kind-specific runtime probe.
+    pub probe: Arc<Probe>,
+}
+
+impl ProbeConfig {
+    /// The probe's kind.
+    pub fn kind(&self) -> Kind {
+        self.probe.kind()
+    }
+}
+
+/// A problem with one key of a probe (or other section), found while building its runtime form.
+/// The loader turns it into a [`ConfigError`] with the key's position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// The key, relative to the section (`url`, `password_file`, `headers.Host`).
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl FieldError {
+    /// A problem with `key`.
+    pub fn new(key: &str, message: impl Into<String>) -> Self {
+        Self {
+            key: key.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// What building a probe may need besides its own keys.
+#[derive(Debug)]
+pub struct BuildContext {
+    /// Directory of the config file; relative paths (`*_file`, CA files) are resolved from here.
+    pub base_dir: PathBuf,
+    roots: OnceLock<Arc<rustls::RootCertStore>>,
+}
+
+impl BuildContext {
+    /// A context resolving relative paths from `base_dir`.
+    pub fn new(base_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            base_dir: base_dir.into(),
+            roots: OnceLock::new(),
+        }
+    }
+
+    /// The system's trusted roots, loaded once per config load and shared by every probe.
+    pub fn system_roots(&self) -> Arc<rustls::RootCertStore> {
+        self.roots
+            .get_or_init(|| Arc::new(crate::tls::system_roots()))
+            .clone()
+    }
+
+    /// Resolves a path relative to the config file.
+    pub fn path(&self, path: &Path) -> PathBuf {
+        self.base_dir.join(path)
+    }
+}
+
+/// Reads and validates `path`, interpolating from the process environment.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        ConfigErrors(vec![ConfigError {
+            file: path.to_owned(),
+            line: 0,
+            column: 0,
+            key: String::new(),
+            message: format!("cannot read: {error}"),
+        }])
+    })?;
+    let source = Source::new(path, text);
+    parse(&source, &|name| std::env::var(name).ok())
+}
+
+/// Validates already-read text; `lookup` resolves `${ENV}` references.
+pub fn parse(source: &Source, lookup: interpolate::Lookup<'_>) -> Result<Config, ConfigErrors> {
+    let mut table = match DeTable::parse(source.text()) {
+        Ok(document) => document.into_inner(),
+        Err(error) => {
+            let span = error.span().unwrap_or(0..0);
+            let message = error.message().trim_end().to_owned();
+            return Err(ConfigErrors(vec![source.error(&span, "", message)]));
+        }
+    };
+    let mut sink = ErrorSink::new(source);
+    for (key, value) in table.iter_mut() {
+        interpolate::interpolate_tree(value, key.get_ref(), lookup, &mut sink);
+    }
+
+    let base_dir = source
+        .path()
+        .parent()
+        .map(Path::to_owned)
+        .unwrap_or_default();
+    let cx = BuildContext::new(base_dir);
+
+    let server = take_section::<RawServer>(&mut table, "server", &mut sink);
+    let scheduler = take_section::<RawScheduler>(&mut table, "scheduler", &mut sink);
+    let defaults = take_section::<RawDefaults>(&mut table, "defaults", &mut sink);
+    let probes = table.remove("probe");
+    for (key, _) in table.iter() {
+        sink.push(
+            &key.span(),
+            key.get_ref(),
+            "unknown section, expected one of `server`, `scheduler`, `defaults`, `probe`",
+        );
+    }
+
+    let server = validate_server(server.unwrap_or_default(), &mut sink);
+    let scheduler = validate_scheduler(scheduler.unwrap_or_default(), &mut sink);
+    let defaults = validate_defaults(defaults.unwrap_or_default(), &mut sink);
+    let probes = match probes {
+        Some(value) => load_probes(value, &defaults, &cx, &mut sink),
+        None => Vec::new(),
+    };
+
+    sink.finish(Config {
+        path: source.path().to_owned(),
+        server,
+        scheduler,
+        probes,
+    })
+}
+
+// === raw sections ===
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScheduler {
+    max_concurrent: Option<Spanned<usize>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    interval: Option<Spanned<HumanDuration>>,
+    timeout: Option<Spanned<HumanDuration>>,
+}
+
+/// The keys every probe has, whatever its kind.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCommon {
+    name: Spanned<String>,
+    #[expect(
+        dead_code,
+        reason = "read separately to pick the kind; listed so serde accepts it"
+    )]
+    kind: String,
+    interval: Option<Spanned<HumanDuration>>,
+    timeout: Option<Spanned<HumanDuration>>,
+    labels: Option<Spanned<BTreeMap<String, String>>>,
+}
+
+const COMMON_KEYS: [&str; 5] = ["name", "kind", "interval", "timeout", "labels"];
+
+struct Defaults {
+    interval: Duration,
+    timeout: Duration,
+}
+
+fn take_section<T: DeserializeOwned>(
+    table: &mut DeTable<'_>,
+    name: &str,
+    sink: &mut ErrorSink<'_>,
+) -> Option<T> {
+    let value = table.remove(name)?;
+    sink.deserialize(value, name)
+}
+
+fn validate_server(raw: RawServer, sink: &mut ErrorSink<'_>) -> ServerConfig {
+    let fallback = DEFAULT_LISTEN
+        .parse()
+        .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 9898)));
+    let listen = match raw.listen {
+        None => fallback,
+        Some(listen) => listen.get_ref().parse().unwrap_or_else(|_| {
+            sink.push(
+                &listen.span(),
+                "server.listen",
+                format!(
+                    "`{}` is not an address like \"0.0.0.0:9898\"",
+                    listen.get_ref()
+                ),
+            );
+            fallback
+        }),
+    };
+    ServerConfig { listen }
+}
+
+fn validate_scheduler(raw: RawScheduler, sink: &mut ErrorSink<'_>) -> SchedulerConfig {
+    let max_concurrent = match raw.max_concurrent {
+        None => DEFAULT_MAX_CONCURRENT,
+        Some(value) if *value.get_ref() == 0 => {
+            sink.push(
+                &value.span(),
+                "scheduler.max_concurrent",
+                "must be at least 1",
+            );
+            DEFAULT_MAX_CONCURRENT
+        }
+        Some(value) => value.into_inner(),
+    };
+    SchedulerConfig { max_concurrent }
+}
+
+fn validate_defaults(raw: RawDefaults, sink: &mut ErrorSink<'_>) -> Defaults {
+    let interval = positive(raw.interval, "defaults.interval", sink).unwrap_or(DEFAULT_INTERVAL);
+    let timeout = positive(raw.timeout, "defaults.timeout", sink).unwrap_or(DEFAULT_TIMEOUT);
+    Defaults { interval, timeout }
+}
+
+fn positive(
+    value: Option<Spanned<HumanDuration>>,
+    key: &str,
+    sink: &mut ErrorSink<'_>,
+) -> Option<Duration> {
+    let value = value?;
+    if value.get_ref().get().is_zero() {
+        sink.push(&value.span(), key, "must be longer than zero");
+        return None;
+    }
+    Some(value.get_ref().get())
+}
+
+// === probes ===
+
+fn load_probes(
+    value: Spanned<DeValue<'_>>,
+    defaults: &Defaults,
+    cx: &BuildContext,
+    sink: &mut ErrorSink<'_>,
+) -> Vec<ProbeConfig> {
+    let span = value.span();
+    let DeValue::Array(items) = value.into_inner() else {
+        sink.push(&span, "probe", "write probes as [[probe]] tables");
+        return Vec::new();
+    };
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut probes = Vec::with_capacity(items.len());
+    for (index, item) in items.into_iter().enumerate() {
+        let Some(probe) = load_probe(index, item, defaults, cx, sink) else {
+            continue;
+        };
+        if !seen.insert(probe.0.name.clone()) {
+            sink.push(
+                &probe.1,
+                &format!("probe[{}].name", probe.0.name),
+                format!("duplicate probe name `{}`", probe.0.name),
+            );
+            continue;
+        }
+        probes.push(probe.0);
+    }
+    probes
+}
+
+/// Loads one `[[probe]]`; returns the probe and the span of its name for later checks.
+fn load_probe(
+    index: usize,
+    item: Spanned<DeValue<'_>>,
+    defaults: &Defaults,
+    cx: &BuildContext,
+    sink: &mut ErrorSink<'_>,
+) -> Option<(ProbeConfig, Range<usize>)> {
+    let span = item.span();
+    let DeValue::Table(mut table) = item.into_inner() else {
+        sink.push(&span, &format!("probe[{index}]"), "a probe must be a table");
+        return None;
+    };
+    let label = match table.get("name").and_then(|name| name.get_ref().as_str()) {
+        Some(name) => format!("probe[{name}]"),
+        None => format!("probe[{index}]"),
+    };
+    let kind = probe_kind(&table, &span, &label, sink);
+
+    let mut common_table = DeTable::new();
+    for key in COMMON_KEYS {
+        if let Some((name, value)) = table.remove_entry(key) {
+            common_table.insert(name, value);
+        }
+    }
+    let common: Option<RawCommon> = sink.deserialize(
+        Spanned::new(span.clone(), DeValue::Table(common_table)),
+        &label,
+    );
+    let built = kind.and_then(|kind| {
+        probe::build(
+            kind,
+            Spanned::new(span.clone(), DeValue::Table(table)),
+            &label,
+            cx,
+            sink,
+        )
+    });
+    let common = common?;
+
+    let name_span = common.name.span();
+    let name = common.name.into_inner();
+    let valid_name = check_probe_name(&name, &name_span, &label, sink);
+    let interval =
+        positive(common.interval, &format!("{label}.interval"), sink).unwrap_or(defaults.interval);
+    let timeout_span = common.timeout.as_ref().map(Spanned::span);
+    let timeout =
+        positive(common.timeout, &format!("{label}.timeout"), sink).unwrap_or(defaults.timeout);
+    if timeout > interval {
+        sink.push(
+            &timeout_span.unwrap_or(span.clone()),
+            &format!("{label}.timeout"),
+            format!(
+                "timeout ({}) must not be longer than the interval ({})",
+                HumanDuration(timeout),
+                HumanDuration(interval)
+            ),
+        );
+    }
+    let (labels_span, labels) = common
+        .labels
+        .map_or((span.clone(), BTreeMap::new()), |labels| {
+            (labels.span(), labels.into_inner())
+        });
+    for key in labels.keys() {
+        if let Err(message) = check_label_name(key) {
+            sink.push(&labels_span, &format!("{label}.labels.{key}"), message);
+        }
+    }
+    let probe = built?;
+    valid_name.then(|| {
+        (
+            ProbeConfig {
+                name,
+                interval,
+                timeout,
+                labels,
+                probe: Arc::new(probe),
+            },
+            name_span,
+        )
+    })
+}
+
+fn probe_kind(
+    table: &DeTable<'_>,
+    span: &Range<usize>,
+    label: &str,
+    sink: &mut ErrorSink<'_>,
+) -> Option<Kind> {
+    let Some(kind) = table.get("kind") else {
+        sink.push(
+            span,
+            &format!("{label}.kind"),
+            format!("missing key `kind`, expected one of {}", Kind::list()),
+        );
+        return None;
+    };
+    match kind.get_ref().as_str().map(str::parse::<Kind>) {
+        Some(Ok(kind)) => Some(kind),
+        _ => {
+            sink.push(
+                &kind.span(),
+                &format!("{label}.kind"),
+                format!("unknown probe kind, expected one of {}", Kind::list()),
+            );
+            None
+        }
+    }
+}
+
+/// Probe names appear in metric labels, URLs and rules, so they are kept to a safe alphabet.
+fn check_probe_name(
+    name: &str,
+    span: &Range<usize>,
+    label: &str,
+    sink: &mut ErrorSink<'_>,
+) -> bool {
+    let valid = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !valid {
+        sink.push(
+            span,
+            &format!("{label}.name"),
+            format!("`{name}` is not a valid probe name: use letters, digits, `-`, `_` and `.`"),
+        );
+    }
+    valid
+}
+
+/// Labels become Prometheus label names on `honeyguide_probe_info`.
+fn check_label_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let valid = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(format!(
+            "`{name}` is not a valid label name (letters, digits and `_`)"
+        ));
+    }
+    if matches!(name, "probe" | "kind") || name.starts_with("__") {
+        return Err(format!("label name `{name}` is reserved"));
+    }
+    Ok(())
+}
+
+/// Deserializes a kind's own keys into its `Spec` and builds the runtime probe, turning
+/// [`FieldError`]s into located [`ConfigError`]s. Used by [`crate::probe::build`].
+pub fn build_section<S, P>(
+    value: Spanned<DeValue<'_>>,
+    label: &str,
+    cx: &BuildContext,
+    sink: &mut ErrorSink<'_>,
+    build: impl FnOnce(S, &BuildContext) -> Result<P, Vec<FieldError>>,
+) -> Option<P>
+where
+    S: DeserializeOwned,
+{
+    let whole = value.span();
+    let key_spans: BTreeMap<String, Range<usize>> = match value.get_ref() {
+        DeValue::Table(table) => table
+            .iter()
+            .map(|(key, item)| (key.get_ref().to_string(), item.span()))
+            .collect(),
+        _ => BTreeMap::new(),
+    };
+    let spec: S = sink.deserialize(value, label)?;
+    match build(spec, cx) {
+        Ok(built) => Some(built),
+        Err(errors) => {
+            for error in errors {
+                // Point at the key itself, or at its `_file` twin when the secret came from there.
+                let head = error.key.split(['.', '[']).next().unwrap_or_default();
+                let span = key_spans
+                    .get(head)
+                    .or_else(|| key_spans.get(&format!("{head}_file")))
+                    .or_else(|| {
+                        head.strip_suffix("_file")
+                            .and_then(|bare| key_spans.get(bare))
+                    })
+                    .cloned()
+                    .unwrap_or_else(|| whole.clone());
+                sink.push(&span, &format!("{label}.{}", error.key), error.message);
+            }
+            None
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! Secrets: values that must never be printed.
+//!
+//! A [`Secret`] comes from `${ENV}` interpolation or from a `*_file` next to the key, and its
+//! `Debug` and `Display` print a placeholder. It has no `Serialize`, so it cannot reach `/status`
+//! or a notification by accident; code that needs the value calls [`Secret::expose`] at the one
+//! place it is sent over the wire.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::FieldError;
+
+/// A credential or token; cheap to clone, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Arc<str>);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(value: impl Into<Arc<str>>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value itself, for the one call that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Resolves a secret given inline (`key = "..."`, usually `${ENV}`) or as a file
+/// (`key_file = "path"`, relative to the config file). At most one of the two may be set.
+///
+/// The file's trailing newline is dropped, since `echo secret > file` adds one.
+pub fn resolve(
+    key: &str,
+    inline: Option<String>,
+    file: Option<&Path>,
+    base_dir: &Path,
+) -> Result<Option<Secret>, FieldError> {
+    match (inline, file) {
+        (Some(_), Some(_)) => Err(FieldError::new(
+            key,
+            format!("set at most one of `{key}` and `{key}_file`"),
+        )),
+        (Some(value), None) => Ok(Some(Secret::new(value))),
+        (None, Some(path)) => {
+            let path = base_dir.join(path);
+            let text = std::fs::read_to_string(&path).map_err(|error| {
+                FieldError::new(
+                    &format!("{key}_file"),
+                    format!("cannot read {}: {error}", path.display()),
+                )
+            })?;
+            Ok(Some(Secret::new(text.trim_end_matches(['\r', '\n']))))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_and_display_hide_the_value() {
+        let secret = Secret::new("hunter2");
+        assert_eq!(format!("{secret:?} {secret}"), "Secret(***) ***");
+        assert_eq!(secret.expose(), "hunter2");
+    }
+
+    #[test]
+    fn inline_and_file_together_is_an_error() {
+        let error = resolve(
+            "password",
+            Some("x".into()),
+            Some(Path::new("f")),
+            Path::new("."),
+        )
+        .unwrap_err();
+        assert_eq!(error.key, "password");
+    }
+
+    #[test]
+    fn file_is_read_relative_to_the_config_and_trimmed() {
+        let dir = std::env::temp_dir().join(format!("hg-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("pw"), "s3cret\n").unwrap();
+        let secret = resolve("password", None, Some(Path::new("pw")), &dir)
+            .unwrap()
+            .unwrap();
+        assert_eq!(secret.expose(), "s3cret");
+        let missing = resolve("password", None, Some(Path::new("nope")), &dir).unwrap_err();
+        assert_eq!(missing.key, "password_file");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

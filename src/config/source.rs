@@ -1,0 +1,232 @@
+//! Where a configuration value came from, and the error type that says so.
+//!
+//! Every problem found while loading `probes.toml` becomes a [`ConfigError`] that names the file,
+//! the line and column, and the key, so an operator can jump straight to it. Loading collects all
+//! of them before giving up ([`ErrorSink`]), because fixing a config one error per restart is
+//! miserable.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use toml::Spanned;
+use toml::de::{DeValue, ValueDeserializer};
+
+/// One problem in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file the problem is in.
+    pub file: PathBuf,
+    /// 1-based line of the offending key or value.
+    pub line: usize,
+    /// 1-based column of the offending key or value.
+    pub column: usize,
+    /// Dotted path of the key, e.g. `probe[edge-api].timeout`; empty for syntax errors.
+    pub key: String,
+    /// What is wrong, lowercase, without a trailing period.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file.display(), self.line, self.column)?;
+        if !self.key.is_empty() {
+            write!(f, "{}: ", self.key)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Every problem found in one load, in file order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, error) in self.0.iter().enumerate() {
+            if index > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// The text of one configuration file, with what is needed to turn byte offsets into lines.
+#[derive(Debug)]
+pub struct Source {
+    path: PathBuf,
+    text: String,
+    line_starts: Vec<usize>,
+}
+
+impl Source {
+    /// Wraps already-read text; `path` is used only for messages and relative paths.
+    pub fn new(path: impl Into<PathBuf>, text: String) -> Self {
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(index, _)| index + 1))
+            .collect();
+        Self {
+            path: path.into(),
+            text,
+            line_starts,
+        }
+    }
+
+    /// The file this text was read from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The whole text.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// 1-based line and column of a byte offset.
+    pub fn locate(&self, offset: usize) -> (usize, usize) {
+        let line_index = match self.line_starts.binary_search(&offset) {
+            Ok(index) => index,
+            Err(index) => index.saturating_sub(1),
+        };
+        let line_start = self.line_starts.get(line_index).copied().unwrap_or(0);
+        let column = self
+            .text
+            .get(line_start..offset.min(self.text.len()))
+            .map_or(1, |prefix| prefix.chars().count() + 1);
+        (line_index + 1, column)
+    }
+
+    /// Builds an error located at `span`.
+    pub fn error(&self, span: &Range<usize>, key: &str, message: impl Into<String>) -> ConfigError {
+        let (line, column) = self.locate(span.start);
+        ConfigError {
+            file: self.path.clone(),
+            line,
+            column,
+            key: key.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Collects errors during one load so that all of them can be reported at once.
+#[derive(Debug)]
+pub struct ErrorSink<'a> {
+    source: &'a Source,
+    errors: Vec<ConfigError>,
+}
+
+impl<'a> ErrorSink<'a> {
+    /// Starts an empty collection for `source`.
+    pub fn new(source: &'a Source) -> Self {
+        Self {
+            source,
+            errors: Vec::new(),
+        }
+    }
+
+    /// The file being loaded.
+    pub fn source(&self) -> &'a Source {
+        self.source
+    }
+
+    /// Records a problem at `span`.
+    pub fn push(&mut self, span: &Range<usize>, key: &str, message: impl Into<String>) {
+        self.errors.push(self.source.error(span, key, message));
+    }
+
+    /// Whether anything was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.errors.is_empty()
+    }
+
+    /// Deserializes one TOML value into `T`; on failure records the error at the value's own
+    /// position (or the position serde pointed at) and returns `None`.
+    pub fn deserialize<T: DeserializeOwned>(
+        &mut self,
+        value: Spanned<DeValue<'_>>,
+        key: &str,
+    ) -> Option<T> {
+        let fallback = value.span();
+        let mut keys = Vec::new();
+        index_keys(&value, key, &mut keys);
+        match T::deserialize(ValueDeserializer::from(value)) {
+            Ok(parsed) => Some(parsed),
+            Err(error) => {
+                let span = error.span().unwrap_or(fallback);
+                let key = innermost_key(&keys, span.start).unwrap_or(key);
+                self.push(&span, key, error.message().trim_end().to_owned());
+                None
+            }
+        }
+    }
+
+    /// Ends the load: `Ok(value)` when nothing was recorded.
+    pub fn finish<T>(mut self, value: T) -> Result<T, ConfigErrors> {
+        if self.errors.is_empty() {
+            Ok(value)
+        } else {
+            self.errors.sort_by_key(|error| (error.line, error.column));
+            Err(ConfigErrors(self.errors))
+        }
+    }
+}
+
+/// Records, for every key under `value`, its dotted path and the byte range from the key to the
+/// end of its value, so a serde error position can be turned back into a key path.
+fn index_keys(value: &Spanned<DeValue<'_>>, path: &str, out: &mut Vec<(String, Range<usize>)>) {
+    match value.get_ref() {
+        DeValue::Table(table) => {
+            for (name, item) in table.iter() {
+                let child = format!("{path}.{}", name.get_ref());
+                let range = name.span().start.min(item.span().start)..item.span().end;
+                out.push((child.clone(), range));
+                index_keys(item, &child, out);
+            }
+        }
+        DeValue::Array(items) => {
+            for (index, item) in items.iter().enumerate() {
+                let child = format!("{path}[{index}]");
+                out.push((child.clone(), item.span()));
+                index_keys(item, &child, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The deepest indexed key whose range holds `offset`.
+fn innermost_key(keys: &[(String, Range<usize>)], offset: usize) -> Option<&str> {
+    keys.iter()
+        .filter(|(_, range)| range.contains(&offset))
+        .min_by_key(|(_, range)| range.len())
+        .map(|(path, _)| path.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locate_counts_lines_and_columns_from_one() {
+        let source = Source::new("p.toml", "a = 1\nbb = 2\n".to_owned());
+        assert_eq!(source.locate(0), (1, 1));
+        assert_eq!(source.locate(6), (2, 1));
+        assert_eq!(source.locate(8), (2, 3));
+    }
+
+    #[test]
+    fn display_names_file_line_column_and_key() {
+        let source = Source::new("probes.toml", "x\ny = 2\n".to_owned());
+        let error = source.error(&(2..3), "probe[a].timeout", "bad duration");
+        assert_eq!(
+            error.to_string(),
+            "probes.toml:2:1: probe[a].timeout: bad duration"
+        );
+    }
+}

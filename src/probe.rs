@@ -1,0 +1,673 @@
+//! The probe model: what a probe is, what one run yields, and how a run is bounded.
+//!
+//! A probe is one configured check of one target. Each kind lives in its own file
+//! (`src/probe/<kind>.rs`) with a `Spec` (its keys in `probes.toml`), a runtime struct built from
+//! it, a `run` that makes exactly one attempt, and a `write_metrics` for its own series. The set of
+//! kinds is closed: [`Kind`] and [`Probe`] list them, and an exhaustive `match` routes to them, so
+//! adding a kind is one file plus one arm in each match the compiler points at.
+//!
+//! A run yields an [`Outcome`] (ok, a closed [`ErrorClass`], a human message, observations rules
+//! can read). [`execute`] wraps every run: it times the phases the probe marks, enforces the hard
+//! timeout, and turns a hang or a panic into a failed [`ProbeResult`], so no probe can stall the
+//! scheduler or take the daemon down.
+//!
+//! Probes know nothing of rules, alerts or notifiers.
+
+pub mod asynq;
+pub mod dns;
+pub mod http;
+pub mod postgres;
+pub mod redis;
+pub mod registry;
+pub mod s3;
+pub mod smtp;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::time::Instant;
+use toml::Spanned;
+use toml::de::DeValue;
+
+use crate::config::{BuildContext, ErrorSink, build_section};
+use crate::metrics::MetricsWriter;
+
+// === Kind ===
+
+/// Every probe kind honeyguide knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// HTTP(S) request through the edge or pinned to one origin.
+    Http,
+    /// DNS lookups through one or more resolvers.
+    Dns,
+    /// PostgreSQL connect, auth and query (pooler or direct).
+    Postgres,
+    /// Redis PING and INFO.
+    Redis,
+    /// Asynq queues, workers and scheduler, read from Redis.
+    Asynq,
+    /// SMTP banner, EHLO, TLS and AUTH without sending mail.
+    Smtp,
+    /// OCI distribution registry `/v2/` and manifests.
+    Registry,
+    /// S3-compatible object storage (Backblaze B2).
+    S3,
+}
+
+impl Kind {
+    /// All kinds, in documentation order.
+    pub const ALL: [Kind; 8] = [
+        Kind::Http,
+        Kind::Dns,
+        Kind::Postgres,
+        Kind::Redis,
+        Kind::Asynq,
+        Kind::Smtp,
+        Kind::Registry,
+        Kind::S3,
+    ];
+
+    /// The name used in `kind = "..."` and in labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Http => "http",
+            Kind::Dns => "dns",
+            Kind::Postgres => "postgres",
+            Kind::Redis => "redis",
+            Kind::Asynq => "asynq",
+            Kind::Smtp => "smtp",
+            Kind::Registry => "registry",
+            Kind::S3 => "s3",
+        }
+    }
+
+    /// `"http", "dns", ...` for error messages.
+    pub fn list() -> String {
+        Kind::ALL
+            .iter()
+            .map(|kind| format!("`{}`", kind.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Kind {
+    type Err = ();
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Kind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+            .ok_or(())
+    }
+}
+
+// === Probe ===
+
+/// A built, ready-to-run probe of any kind.
+#[derive(Debug)]
+pub enum Probe {
+    /// See [`http`].
+    Http(http::HttpProbe),
+    /// See [`dns`].
+    Dns(dns::DnsProbe),
+    /// See [`postgres`].
+    Postgres(postgres::PostgresProbe),
+    /// See [`redis`].
+    Redis(redis::RedisProbe),
+    /// See [`asynq`].
+    Asynq(asynq::AsynqProbe),
+    /// See [`smtp`].
+    Smtp(smtp::SmtpProbe),
+    /// See [`registry`].
+    Registry(registry::RegistryProbe),
+    /// See [`s3`].
+    S3(s3::S3Probe),
+}
+
+impl Probe {
+    /// This probe's kind.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Probe::Http(_) => Kind::Http,
+            Probe::Dns(_) => Kind::Dns,
+            Probe::Postgres(_) => Kind::Postgres,
+            Probe::Redis(_) => Kind::Redis,
+            Probe::Asynq(_) => Kind::Asynq,
+            Probe::Smtp(_) => Kind::Smtp,
+            Probe::Registry(_) => Kind::Registry,
+            Probe::S3(_) => Kind::S3,
+        }
+    }
+
+    /// Makes one attempt. Call through [`execute`], which adds the timeout and panic guard.
+    pub async fn run(&self, ctx: &ProbeContext) -> Outcome {
+        match self {
+            Probe::Http(probe) => probe.run(ctx).await,
+            Probe::Dns(probe) => probe.run(ctx).await,
+            Probe::Postgres(probe) => probe.run(ctx).await,
+            Probe::Redis(probe) => probe.run(ctx).await,
+            Probe::Asynq(probe) => probe.run(ctx).await,
+            Probe::Smtp(probe) => probe.run(ctx).await,
+            Probe::Registry(probe) => probe.run(ctx).await,
+            Probe::S3(probe) => probe.run(ctx).await,
+        }
+    }
+
+    /// What is probed, for humans: a URL or `host:port`, never with credentials.
+    pub fn target(&self) -> String {
+        match self {
+            Probe::Http(probe) => probe.target(),
+            Probe::Dns(probe) => probe.target(),
+            Probe::Postgres(probe) => probe.target(),
+            Probe::Redis(probe) => probe.target(),
+            Probe::Asynq(probe) => probe.target(),
+            Probe::Smtp(probe) => probe.target(),
+            Probe::Registry(probe) => probe.target(),
+            Probe::S3(probe) => probe.target(),
+        }
+    }
+}
+
+/// Builds the runtime probe of `kind` from the probe's own keys (the common keys already
+/// removed), recording located errors in `sink`.
+pub fn build(
+    kind: Kind,
+    spec: Spanned<DeValue<'_>>,
+    label: &str,
+    cx: &BuildContext,
+    sink: &mut ErrorSink<'_>,
+) -> Option<Probe> {
+    match kind {
+        Kind::Http => build_section(spec, label, cx, sink, http::Spec::build).map(Probe::Http),
+        Kind::Dns => build_section(spec, label, cx, sink, dns::Spec::build).map(Probe::Dns),
+        Kind::Postgres => {
+            build_section(spec, label, cx, sink, postgres::Spec::build).map(Probe::Postgres)
+        }
+        Kind::Redis => build_section(spec, label, cx, sink, redis::Spec::build).map(Probe::Redis),
+        Kind::Asynq => build_section(spec, label, cx, sink, asynq::Spec::build).map(Probe::Asynq),
+        Kind::Smtp => build_section(spec, label, cx, sink, smtp::Spec::build).map(Probe::Smtp),
+        Kind::Registry => {
+            build_section(spec, label, cx, sink, registry::Spec::build).map(Probe::Registry)
+        }
+        Kind::S3 => build_section(spec, label, cx, sink, s3::Spec::build).map(Probe::S3),
+    }
+}
+
+/// Writes the series specific to one kind for every probe of that kind. Families are written
+/// family by family (the exposition format requires it), so each kind gets all its probes at once.
+pub fn write_kind_metrics<'a>(
+    kind: Kind,
+    probes: &[(&'a str, &'a ProbeResult)],
+    out: &mut MetricsWriter,
+) {
+    match kind {
+        Kind::Http => http::write_metrics(probes, out),
+        Kind::Dns => dns::write_metrics(probes, out),
+        Kind::Postgres => postgres::write_metrics(probes, out),
+        Kind::Redis => redis::write_metrics(probes, out),
+        Kind::Asynq => asynq::write_metrics(probes, out),
+        Kind::Smtp => smtp::write_metrics(probes, out),
+        Kind::Registry => registry::write_metrics(probes, out),
+        Kind::S3 => s3::write_metrics(probes, out),
+    }
+}
+
+// === ErrorClass ===
+
+/// Why a run failed, as a short closed set: the stable string rules match on and the bounded
+/// label metrics carry. The free-text detail goes in the message, never in a label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum ErrorClass {
+    /// Name resolution failed (NXDOMAIN, no answer, resolver unreachable).
+    Dns,
+    /// The TCP connection was refused, reset or unroutable.
+    Connect,
+    /// The run did not finish within its timeout (the message names the phase).
+    Timeout,
+    /// TLS handshake or certificate verification failed.
+    Tls,
+    /// An HTTP answer had a status outside the expected set.
+    HttpStatus,
+    /// The peer answered, but not in the protocol we speak (garbage, early close, bad reply).
+    Protocol,
+    /// Credentials were refused.
+    Auth,
+    /// The target answered correctly but a configured expectation did not hold.
+    Assertion,
+    /// The thing asked for does not exist (database, object, manifest, record).
+    NotFound,
+    /// A query or command was rejected by the server.
+    Query,
+    /// A database schema precondition did not hold (migrations).
+    Schema,
+    /// A queue holds work that nobody is doing.
+    Stalled,
+    /// A bug in honeyguide: a probe panicked. Reported, never fatal.
+    Internal,
+}
+
+impl ErrorClass {
+    /// Every class, for pre-initialising metric series.
+    pub const ALL: [ErrorClass; 13] = [
+        ErrorClass::Dns,
+        ErrorClass::Connect,
+        ErrorClass::Timeout,
+        ErrorClass::Tls,
+        ErrorClass::HttpStatus,
+        ErrorClass::Protocol,
+        ErrorClass::Auth,
+        ErrorClass::Assertion,
+        ErrorClass::NotFound,
+        ErrorClass::Query,
+        ErrorClass::Schema,
+        ErrorClass::Stalled,
+        ErrorClass::Internal,
+    ];
+
+    /// The stable name: what `/status`, metrics and rules see.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Dns => "dns",
+            ErrorClass::Connect => "connect",
+            ErrorClass::Timeout => "timeout",
+            ErrorClass::Tls => "tls",
+            ErrorClass::HttpStatus => "http_status",
+            ErrorClass::Protocol => "protocol",
+            ErrorClass::Auth => "auth",
+            ErrorClass::Assertion => "assertion",
+            ErrorClass::NotFound => "not_found",
+            ErrorClass::Query => "query",
+            ErrorClass::Schema => "schema",
+            ErrorClass::Stalled => "stalled",
+            ErrorClass::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+// === observations ===
+
+/// A value a probe observed; what rules read as `probes["x"].observations.<key>`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Value {
+    /// Observed as absent (e.g. no `cf-ray` header).
+    Null,
+    /// A flag.
+    Bool(bool),
+    /// A count, a code, a Unix timestamp in seconds.
+    Int(i64),
+    /// A measurement: seconds, ratios.
+    Float(f64),
+    /// Text: a header value, a banner.
+    Str(String),
+    /// A list: resolved addresses, EHLO extensions.
+    List(Vec<Value>),
+    /// Nested observations: per queue, per resolver.
+    Map(BTreeMap<String, Value>),
+}
+
+impl Value {
+    /// The value as a float, if it is a number.
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Int(value) => Some(*value as f64),
+            Value::Float(value) => Some(*value),
+            _ => None,
+        }
+    }
+
+    /// The value as an integer, if it is one.
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Value::Int(value) => Some(*value),
+            _ => None,
+        }
+    }
+
+    /// The value as text, if it is text.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(value) => Some(value),
+            _ => None,
+        }
+    }
+
+    /// The value as a flag, if it is one.
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Value::Bool(value) => Some(*value),
+            _ => None,
+        }
+    }
+
+    /// The nested map, if it is one.
+    pub fn as_map(&self) -> Option<&BTreeMap<String, Value>> {
+        match self {
+            Value::Map(map) => Some(map),
+            _ => None,
+        }
+    }
+}
+
+impl From<bool> for Value {
+    fn from(value: bool) -> Self {
+        Value::Bool(value)
+    }
+}
+
+impl From<i64> for Value {
+    fn from(value: i64) -> Self {
+        Value::Int(value)
+    }
+}
+
+impl From<i32> for Value {
+    fn from(value: i32) -> Self {
+        Value::Int(i64::from(value))
+    }
+}
+
+impl From<u16> for Value {
+    fn from(value: u16) -> Self {
+        Value::Int(i64::from(value))
+    }
+}
+
+impl From<u32> for Value {
+    fn from(value: u32) -> Self {
+        Value::Int(i64::from(value))
+    }
+}
+
+impl From<u64> for Value {
+    fn from(value: u64) -> Self {
+        Value::Int(i64::try_from(value).unwrap_or(i64::MAX))
+    }
+}
+
+impl From<usize> for Value {
+    fn from(value: usize) -> Self {
+        Value::Int(i64::try_from(value).unwrap_or(i64::MAX))
+    }
+}
+
+impl From<f64> for Value {
+    fn from(value: f64) -> Self {
+        Value::Float(value)
+    }
+}
+
+impl From<&str> for Value {
+    fn from(value: &str) -> Self {
+        Value::Str(value.to_owned())
+    }
+}
+
+impl From<String> for Value {
+    fn from(value: String) -> Self {
+        Value::Str(value)
+    }
+}
+
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(value: Option<T>) -> Self {
+        value.map_or(Value::Null, Into::into)
+    }
+}
+
+impl<T: Into<Value>> From<Vec<T>> for Value {
+    fn from(value: Vec<T>) -> Self {
+        Value::List(value.into_iter().map(Into::into).collect())
+    }
+}
+
+impl From<BTreeMap<String, Value>> for Value {
+    fn from(value: BTreeMap<String, Value>) -> Self {
+        Value::Map(value)
+    }
+}
+
+/// Everything one run observed, by key. Keys are snake_case and documented per kind.
+pub type Observations = BTreeMap<String, Value>;
+
+// === Outcome and ProbeResult ===
+
+/// What a probe's `run` returns: the verdict and what it saw. Timing is added by [`execute`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome {
+    /// Whether the target is healthy by this probe's standard.
+    pub ok: bool,
+    /// Why not, when not ok.
+    pub error: Option<ErrorClass>,
+    /// One line for humans: what was seen, or what failed and how.
+    pub message: String,
+    /// Kind-specific facts rules can read.
+    pub observations: Observations,
+}
+
+impl Outcome {
+    /// A healthy run.
+    pub fn success(message: impl Into<String>) -> Self {
+        Self {
+            ok: true,
+            error: None,
+            message: message.into(),
+            observations: Observations::new(),
+        }
+    }
+
+    /// A failed run.
+    pub fn failure(error: ErrorClass, message: impl Into<String>) -> Self {
+        Self {
+            ok: false,
+            error: Some(error),
+            message: message.into(),
+            observations: Observations::new(),
+        }
+    }
+
+    /// Adds an observation, builder style.
+    #[must_use]
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.observations.insert(key.to_owned(), value.into());
+        self
+    }
+
+    /// Adds an observation.
+    pub fn observe(&mut self, key: &str, value: impl Into<Value>) {
+        self.observations.insert(key.to_owned(), value.into());
+    }
+
+    /// Adds several observations collected before the verdict was known.
+    #[must_use]
+    pub fn with_all(mut self, observations: Observations) -> Self {
+        self.observations.extend(observations);
+        self
+    }
+}
+
+/// One finished run: the outcome plus how long it took and where the time went.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProbeResult {
+    /// Whether the target is healthy.
+    pub ok: bool,
+    /// Why not.
+    pub error: Option<ErrorClass>,
+    /// One line for humans.
+    pub message: String,
+    /// Kind-specific facts.
+    pub observations: Observations,
+    /// Wall time of the whole run.
+    pub duration: Duration,
+    /// Time per phase, in the order the phases ran.
+    pub phases: Vec<(&'static str, Duration)>,
+}
+
+impl ProbeResult {
+    /// The duration of `phase`, if it ran.
+    pub fn phase(&self, phase: &str) -> Option<Duration> {
+        self.phases
+            .iter()
+            .find(|(name, _)| *name == phase)
+            .map(|(_, duration)| *duration)
+    }
+
+    /// An observation by key.
+    pub fn observation(&self, key: &str) -> Option<&Value> {
+        self.observations.get(key)
+    }
+}
+
+// === ProbeContext ===
+
+/// Handed to every run: the deadline, and a recorder for the phases the probe goes through.
+///
+/// Probes call [`ProbeContext::phase`] as they move from one step to the next (`resolve`,
+/// `connect`, `tls`, ...). Because the recorder is shared with [`execute`], a run that is cut off
+/// at its timeout still reports the phases it finished and the one it was stuck in.
+#[derive(Clone, Debug)]
+pub struct ProbeContext {
+    deadline: Instant,
+    timings: Arc<Mutex<Timings>>,
+}
+
+#[derive(Debug)]
+struct Timings {
+    current: Option<(&'static str, Instant)>,
+    done: Vec<(&'static str, Duration)>,
+}
+
+impl ProbeContext {
+    /// A context for a run that must end by `deadline`.
+    pub fn new(deadline: Instant) -> Self {
+        Self {
+            deadline,
+            timings: Arc::new(Mutex::new(Timings {
+                current: None,
+                done: Vec::new(),
+            })),
+        }
+    }
+
+    /// When the run will be cut off.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Time left before the deadline.
+    pub fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// Ends the current phase (if any) and starts `name`.
+    pub fn phase(&self, name: &'static str) {
+        let now = Instant::now();
+        let mut timings = self.lock();
+        timings.close(now);
+        timings.current = Some((name, now));
+    }
+
+    /// Ends the current phase without starting another.
+    pub fn end_phase(&self) {
+        let now = Instant::now();
+        self.lock().close(now);
+    }
+
+    /// Records a phase measured elsewhere (e.g. inside a library callback).
+    pub fn record(&self, name: &'static str, duration: Duration) {
+        self.lock().done.push((name, duration));
+    }
+
+    /// The phase in progress, if any.
+    pub fn current_phase(&self) -> Option<&'static str> {
+        self.lock().current.map(|(name, _)| name)
+    }
+
+    /// Closes the current phase and returns all phases so far.
+    fn take_phases(&self) -> Vec<(&'static str, Duration)> {
+        let now = Instant::now();
+        let mut timings = self.lock();
+        timings.close(now);
+        timings.done.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Timings> {
+        // A panicking probe may poison the lock; the timings are still meaningful.
+        self.timings.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Timings {
+    fn close(&mut self, now: Instant) {
+        if let Some((name, started)) = self.current.take() {
+            self.done
+                .push((name, now.saturating_duration_since(started)));
+        }
+    }
+}
+
+// === execute ===
+
+/// Runs `probe` once with a hard `timeout`. Never panics, never takes longer than `timeout`
+/// (plus scheduling noise): a hang becomes [`ErrorClass::Timeout`] naming the phase it hung in,
+/// and a panic inside the probe becomes [`ErrorClass::Internal`].
+pub async fn execute(probe: Arc<Probe>, timeout: Duration) -> ProbeResult {
+    let started = Instant::now();
+    let ctx = ProbeContext::new(started + timeout);
+    let run_ctx = ctx.clone();
+    // A task of its own, so that a panic is caught by the runtime instead of unwinding into the
+    // scheduler, and so that aborting it on timeout drops every socket the probe holds.
+    let mut task = tokio::spawn(async move { probe.run(&run_ctx).await });
+    let outcome = match tokio::time::timeout_at(ctx.deadline(), &mut task).await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(join_error)) => {
+            let message = if join_error.is_panic() {
+                tracing::warn!(error = %join_error, "probe panicked; reported as an internal error");
+                "probe panicked (a honeyguide bug, please report it)".to_owned()
+            } else {
+                "probe run was cancelled".to_owned()
+            };
+            Outcome::failure(ErrorClass::Internal, message)
+        }
+        Err(_elapsed) => {
+            task.abort();
+            let phase = ctx.current_phase();
+            let message = match phase {
+                Some(phase) => format!(
+                    "timed out after {} during {phase}",
+                    humantime::format_duration(timeout)
+                ),
+                None => format!("timed out after {}", humantime::format_duration(timeout)),
+            };
+            Outcome::failure(ErrorClass::Timeout, message)
+                .with("timeout_phase", phase.map(str::to_owned))
+        }
+    };
+    ProbeResult {
+        ok: outcome.ok,
+        error: outcome.error,
+        message: outcome.message,
+        observations: outcome.observations,
+        duration: started.elapsed(),
+        phases: ctx.take_phases(),
+    }
+}

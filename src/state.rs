@@ -1,0 +1,320 @@
+//! The daemon's state and the one task that owns it.
+//!
+//! Every probe result flows into [`StateTask`], which alone mutates per-probe state (latest result,
+//! recent history, counters). Readers (`/status`, `/metrics`, the HTML page, `check`) never lock
+//! anything: they ask the task for a [`Snapshot`], an immutable, cheaply cloned picture. Per-probe
+//! views are `Arc`s updated copy-on-write, so a snapshot costs one `Arc` clone per probe and is
+//! cached until the next change.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::config::Config;
+use crate::metrics::Histogram;
+use crate::probe::{ErrorClass, Kind, ProbeResult};
+
+/// Runs remembered per probe, for rules (`failure_ratio(n)`) and uptime.
+pub const HISTORY_LEN: usize = 100;
+/// Runs shown per probe in `/status`.
+pub const STATUS_HISTORY_LEN: usize = 20;
+
+/// Upper bounds of the scheduler-lag histogram, in seconds.
+pub const LAG_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+// === results in ===
+
+/// One finished run as the scheduler reports it.
+#[derive(Debug)]
+pub struct ProbeRun {
+    /// Index of the probe in `Config::probes`.
+    pub probe: usize,
+    /// What the run found.
+    pub result: ProbeResult,
+    /// When the run finished (monotonic).
+    pub at: Instant,
+    /// When the run finished (wall clock).
+    pub checked_at: Timestamp,
+    /// How late the run started compared to its schedule.
+    pub lag: Duration,
+}
+
+// === per-probe view ===
+
+/// Everything known about one probe, as of the latest result.
+#[derive(Clone, Debug)]
+pub struct ProbeView {
+    /// Unique name.
+    pub name: String,
+    /// Kind.
+    pub kind: Kind,
+    /// What is probed (no credentials).
+    pub target: String,
+    /// Configured labels.
+    pub labels: BTreeMap<String, String>,
+    /// Configured interval.
+    pub interval: Duration,
+    /// Configured timeout.
+    pub timeout: Duration,
+    /// The latest result, once there is one.
+    pub latest: Option<Checked>,
+    /// The last [`HISTORY_LEN`] runs, oldest first.
+    pub history: VecDeque<HistoryPoint>,
+    /// Failed runs since the last success.
+    pub consecutive_failures: u64,
+    /// When the probe last succeeded (monotonic).
+    pub last_ok: Option<Instant>,
+    /// When the probe last succeeded (wall clock).
+    pub last_ok_at: Option<Timestamp>,
+    /// Successful runs since start.
+    pub runs_ok: u64,
+    /// Failed runs since start, by error class.
+    pub runs_failed: BTreeMap<ErrorClass, u64>,
+}
+
+/// A result with when it arrived.
+#[derive(Clone, Debug)]
+pub struct Checked {
+    /// The result.
+    pub result: ProbeResult,
+    /// When (monotonic).
+    pub at: Instant,
+    /// When (wall clock).
+    pub checked_at: Timestamp,
+}
+
+/// One past run, compact.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HistoryPoint {
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// Why not.
+    pub error: Option<ErrorClass>,
+    /// How long it took.
+    pub duration: Duration,
+    /// When it finished (monotonic).
+    pub at: Instant,
+    /// When it finished (wall clock).
+    pub checked_at: Timestamp,
+}
+
+impl ProbeView {
+    /// A probe that has not run yet.
+    pub fn new(
+        name: &str,
+        kind: Kind,
+        target: String,
+        labels: BTreeMap<String, String>,
+        interval: Duration,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            name: name.to_owned(),
+            kind,
+            target,
+            labels,
+            interval,
+            timeout,
+            latest: None,
+            history: VecDeque::with_capacity(HISTORY_LEN),
+            consecutive_failures: 0,
+            last_ok: None,
+            last_ok_at: None,
+            runs_ok: 0,
+            runs_failed: BTreeMap::new(),
+        }
+    }
+
+    /// Folds one run in.
+    pub fn record(&mut self, result: ProbeResult, at: Instant, checked_at: Timestamp) {
+        if self.history.len() == HISTORY_LEN {
+            self.history.pop_front();
+        }
+        self.history.push_back(HistoryPoint {
+            ok: result.ok,
+            error: result.error,
+            duration: result.duration,
+            at,
+            checked_at,
+        });
+        if result.ok {
+            self.consecutive_failures = 0;
+            self.last_ok = Some(at);
+            self.last_ok_at = Some(checked_at);
+            self.runs_ok += 1;
+        } else {
+            self.consecutive_failures += 1;
+            *self
+                .runs_failed
+                .entry(result.error.unwrap_or(ErrorClass::Internal))
+                .or_default() += 1;
+        }
+        self.latest = Some(Checked {
+            result,
+            at,
+            checked_at,
+        });
+    }
+
+    /// Share of the last `n` runs that failed (0 when there are none).
+    pub fn failure_ratio(&self, n: usize) -> f64 {
+        let recent: Vec<_> = self.history.iter().rev().take(n).collect();
+        if recent.is_empty() {
+            return 0.0;
+        }
+        recent.iter().filter(|point| !point.ok).count() as f64 / recent.len() as f64
+    }
+
+    /// Seconds since the last success, or `None` if the probe never succeeded.
+    pub fn seconds_since_ok(&self, now: Instant) -> Option<f64> {
+        self.last_ok
+            .map(|at| now.saturating_duration_since(at).as_secs_f64())
+    }
+
+    /// Whether the latest run succeeded (`None` before the first run).
+    pub fn ok(&self) -> Option<bool> {
+        self.latest.as_ref().map(|checked| checked.result.ok)
+    }
+}
+
+// === snapshot ===
+
+/// An immutable picture of the whole state, for readers.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    /// Per probe, in config order.
+    pub probes: Vec<Arc<ProbeView>>,
+    /// How late runs started, across all probes.
+    pub scheduler_lag: Histogram,
+    /// When the daemon started (wall clock).
+    pub started_at: Timestamp,
+}
+
+/// A request to the state task.
+#[derive(Debug)]
+pub enum Query {
+    /// Send back the current snapshot.
+    Snapshot(oneshot::Sender<Arc<Snapshot>>),
+}
+
+/// A cheap handle for asking the state task things.
+#[derive(Clone, Debug)]
+pub struct StateHandle {
+    queries: mpsc::Sender<Query>,
+}
+
+impl StateHandle {
+    /// The current snapshot, or `None` if the state task is gone (shutting down).
+    pub async fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        let (reply, answer) = oneshot::channel();
+        self.queries.send(Query::Snapshot(reply)).await.ok()?;
+        answer.await.ok()
+    }
+}
+
+// === the task ===
+
+/// The owner of all mutable state. Created with [`StateTask::new`], driven by [`StateTask::run`].
+pub struct StateTask {
+    probes: Vec<Arc<ProbeView>>,
+    scheduler_lag: Histogram,
+    started_at: Timestamp,
+    cached: Option<Arc<Snapshot>>,
+    results: mpsc::Receiver<ProbeRun>,
+    queries: mpsc::Receiver<Query>,
+}
+
+/// Capacity of the results channel: enough to absorb a burst without making probes wait.
+pub const RESULTS_CAPACITY: usize = 4096;
+
+impl StateTask {
+    /// Builds the task for `config`, returning the sender the scheduler reports into and the
+    /// handle readers ask through.
+    pub fn new(config: &Config) -> (Self, mpsc::Sender<ProbeRun>, StateHandle) {
+        let (results_tx, results) = mpsc::channel(RESULTS_CAPACITY);
+        let (queries_tx, queries) = mpsc::channel(64);
+        let probes = config
+            .probes
+            .iter()
+            .map(|probe| {
+                Arc::new(ProbeView::new(
+                    &probe.name,
+                    probe.kind(),
+                    probe.probe.target(),
+                    probe.labels.clone(),
+                    probe.interval,
+                    probe.timeout,
+                ))
+            })
+            .collect();
+        let task = Self {
+            probes,
+            scheduler_lag: Histogram::new(&LAG_BUCKETS),
+            started_at: Timestamp::now(),
+            cached: None,
+            results,
+            queries,
+        };
+        (
+            task,
+            results_tx,
+            StateHandle {
+                queries: queries_tx,
+            },
+        )
+    }
+
+    /// Processes results and queries until every result sender is gone (the scheduler stopped).
+    pub async fn run(mut self) {
+        loop {
+            tokio::select! {
+                biased;
+                Some(query) = self.queries.recv() => self.answer(query),
+                run = self.results.recv() => match run {
+                    Some(run) => self.apply(run),
+                    None => break,
+                },
+            }
+        }
+        // Keep answering readers while the server drains, until they hang up too.
+        while let Some(query) = self.queries.recv().await {
+            self.answer(query);
+        }
+    }
+
+    fn apply(&mut self, run: ProbeRun) {
+        let Some(view) = self.probes.get_mut(run.probe) else {
+            return;
+        };
+        self.scheduler_lag.observe(run.lag.as_secs_f64());
+        Arc::make_mut(view).record(run.result, run.at, run.checked_at);
+        self.cached = None;
+    }
+
+    fn answer(&mut self, query: Query) {
+        match query {
+            Query::Snapshot(reply) => {
+                let _ = reply.send(self.snapshot());
+            }
+        }
+    }
+
+    fn snapshot(&mut self) -> Arc<Snapshot> {
+        if let Some(cached) = &self.cached {
+            return cached.clone();
+        }
+        let snapshot = Arc::new(Snapshot {
+            probes: self.probes.clone(),
+            scheduler_lag: self.scheduler_lag.clone(),
+            started_at: self.started_at,
+        });
+        self.cached = Some(snapshot.clone());
+        snapshot
+    }
+}

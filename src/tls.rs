@@ -1,0 +1,165 @@
+//! TLS shared by every probe and notifier: one crypto provider, trust roots, client configs, and
+//! what a peer's certificate chain says.
+//!
+//! honeyguide compiles exactly one rustls crypto provider, *ring* (the lighter build); with two,
+//! rustls panics at the first handshake unless a default is installed. [`install_crypto_provider`]
+//! is still called first thing in `main` and in tests, because reqwest is built without a
+//! provider of its own and uses the process default.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+/// Installs *ring* as the process-wide rustls provider. Idempotent.
+pub fn install_crypto_provider() {
+    // An error only means a provider is already installed, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The operating system's trusted roots (`/etc/ssl/certs` on Debian). Certificates that fail to
+/// parse are skipped; an empty store makes every verified handshake fail with a clear error.
+pub fn system_roots() -> RootCertStore {
+    let mut roots = RootCertStore::empty();
+    let loaded = rustls_native_certs::load_native_certs();
+    for error in &loaded.errors {
+        tracing::warn!(%error, "could not load some system root certificates");
+    }
+    let (added, ignored) = roots.add_parsable_certificates(loaded.certs);
+    if ignored > 0 {
+        tracing::debug!(
+            added,
+            ignored,
+            "skipped unparsable system root certificates"
+        );
+    }
+    roots
+}
+
+/// Roots from a PEM file (a private CA, e.g. for a test server or an internal registry).
+pub fn roots_from_pem_file(path: &Path) -> Result<RootCertStore, String> {
+    let pem =
+        std::fs::read(path).map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+    let mut roots = RootCertStore::empty();
+    let mut found = 0;
+    for cert in rustls_pemfile_certs(&pem) {
+        roots
+            .add(cert)
+            .map_err(|error| format!("bad certificate in {}: {error}", path.display()))?;
+        found += 1;
+    }
+    if found == 0 {
+        return Err(format!("no PEM certificates found in {}", path.display()));
+    }
+    Ok(roots)
+}
+
+fn rustls_pemfile_certs(pem: &[u8]) -> Vec<CertificateDer<'static>> {
+    use rustls::pki_types::pem::PemObject;
+    CertificateDer::pem_slice_iter(pem)
+        .filter_map(Result::ok)
+        .collect()
+}
+
+/// Whether to check the peer's certificate chain and name.
+#[derive(Clone, Debug)]
+pub enum Verification {
+    /// Verify against these roots (the usual case).
+    Roots(Arc<RootCertStore>),
+    /// Accept any certificate (`tls_verify = false`): the handshake still happens and the
+    /// certificate is still observed (e.g. its expiry), but it is not trusted.
+    Disabled,
+}
+
+/// A client config with the given verification and ALPN protocols (e.g. `h2`, `http/1.1`).
+pub fn client_config(verification: &Verification, alpn: &[&[u8]]) -> Result<ClientConfig, String> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|error| format!("tls setup: {error}"))?;
+    let mut config = match verification {
+        Verification::Roots(roots) => builder
+            .with_root_certificates(roots.clone())
+            .with_no_client_auth(),
+        Verification::Disabled => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider())))
+            .with_no_client_auth(),
+    };
+    config.alpn_protocols = alpn.iter().map(|protocol| protocol.to_vec()).collect();
+    Ok(config)
+}
+
+/// The earliest `notAfter` in a presented chain, as Unix seconds: what
+/// `probe_ssl_earliest_cert_expiry` reports.
+pub fn earliest_expiry(chain: &[CertificateDer<'_>]) -> Option<i64> {
+    chain
+        .iter()
+        .filter_map(|cert| {
+            x509_parser::parse_x509_certificate(cert.as_ref())
+                .ok()
+                .map(|(_, parsed)| parsed.validity().not_after.timestamp())
+        })
+        .min()
+}
+
+/// Describes a rustls error for a probe message: expired, wrong name, unknown issuer, ...
+pub fn describe_error(error: &rustls::Error) -> String {
+    match error {
+        rustls::Error::InvalidCertificate(reason) => format!("invalid certificate: {reason:?}"),
+        other => other.to_string(),
+    }
+}
+
+#[derive(Debug)]
+struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

@@ -1,0 +1,19 @@
+//! honeyguide's integration tests: one binary, real servers.
+//!
+//! Every server a test talks to is real (Postgres, PgBouncer, Redis, SMTP, registry, S3, DNS,
+//! Alertmanager) or an in-process server speaking the real protocol (hyper with rcgen
+//! certificates). The harness in `support/` starts each as a child process on a free loopback
+//! port and kills it on drop. A missing server binary fails the test loudly with the command that
+//! installs it: no test skips itself.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is the test failing, with the cause in the message"
+)]
+#![allow(
+    clippy::disallowed_types,
+    reason = "the harness waits for real server processes in real time"
+)]
+
+mod support;
