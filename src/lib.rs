@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //!
+//! - [`catalog`]: the failure modes (`alerts/*.toml`) and the diagnoses they produce.
 //! - [`config`]: `probes.toml` into validated, immutable types; every error located.
 //! - [`probe`]: the probe model and one module per kind (`http`, `postgres`, `asynq`, ...).
 //! - [`tls`]: the one rustls provider, trust roots, certificate facts.
@@ -10,6 +11,7 @@
 //!
 //! See ARCHITECTURE.md for the data flow and the invariants that hold it together.
 
+pub mod catalog;
 pub mod config;
 pub mod metrics;
 pub mod probe;
