@@ -2,18 +2,24 @@
 //!
 //! # Layout
 //!
-//! - [`catalog`]: the failure modes (`alerts/*.toml`) and the diagnoses they produce.
 //! - [`config`]: `probes.toml` into validated, immutable types; every error located.
 //! - [`probe`]: the probe model and one module per kind (`http`, `postgres`, `asynq`, ...).
-//! - [`tls`]: the one rustls provider, trust roots, certificate facts.
+//! - [`scheduler`]: when probes run; bounded in time and in number.
 //! - [`state`]: the task that owns all mutable state, and the snapshots readers get.
-//! - [`metrics`]: the Prometheus text exposition, rendered from the state snapshot.
+//! - [`catalog`]: the failure modes (`alerts/*.toml`) and the diagnoses they produce.
+//! - [`metrics`]: the Prometheus text exposition, rendered from a snapshot.
+//! - [`server`]: `/metrics`, `/status`, `/`, `/healthz`.
+//! - [`app`]: wiring and lifecycle.
+//! - [`tls`]: the one rustls provider, trust roots, certificate facts.
 //!
 //! See ARCHITECTURE.md for the data flow and the invariants that hold it together.
 
+pub mod app;
 pub mod catalog;
 pub mod config;
 pub mod metrics;
 pub mod probe;
+pub mod scheduler;
+pub mod server;
 pub mod state;
 pub mod tls;

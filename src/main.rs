@@ -1,1 +1,229 @@
-fn main() {}
+//! The `honeyguide` command: `run` (the daemon), `check` (run probes once), `validate`.
+//!
+//! Exit codes: 0 success, 1 `check` found failing probes, 2 bad configuration or usage.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use honeyguide::config::{self, Config, ConfigErrors};
+use honeyguide::probe::{self, ProbeResult};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "honeyguide",
+    version,
+    about = "Synthetic monitoring that names the failure mode"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Args)]
+struct Paths {
+    /// The probes file.
+    #[arg(long, default_value = "probes.toml")]
+    config: PathBuf,
+    /// The directory of failure-mode rules.
+    #[arg(long, default_value = "alerts")]
+    alerts: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon: probe on schedule, serve /metrics, /status and /.
+    Run {
+        #[command(flatten)]
+        paths: Paths,
+    },
+    /// Run probes once, print a table, exit 1 if any failed (a deploy gate).
+    Check {
+        #[command(flatten)]
+        paths: Paths,
+        /// Only these probes (default: all).
+        probes: Vec<String>,
+    },
+    /// Check the configuration and rules, report every problem, exit 2 if there is one.
+    Validate {
+        #[command(flatten)]
+        paths: Paths,
+    },
+}
+
+fn main() -> ExitCode {
+    init_logging();
+    honeyguide::tls::install_crypto_provider();
+    let cli = Cli::parse();
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("honeyguide: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HONEYGUIDE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run { paths } => {
+            let Some(config) = load_config(&paths.config) else {
+                return Ok(ExitCode::from(2));
+            };
+            runtime()?.block_on(run_daemon(config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { paths, probes } => {
+            let Some(config) = load_config(&paths.config) else {
+                return Ok(ExitCode::from(2));
+            };
+            runtime()?.block_on(check(&config, &probes))
+        }
+        Command::Validate { paths } => Ok(match load_config(&paths.config) {
+            Some(config) => {
+                println!(
+                    "{}: {} probes, ok",
+                    config.path.display(),
+                    config.probes.len()
+                );
+                ExitCode::SUCCESS
+            }
+            None => ExitCode::from(2),
+        }),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")
+}
+
+/// Loads the config, printing every problem to stderr.
+fn load_config(path: &Path) -> Option<Config> {
+    match config::load(path) {
+        Ok(config) => Some(config),
+        Err(ConfigErrors(errors)) => {
+            for error in &errors {
+                eprintln!("{error}");
+            }
+            eprintln!(
+                "honeyguide: {} problem(s) in {}",
+                errors.len(),
+                path.display()
+            );
+            None
+        }
+    }
+}
+
+async fn run_daemon(config: Config) -> anyhow::Result<()> {
+    let listen = config.server.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    tracing::info!(
+        %listen,
+        probes = config.probes.len(),
+        config = %config.path.display(),
+        "honeyguide started"
+    );
+    honeyguide::app::run(config, listener, shutdown_signal()).await?;
+    tracing::info!("honeyguide stopped");
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops honeyguide");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}
+
+async fn check(config: &Config, only: &[String]) -> anyhow::Result<ExitCode> {
+    let unknown: Vec<&String> = only
+        .iter()
+        .filter(|name| !config.probes.iter().any(|probe| &probe.name == *name))
+        .collect();
+    if !unknown.is_empty() {
+        for name in unknown {
+            eprintln!(
+                "honeyguide: no probe named `{name}` in {}",
+                config.path.display()
+            );
+        }
+        return Ok(ExitCode::from(2));
+    }
+    let selected: Vec<_> = config
+        .probes
+        .iter()
+        .filter(|probe| only.is_empty() || only.contains(&probe.name))
+        .collect();
+    // All at once: a deploy gate should take as long as the slowest probe, not the sum.
+    let handles: Vec<_> = selected
+        .iter()
+        .map(|probe| tokio::spawn(probe::execute(probe.probe.clone(), probe.timeout)))
+        .collect();
+    let mut results = Vec::with_capacity(handles.len());
+    for handle in handles {
+        results.push(handle.await.context("probe task")?);
+    }
+    let rows: Vec<(&str, &str, &ProbeResult)> = selected
+        .iter()
+        .zip(&results)
+        .map(|(probe, result)| (probe.name.as_str(), probe.kind().as_str(), result))
+        .collect();
+    print!("{}", render_table(&rows));
+    let failed = results.iter().filter(|result| !result.ok).count();
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn render_table(rows: &[(&str, &str, &ProbeResult)]) -> String {
+    let name_width = rows
+        .iter()
+        .map(|(name, _, _)| name.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let mut out = format!(
+        "{:<name_width$}  {:<8}  {:<6}  {:<11}  {:>9}  MESSAGE\n",
+        "PROBE", "KIND", "RESULT", "ERROR", "DURATION"
+    );
+    for (name, kind, result) in rows {
+        let verdict = if result.ok { "ok" } else { "FAIL" };
+        let error = result.error.map_or("-", |class| class.as_str());
+        let millis = format!("{:.0}ms", result.duration.as_secs_f64() * 1000.0);
+        out.push_str(&format!(
+            "{name:<name_width$}  {kind:<8}  {verdict:<6}  {error:<11}  {millis:>9}  {}\n",
+            result.message
+        ));
+    }
+    out
+}

@@ -10,11 +10,155 @@
 //! 0.0.4, and a registry would be a second copy of state the state task already owns. This file
 //! is small, and `tests/it` checks its output with real parsers.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
+
+use crate::probe::{self, Kind, ProbeResult};
+use crate::state::Snapshot;
 
 /// The content type of the exposition; vmagent asks for it, Prometheus 3 requires one.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Renders the whole exposition from a snapshot.
+pub fn render(snapshot: &Snapshot) -> String {
+    let mut out = MetricsWriter::new();
+    write_probe_series(snapshot, &mut out);
+    write_kind_series(snapshot, &mut out);
+    write_daemon_series(snapshot, &mut out);
+    out.finish()
+}
+
+/// The series every probe has, named after blackbox_exporter's where one exists.
+fn write_probe_series(snapshot: &Snapshot, out: &mut MetricsWriter) {
+    out.family(
+        "probe_success",
+        MetricType::Gauge,
+        "Whether the probe's latest run succeeded (1) or not (0).",
+    );
+    out.family(
+        "probe_duration_seconds",
+        MetricType::Gauge,
+        "How long the probe's latest run took.",
+    );
+    out.family(
+        "honeyguide_probe_runs_total",
+        MetricType::Counter,
+        "Probe runs since start, by result.",
+    );
+    out.family(
+        "honeyguide_probe_failures_total",
+        MetricType::Counter,
+        "Failed probe runs since start, by error class.",
+    );
+    out.family(
+        "honeyguide_probe_consecutive_failures",
+        MetricType::Gauge,
+        "Failed runs in a row since the probe last succeeded.",
+    );
+    out.family(
+        "honeyguide_probe_last_run_timestamp_seconds",
+        MetricType::Gauge,
+        "When the probe last finished a run (Unix time).",
+    );
+    out.family(
+        "honeyguide_probe_info",
+        MetricType::Gauge,
+        "Always 1; the probe's kind and configured labels, to join on `probe`.",
+    );
+    for view in &snapshot.probes {
+        let probe = view.name.as_str();
+        let mut info: Vec<(&str, &str)> = vec![("probe", probe), ("kind", view.kind.as_str())];
+        info.extend(
+            view.labels
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_str())),
+        );
+        out.sample("honeyguide_probe_info", &info, 1.0);
+        out.sample(
+            "honeyguide_probe_runs_total",
+            &[("probe", probe), ("result", "ok")],
+            view.runs_ok as f64,
+        );
+        let failed: u64 = view.runs_failed.values().sum();
+        out.sample(
+            "honeyguide_probe_runs_total",
+            &[("probe", probe), ("result", "failed")],
+            failed as f64,
+        );
+        for (class, count) in &view.runs_failed {
+            out.sample(
+                "honeyguide_probe_failures_total",
+                &[("probe", probe), ("error", class.as_str())],
+                *count as f64,
+            );
+        }
+        let Some(latest) = &view.latest else { continue };
+        out.sample(
+            "probe_success",
+            &[("probe", probe)],
+            if latest.result.ok { 1.0 } else { 0.0 },
+        );
+        out.sample(
+            "probe_duration_seconds",
+            &[("probe", probe)],
+            latest.result.duration.as_secs_f64(),
+        );
+        out.sample(
+            "honeyguide_probe_consecutive_failures",
+            &[("probe", probe)],
+            view.consecutive_failures as f64,
+        );
+        out.sample(
+            "honeyguide_probe_last_run_timestamp_seconds",
+            &[("probe", probe)],
+            latest.checked_at.as_millisecond() as f64 / 1000.0,
+        );
+    }
+}
+
+/// Each kind's own series, for all probes of that kind at once.
+fn write_kind_series(snapshot: &Snapshot, out: &mut MetricsWriter) {
+    let mut by_kind: BTreeMap<Kind, Vec<(&str, &ProbeResult)>> = BTreeMap::new();
+    for view in &snapshot.probes {
+        if let Some(latest) = &view.latest {
+            by_kind
+                .entry(view.kind)
+                .or_default()
+                .push((view.name.as_str(), &latest.result));
+        }
+    }
+    for (kind, probes) in by_kind {
+        probe::write_kind_metrics(kind, &probes, out);
+    }
+}
+
+/// honeyguide's own health.
+fn write_daemon_series(snapshot: &Snapshot, out: &mut MetricsWriter) {
+    out.histogram(
+        "honeyguide_scheduler_lag_seconds",
+        "How late probe runs started compared to their schedule.",
+        &[],
+        &snapshot.scheduler_lag,
+    );
+    out.gauge(
+        "honeyguide_probes",
+        "Probes configured.",
+        &[],
+        snapshot.probes.len() as f64,
+    );
+    out.gauge(
+        "honeyguide_start_time_seconds",
+        "When this honeyguide process started (Unix time).",
+        &[],
+        snapshot.started_at.as_millisecond() as f64 / 1000.0,
+    );
+    out.gauge(
+        "honeyguide_build_info",
+        "Always 1; the running version.",
+        &[("version", env!("CARGO_PKG_VERSION"))],
+        1.0,
+    );
+}
 
 /// The Prometheus metric type of a family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,6 +238,12 @@ impl MetricsWriter {
         value: f64,
     ) {
         self.family(name, MetricType::Counter, help);
+        self.write_line(name, "", labels, value);
+    }
+
+    /// Writes one sample into a family declared with [`MetricsWriter::family`].
+    pub fn sample(&mut self, name: &'static str, labels: &[(&str, &str)], value: f64) {
+        debug_assert!(self.index.contains_key(name), "family {name} not declared");
         self.write_line(name, "", labels, value);
     }
 

@@ -631,12 +631,21 @@ impl Timings {
 /// (plus scheduling noise): a hang becomes [`ErrorClass::Timeout`] naming the phase it hung in,
 /// and a panic inside the probe becomes [`ErrorClass::Internal`].
 pub async fn execute(probe: Arc<Probe>, timeout: Duration) -> ProbeResult {
+    execute_with(timeout, move |ctx| async move { probe.run(&ctx).await }).await
+}
+
+/// [`execute`] for any run function: the guard itself, separate from the probe kinds so that it
+/// can be tested with runs that hang or panic on purpose.
+pub async fn execute_with<F, Fut>(timeout: Duration, run: F) -> ProbeResult
+where
+    F: FnOnce(ProbeContext) -> Fut,
+    Fut: Future<Output = Outcome> + Send + 'static,
+{
     let started = Instant::now();
     let ctx = ProbeContext::new(started + timeout);
-    let run_ctx = ctx.clone();
     // A task of its own, so that a panic is caught by the runtime instead of unwinding into the
     // scheduler, and so that aborting it on timeout drops every socket the probe holds.
-    let mut task = tokio::spawn(async move { probe.run(&run_ctx).await });
+    let mut task = tokio::spawn(run(ctx.clone()));
     let outcome = match tokio::time::timeout_at(ctx.deadline(), &mut task).await {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(join_error)) => {
@@ -650,16 +659,7 @@ pub async fn execute(probe: Arc<Probe>, timeout: Duration) -> ProbeResult {
         }
         Err(_elapsed) => {
             task.abort();
-            let phase = ctx.current_phase();
-            let message = match phase {
-                Some(phase) => format!(
-                    "timed out after {} during {phase}",
-                    humantime::format_duration(timeout)
-                ),
-                None => format!("timed out after {}", humantime::format_duration(timeout)),
-            };
-            Outcome::failure(ErrorClass::Timeout, message)
-                .with("timeout_phase", phase.map(str::to_owned))
+            timed_out(&ctx, timeout)
         }
     };
     ProbeResult {
@@ -669,5 +669,74 @@ pub async fn execute(probe: Arc<Probe>, timeout: Duration) -> ProbeResult {
         observations: outcome.observations,
         duration: started.elapsed(),
         phases: ctx.take_phases(),
+    }
+}
+
+fn timed_out(ctx: &ProbeContext, timeout: Duration) -> Outcome {
+    let phase = ctx.current_phase();
+    let limit = humantime::format_duration(timeout);
+    let message = match phase {
+        Some(phase) => format!("timed out after {limit} during {phase}"),
+        None => format!("timed out after {limit}"),
+    };
+    Outcome::failure(ErrorClass::Timeout, message).with("timeout_phase", phase.map(str::to_owned))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run that finishes reports its outcome and the phases it marked, in order.
+    #[tokio::test(start_paused = true)]
+    async fn a_finished_run_reports_its_phases() {
+        let result = execute_with(Duration::from_secs(5), |ctx| async move {
+            ctx.phase("connect");
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            ctx.phase("query");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Outcome::success("fine")
+        })
+        .await;
+        assert!(result.ok);
+        assert_eq!(result.phase("connect"), Some(Duration::from_millis(30)));
+        assert_eq!(result.phase("query"), Some(Duration::from_millis(20)));
+        assert_eq!(result.duration, Duration::from_millis(50));
+    }
+
+    /// A run that hangs is cut off at the timeout, names the phase it hung in, and keeps the
+    /// phases it finished.
+    #[tokio::test(start_paused = true)]
+    async fn a_hanging_run_times_out_naming_the_phase() {
+        let result = execute_with(Duration::from_secs(2), |ctx| async move {
+            ctx.phase("connect");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            ctx.phase("first_byte");
+            std::future::pending::<()>().await;
+            Outcome::success("unreachable")
+        })
+        .await;
+        assert!(!result.ok);
+        assert_eq!(result.error, Some(ErrorClass::Timeout));
+        assert_eq!(result.message, "timed out after 2s during first_byte");
+        assert_eq!(
+            result.observation("timeout_phase"),
+            Some(&Value::Str("first_byte".into()))
+        );
+        assert_eq!(result.phase("connect"), Some(Duration::from_millis(100)));
+        assert_eq!(result.duration, Duration::from_secs(2));
+    }
+
+    /// A probe bug that panics is a failed result of class `internal`, not a crash.
+    #[tokio::test]
+    async fn a_panicking_run_is_an_internal_error() {
+        let result = execute_with(Duration::from_secs(1), |_ctx| async move {
+            let items: Vec<u8> = Vec::new();
+            // Index out of bounds on purpose.
+            let _ = items[usize::from(items.is_empty())];
+            Outcome::success("unreachable")
+        })
+        .await;
+        assert_eq!(result.error, Some(ErrorClass::Internal));
+        assert!(result.message.contains("panicked"), "{}", result.message);
     }
 }

@@ -10,6 +10,7 @@
 )]
 
 pub mod certs;
+pub mod daemon;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,74 @@
+//! The human status page at `/`: the same facts as `/status`, rendered as HTML on the server.
+//!
+//! Everything that came from a target (messages, banners, headers) is escaped; the page has no
+//! scripts of its own beyond a meta refresh.
+
+use std::fmt::Write as _;
+
+use super::status::{ProbeStatus, Status};
+
+/// Renders the page.
+pub fn render(status: &Status) -> String {
+    let mut html = String::with_capacity(4096 + status.probes.len() * 256);
+    html.push_str(concat!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">",
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
+        "<meta http-equiv=\"refresh\" content=\"15\">",
+        "<title>honeyguide</title></head><body>",
+        "<h1>honeyguide</h1><table><thead><tr>",
+        "<th>probe</th><th>state</th><th>latency</th><th>message</th>",
+        "</tr></thead><tbody>"
+    ));
+    for probe in &status.probes {
+        write_row(&mut html, probe);
+    }
+    html.push_str("</tbody></table></body></html>\n");
+    html
+}
+
+fn write_row(html: &mut String, probe: &ProbeStatus) {
+    let state = match probe.ok {
+        Some(true) => "up",
+        Some(false) => "down",
+        None => "pending",
+    };
+    let latency = probe
+        .duration_seconds
+        .map(|seconds| format!("{:.0} ms", seconds * 1000.0))
+        .unwrap_or_default();
+    let _ = write!(
+        html,
+        "<tr><td>{}</td><td>{state}</td><td>{latency}</td><td>{}</td></tr>",
+        escape(&probe.name),
+        escape(probe.message.as_deref().unwrap_or("")),
+    );
+}
+
+/// Escapes text for HTML element content and attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup_from_targets() {
+        assert_eq!(
+            escape("<script>alert('x')</script> & \"y\""),
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;y&quot;"
+        );
+    }
+}
