@@ -289,12 +289,14 @@ impl StateTask {
     }
 
     fn apply(&mut self, run: ProbeRun) {
+        // Drop our own cached snapshot first: while it holds a reference to the views,
+        // `make_mut` would copy a view on every result instead of updating it in place.
+        self.cached = None;
         let Some(view) = self.probes.get_mut(run.probe) else {
             return;
         };
         self.scheduler_lag.observe(run.lag.as_secs_f64());
         Arc::make_mut(view).record(run.result, run.at, run.checked_at);
-        self.cached = None;
     }
 
     fn answer(&mut self, query: Query) {
@@ -316,5 +318,68 @@ impl StateTask {
         });
         self.cached = Some(snapshot.clone());
         snapshot
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::Observations;
+
+    fn result(ok: bool) -> ProbeResult {
+        ProbeResult {
+            ok,
+            error: (!ok).then_some(ErrorClass::Connect),
+            message: String::new(),
+            observations: Observations::new(),
+            duration: Duration::from_millis(5),
+            phases: Vec::new(),
+        }
+    }
+
+    fn view() -> ProbeView {
+        ProbeView::new(
+            "p",
+            Kind::Http,
+            String::new(),
+            BTreeMap::new(),
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+        )
+    }
+
+    /// Counters, streaks and the last success follow the results.
+    #[tokio::test(start_paused = true)]
+    async fn record_tracks_streaks_and_last_success() {
+        let mut view = view();
+        let start = Instant::now();
+        view.record(result(true), start, Timestamp::UNIX_EPOCH);
+        tokio::time::advance(Duration::from_secs(3)).await;
+        view.record(result(false), Instant::now(), Timestamp::UNIX_EPOCH);
+        view.record(result(false), Instant::now(), Timestamp::UNIX_EPOCH);
+        assert_eq!(view.consecutive_failures, 2);
+        assert_eq!(view.runs_ok, 1);
+        assert_eq!(view.runs_failed.get(&ErrorClass::Connect), Some(&2));
+        assert_eq!(view.seconds_since_ok(Instant::now()), Some(3.0));
+        assert_eq!(view.ok(), Some(false));
+        view.record(result(true), Instant::now(), Timestamp::UNIX_EPOCH);
+        assert_eq!(view.consecutive_failures, 0);
+    }
+
+    /// The failure ratio looks at the last n runs only, and history is bounded.
+    #[tokio::test(start_paused = true)]
+    async fn failure_ratio_counts_recent_runs_and_history_is_bounded() {
+        let mut view = view();
+        assert_eq!(view.failure_ratio(5), 0.0);
+        for index in 0..(HISTORY_LEN + 10) {
+            view.record(
+                result(index % 4 != 0),
+                Instant::now(),
+                Timestamp::UNIX_EPOCH,
+            );
+        }
+        assert_eq!(view.history.len(), HISTORY_LEN);
+        // The last 4 runs are indices 106..=109: one of them (108) failed.
+        assert_eq!(view.failure_ratio(4), 0.25);
     }
 }
