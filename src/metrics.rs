@@ -141,6 +141,12 @@ fn write_daemon_series(snapshot: &Snapshot, out: &mut MetricsWriter) {
         &snapshot.scheduler_lag,
     );
     out.gauge(
+        "honeyguide_scheduler_lag_max_seconds",
+        "The latest any probe run has started since honeyguide started.",
+        &[],
+        snapshot.scheduler_lag_max.as_secs_f64(),
+    );
+    out.gauge(
         "honeyguide_probes",
         "Probes configured.",
         &[],
