@@ -151,7 +151,11 @@ fn describe_certificate_error(reason: &rustls::CertificateError) -> String {
             if presented.is_empty() {
                 "no names".to_owned()
             } else {
-                presented.join(", ")
+                presented
+                    .iter()
+                    .map(|name| bare_name(name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             }
         ),
         CertificateError::UnknownIssuer => {
@@ -161,6 +165,15 @@ fn describe_certificate_error(reason: &rustls::CertificateError) -> String {
         CertificateError::BadSignature => "certificate has a bad signature".to_owned(),
         other => format!("invalid certificate: {other}"),
     }
+}
+
+/// rustls lists presented names as `DnsName("a.example")` or `IpAddress(192.0.2.1)`; the
+/// operator wants `a.example`.
+fn bare_name(presented: &str) -> &str {
+    presented
+        .split_once('(')
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+        .map_or(presented, |inner| inner.trim_matches('"'))
 }
 
 fn unix_time(time: UnixTime) -> String {

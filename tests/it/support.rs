@@ -10,6 +10,7 @@
 )]
 
 pub mod certs;
+pub mod http_server;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};

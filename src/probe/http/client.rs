@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::{Bytes, BytesMut};
 use hickory_resolver::TokioResolver;
+use hickory_resolver::config::LookupIpStrategy;
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
 use http::header::{HOST, USER_AGENT};
@@ -73,10 +74,15 @@ impl Client {
 /// tells NXDOMAIN from SERVFAIL from no answer, which is what the `dns` error message needs. With
 /// the cache off, every run asks the resolver again, as a fresh client would. The configuration
 /// is read once here, at load time, so that no run does blocking file I/O.
+///
+/// A and AAAA are asked in parallel and A answers come first: hickory's default puts IPv6 first,
+/// which fails every run on the many hosts without IPv6 connectivity.
 fn system_resolver() -> Result<TokioResolver, String> {
     let mut builder = TokioResolver::builder_tokio()
         .map_err(|error| format!("cannot read the system resolver configuration: {error}"))?;
-    builder.options_mut().cache_size = 0;
+    let options = builder.options_mut();
+    options.cache_size = 0;
+    options.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
     builder
         .build()
         .map_err(|error| format!("cannot set up the system resolver: {error}"))
