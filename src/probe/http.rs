@@ -533,3 +533,97 @@ fn observed_i64(result: &ProbeResult, key: &str) -> Option<i64> {
 fn version_number(name: &str) -> Option<f64> {
     name.strip_prefix("HTTP/")?.parse().ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(method: Method, url: &str) -> PendingRequest {
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", "Token t".parse().unwrap());
+        PendingRequest {
+            method,
+            url: Url::parse(url).unwrap(),
+            headers,
+            body: Bytes::from_static(b"{}"),
+        }
+    }
+
+    #[test]
+    fn see_other_and_post_redirects_become_a_get_without_body() {
+        let post = pending(Method::POST, "https://api.test/login");
+        for status in [
+            StatusCode::SEE_OTHER,
+            StatusCode::FOUND,
+            StatusCode::MOVED_PERMANENTLY,
+        ] {
+            let next = post.redirected(status, Url::parse("https://api.test/home").unwrap());
+            assert_eq!(next.method, Method::GET);
+            assert!(next.body.is_empty());
+        }
+        let kept = post.redirected(
+            StatusCode::TEMPORARY_REDIRECT,
+            Url::parse("https://api.test/v2/login").unwrap(),
+        );
+        assert_eq!(kept.method, Method::POST);
+        assert_eq!(kept.body, Bytes::from_static(b"{}"));
+    }
+
+    #[test]
+    fn configured_headers_go_only_to_the_same_origin() {
+        let request = pending(Method::GET, "https://api.test/a");
+        let same = request.redirected(StatusCode::FOUND, Url::parse("https://api.test/b").unwrap());
+        assert!(same.headers.contains_key("authorization"));
+        for elsewhere in [
+            "https://cdn.test/b",
+            "http://api.test/b",
+            "https://api.test:8443/b",
+        ] {
+            let next = request.redirected(StatusCode::FOUND, Url::parse(elsewhere).unwrap());
+            assert!(next.headers.is_empty(), "{elsewhere}");
+        }
+    }
+
+    #[test]
+    fn phase_durations_are_summed_over_redirects_under_blackbox_names() {
+        let result = ProbeResult {
+            ok: true,
+            error: None,
+            message: String::new(),
+            observations: Observations::new(),
+            duration: Duration::from_secs(4),
+            phases: vec![
+                ("connect", Duration::from_millis(1000)),
+                ("first_byte", Duration::from_millis(2000)),
+                ("connect", Duration::from_millis(500)),
+            ],
+        };
+        let mut out = MetricsWriter::new();
+        write_metrics(&[("web", &result)], &mut out);
+        let text = out.finish();
+        assert!(
+            text.contains("probe_http_duration_seconds{probe=\"web\",phase=\"connect\"} 1.5\n")
+        );
+        assert!(
+            text.contains("probe_http_duration_seconds{probe=\"web\",phase=\"processing\"} 2\n")
+        );
+        assert!(text.contains("probe_http_status_code{probe=\"web\"} 0\n"));
+        assert!(!text.contains("phase=\"first_byte\""));
+    }
+
+    #[test]
+    fn cdn_context_says_who_made_the_error() {
+        let generated = CdnView {
+            cf_ray: Some("8f2c7d1e9a0b1c2d-FRA".into()),
+            colo: Some("FRA".into()),
+            via_cloudflare: true,
+            error_code: Some(1016),
+        };
+        assert_eq!(
+            cdn_context(&generated),
+            "; Cloudflare at FRA generated it (error 1016: origin DNS error)"
+        );
+        let direct = CdnView::default();
+        assert_eq!(cdn_context(&direct), "");
+    }
+}

@@ -258,6 +258,37 @@ async fn a_body_that_does_not_match_is_an_assertion_error() {
     assert_eq!(observed(&matched, "body_matched"), &Value::Bool(true));
 }
 
+/// The configured method, headers and body are sent as configured, and `User-Agent` and
+/// `Accept` default to honeyguide's and curl's.
+#[tokio::test]
+async fn method_headers_and_body_are_sent() {
+    support::init();
+    let server = HttpServer::builder()
+        .route("/echo", Route::new(201, "created"))
+        .start()
+        .await;
+    let result = run(&format!(
+        "url = \"{}\"\nmethod = \"post\"\nbody = '{{\"ping\":1}}'\n\
+         headers = {{ Content-Type = \"application/json\" }}",
+        server.url("/echo?deep=1")
+    ))
+    .await;
+
+    assert!(result.ok, "{}", result.message);
+    let seen = &server.requests()[0];
+    assert_eq!(seen.method, "POST");
+    assert_eq!(seen.path, "/echo?deep=1");
+    assert_eq!(seen.headers["content-type"], "application/json");
+    assert_eq!(seen.headers["content-length"], "10");
+    assert_eq!(seen.headers["accept"], "*/*");
+    assert!(
+        seen.headers["user-agent"]
+            .to_str()
+            .unwrap()
+            .starts_with("honeyguide/")
+    );
+}
+
 /// Only `body_limit` bytes are read; the cut is observed and the regex sees only those bytes.
 #[tokio::test]
 async fn the_body_is_read_up_to_the_limit() {

@@ -22,7 +22,7 @@ use hickory_resolver::TokioResolver;
 use hickory_resolver::config::LookupIpStrategy;
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
-use http::header::{HOST, USER_AGENT};
+use http::header::{ACCEPT, HOST, USER_AGENT};
 use http::{HeaderMap, HeaderValue, Method, Request as HttpRequest, Response as HttpResponse};
 use http::{StatusCode, Version};
 use http_body_util::{BodyExt, Full};
@@ -144,7 +144,7 @@ pub(crate) struct Request {
     pub method: Method,
     /// The URL; its host is the `Host` header (unless `headers` sets one) and the TLS SNI.
     pub url: Url,
-    /// Headers to send; `Host` and `User-Agent` are added when missing.
+    /// Headers to send; `Host`, `User-Agent` and `Accept` are added when missing.
     pub headers: HeaderMap,
     /// The body (empty for none).
     pub body: Bytes,
@@ -572,6 +572,11 @@ fn http_request(request: Request, protocol: Protocol) -> Result<HttpRequest<Full
     headers
         .entry(USER_AGENT)
         .or_insert(HeaderValue::from_static(DEFAULT_USER_AGENT));
+    // What curl sends: servers that pick an error format by `Accept` answer a probe as they
+    // would answer curl, unless the configuration asks for JSON.
+    headers
+        .entry(ACCEPT)
+        .or_insert(HeaderValue::from_static("*/*"));
     let mut built = HttpRequest::builder()
         .method(method)
         .uri(uri)
@@ -700,6 +705,7 @@ mod tests {
         assert_eq!(built.uri(), "/health?deep=1");
         assert_eq!(built.headers()[HOST], "api.test:8080");
         assert_eq!(built.headers()[USER_AGENT], DEFAULT_USER_AGENT);
+        assert_eq!(built.headers()[ACCEPT], "*/*");
     }
 
     #[test]

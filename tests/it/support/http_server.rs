@@ -196,6 +196,9 @@ async fn accept_loop(listener: TcpListener, acceptor: Option<TlsAcceptor>, state
 }
 
 async fn serve_connection(stream: TcpStream, acceptor: Option<TlsAcceptor>, state: Arc<State>) {
+    // Without this, Nagle holds the response behind the unacknowledged TLS session tickets until
+    // the client's delayed ACK (about 40 ms), and every timing a test reads is inflated.
+    let _ = stream.set_nodelay(true);
     let Some(acceptor) = acceptor else {
         serve_http(stream, None, false, state).await;
         return;
