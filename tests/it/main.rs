@@ -17,4 +17,5 @@
 )]
 
 mod daemon;
+mod probe_http;
 mod support;

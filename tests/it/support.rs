@@ -11,6 +11,7 @@
 
 pub mod certs;
 pub mod daemon;
+pub mod http_server;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
