@@ -516,7 +516,7 @@ where
             .collect(),
         _ => BTreeMap::new(),
     };
-    let spec: S = sink.deserialize(value, label)?;
+    let spec: S = sink.deserialize_with_hints(value, label, &COMMON_KEYS)?;
     match build(spec, cx) {
         Ok(built) => Some(built),
         Err(errors) => {

@@ -229,6 +229,11 @@ async fn a_target_that_never_answers_times_out_waiting_for_the_first_byte() {
     assert_eq!(result.message, "timed out after 300ms during first_byte");
     assert_eq!(observed(&result, "timeout_phase"), &text("first_byte"));
     assert_eq!(phase_names(&result), ["connect", "first_byte"]);
+    // What the run learned before it hung is still reported.
+    assert_eq!(
+        observed(&result, "remote_addr"),
+        &text(&server.addr().to_string())
+    );
 }
 
 /// A body that does not match `expect_body` is an `assertion`, and says what was expected.
@@ -848,7 +853,7 @@ fn a_bad_expect_status_is_a_config_error() {
     );
 }
 
-/// A typo in a key is an error, not silently ignored.
+/// A typo in a key is an error, not silently ignored, and a near miss of a common key is named.
 #[test]
 fn an_unknown_key_is_a_config_error() {
     let text = probe_toml("url = \"http://127.0.0.1/\"\ntimout = \"5s\"");
@@ -856,7 +861,7 @@ fn an_unknown_key_is_a_config_error() {
         parse_error(&text),
         "probes.toml:5:1: probe[web].timout: unknown field `timout`, expected one of `url`, `method`, \
          `headers`, `body`, `connect_to`, `expect_status`, `expect_body`, `tls_verify`, \
-         `ca_file`, `follow_redirects`, `body_limit`"
+         `ca_file`, `follow_redirects`, `body_limit`; did you mean `timeout`?"
     );
 }
 

@@ -252,6 +252,7 @@ async fn send_on_new_connection(
     let server_name = server_name(&host)?;
     ctx.phase("connect");
     let tcp = connect(address).await?;
+    ctx.observe("remote_addr", address.to_string());
     facts.remote_addr = Some(address);
     if request.url.scheme() == "https" {
         let tls = client.tls.as_ref().ok_or_else(|| {
@@ -288,6 +289,13 @@ async fn resolve(
         .await
         .map_err(|error| dns_failure(name, &error))?;
     let addresses: Vec<IpAddr> = lookup.iter().collect();
+    ctx.observe(
+        "resolved_ips",
+        addresses
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+    );
     facts.resolved_ips = Some(addresses.clone());
     // One address, the first the resolver gives (IPv4 first), and no fallback to the others:
     // a probe that silently tried the next address would hide a dead one.
@@ -382,6 +390,9 @@ async fn handshake(
             let session = stream.get_ref().1;
             facts.tls_cert_expiry = session.peer_certificates().and_then(tls::earliest_expiry);
             facts.tls_version = session.protocol_version().map(tls_version_name);
+            // Known now; kept even if the server then never answers the request.
+            ctx.observe("tls_cert_expiry", facts.tls_cert_expiry);
+            ctx.observe("tls_version", facts.tls_version);
             let protocol = match session.alpn_protocol() {
                 Some(b"h2") => Protocol::Http2,
                 _ => Protocol::Http1,
