@@ -17,5 +17,6 @@
 )]
 
 mod daemon;
+mod daemon_http;
 mod probe_http;
 mod support;
