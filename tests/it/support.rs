@@ -10,6 +10,8 @@
 )]
 
 pub mod certs;
+pub mod dnsmasq;
+pub mod probes;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
