@@ -17,4 +17,5 @@
 )]
 
 mod probe_dns;
+mod probe_smtp;
 mod support;

@@ -12,6 +12,7 @@
 pub mod certs;
 pub mod dnsmasq;
 pub mod probes;
+pub mod smtpd;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
