@@ -101,39 +101,32 @@ pub async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Outcome> 
 /// The URL is never part of the message (a presigned URL is a credential).
 pub fn classify_reqwest(error: reqwest::Error, what: &str) -> Outcome {
     let error = error.without_url();
-    if let Some(tls_error) = find_source::<rustls::Error>(&error) {
+    if let Some(tls_error) = find_tls_error(&error) {
         return Outcome::failure(
             ErrorClass::Tls,
             format!("{what}: tls: {}", tls::describe_error(tls_error)),
         );
     }
-    if let Some(io_error) = find_source::<io::Error>(&error)
-        && let Some(tls_error) = io_error
-            .get_ref()
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-    {
+    if error.is_timeout() {
+        return Outcome::failure(ErrorClass::Timeout, format!("{what}: {}", chain(&error)));
+    }
+    if error.is_connect() {
+        // The innermost I/O error says it best ("Connection refused"); the layers above it
+        // only repeat that a request could not be sent.
+        let detail =
+            find_source::<io::Error>(&error).map_or_else(|| chain(&error), ToString::to_string);
         return Outcome::failure(
-            ErrorClass::Tls,
-            format!("{what}: tls: {}", tls::describe_error(tls_error)),
+            ErrorClass::Connect,
+            format!("{what}: cannot connect: {detail}"),
         );
     }
-    let class = if error.is_timeout() {
-        ErrorClass::Timeout
-    } else if error.is_connect() {
-        ErrorClass::Connect
-    } else {
-        ErrorClass::Protocol
-    };
-    Outcome::failure(class, format!("{what}: {}", chain(&error)))
+    Outcome::failure(ErrorClass::Protocol, format!("{what}: {}", chain(&error)))
 }
 
 /// Classifies an I/O error of a hand-written protocol exchange (SMTP): refused or reset
 /// connections are `connect`, TLS alerts `tls`, everything else the caller's class.
 pub fn classify_io(error: &io::Error, what: &str, otherwise: ErrorClass) -> Outcome {
-    if let Some(tls_error) = error
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-    {
+    if let Some(tls_error) = find_tls_error(error) {
         return Outcome::failure(
             ErrorClass::Tls,
             format!("{what}: {}", tls::describe_error(tls_error)),
@@ -161,6 +154,25 @@ fn find_source<'a, T: StdError + 'static>(error: &'a (dyn StdError + 'static)) -
             return Some(found);
         }
         current = item.source();
+    }
+    None
+}
+
+/// A rustls error anywhere in the chain. An `io::Error`'s `source()` skips the error it wraps
+/// (and hyper-rustls wraps tokio-rustls's `io::Error` in another one), so wrapped errors are
+/// followed through `get_ref` instead.
+fn find_tls_error<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
+    let mut current: Option<&(dyn StdError + 'static)> = Some(error);
+    while let Some(item) = current {
+        if let Some(found) = item.downcast_ref::<rustls::Error>() {
+            return Some(found);
+        }
+        current = match item.downcast_ref::<io::Error>() {
+            Some(io_error) => io_error
+                .get_ref()
+                .map(|inner| inner as &(dyn StdError + 'static)),
+            None => item.source(),
+        };
     }
     None
 }

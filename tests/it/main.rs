@@ -17,5 +17,6 @@
 )]
 
 mod probe_dns;
+mod probe_registry;
 mod probe_smtp;
 mod support;

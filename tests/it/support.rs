@@ -12,6 +12,7 @@
 pub mod certs;
 pub mod dnsmasq;
 pub mod probes;
+pub mod registry;
 pub mod smtpd;
 
 use std::net::{SocketAddr, TcpListener};
