@@ -18,5 +18,6 @@
 
 mod probe_dns;
 mod probe_registry;
+mod probe_s3;
 mod probe_smtp;
 mod support;

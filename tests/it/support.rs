@@ -13,6 +13,7 @@ pub mod certs;
 pub mod dnsmasq;
 pub mod probes;
 pub mod registry;
+pub mod s3;
 pub mod smtpd;
 
 use std::net::{SocketAddr, TcpListener};
