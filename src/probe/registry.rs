@@ -54,7 +54,8 @@ pub struct Spec {
     password: Option<String>,
     /// File holding the password.
     password_file: Option<PathBuf>,
-    /// Repository whose manifest must exist, e.g. `honeydue/api`.
+    /// Repository whose manifest must exist, e.g. `honeydue/api`; absent or empty means no
+    /// manifest check.
     repository: Option<String>,
     /// Tag (or `sha256:` digest) of that manifest (default `latest`).
     reference: Option<String>,
@@ -86,7 +87,10 @@ impl Spec {
             .ok()
             .flatten();
 
-        let manifest = match (self.repository, self.reference) {
+        // Empty values (the `${VAR:-}` defaults) mean "not set", like the credentials.
+        let repository = self.repository.filter(|value| !value.trim().is_empty());
+        let reference = self.reference.filter(|value| !value.trim().is_empty());
+        let manifest = match (repository, reference) {
             (None, None) => None,
             (None, Some(_)) => {
                 errors.push(FieldError::new(

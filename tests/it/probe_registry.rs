@@ -299,3 +299,17 @@ fn bad_values_are_located_config_errors() {
         )
     );
 }
+
+/// Empty repository and reference (the `${VAR:-}` defaults of the shipped probes.toml) mean no
+/// manifest check, so the file loads without any registry settings.
+#[test]
+fn empty_repository_means_no_manifest_check() {
+    let dir = TempDir::new("registry");
+    let text = "[[probe]]\nname = \"r\"\nkind = \"registry\"\nurl = \"https://git.example.com\"\n\
+                username = \"\"\npassword = \"\"\nrepository = \"\"\nreference = \"\"\n";
+    let config = load(dir.path(), text);
+    assert_eq!(
+        config.probes[0].probe.target(),
+        "https://git.example.com/v2/"
+    );
+}
