@@ -43,7 +43,7 @@ use tokio::time::Instant;
 use crate::config::{BuildContext, FieldError, HumanDuration};
 use crate::metrics::MetricsWriter;
 use crate::probe::transport;
-use crate::probe::{ErrorClass, Observations, Outcome, ProbeContext, ProbeResult, Value};
+use crate::probe::{ErrorClass, Outcome, ProbeContext, ProbeResult, Value};
 
 /// Where `system` reads its name servers unless `resolv_conf` says otherwise.
 const DEFAULT_RESOLV_CONF: &str = "/etc/resolv.conf";
@@ -101,7 +101,8 @@ pub struct Spec {
     /// The response code every resolver must give (e.g. `NXDOMAIN` for a name that must not
     /// exist). Without it, a resolver must answer `NOERROR` with at least one record.
     expect_rcode: Option<String>,
-    /// How long each resolver may take (default: 80% of the time left in the run).
+    /// How long each resolver may take (default and upper bound: 80% of the time left in the
+    /// run).
     resolver_timeout: Option<HumanDuration>,
     /// Verify the certificates of `tls://` and `https://` resolvers (default true).
     tls_verify: Option<bool>,
@@ -233,25 +234,22 @@ impl Spec {
             }
         };
 
-        if !errors.is_empty() {
-            return Err(errors);
-        }
-        let Some(tls) = tls else {
-            return Err(errors);
-        };
-        Ok(DnsProbe {
-            inner: Arc::new(Shared {
-                name,
-                record_kind: self.record_type,
-                resolv_conf: self
-                    .resolv_conf
-                    .map_or_else(|| PathBuf::from(DEFAULT_RESOLV_CONF), |path| cx.path(&path)),
-                tls,
+        match tls {
+            Some(tls) if errors.is_empty() => Ok(DnsProbe {
+                inner: Arc::new(Shared {
+                    name,
+                    record_kind: self.record_type,
+                    resolv_conf: self
+                        .resolv_conf
+                        .map_or_else(|| PathBuf::from(DEFAULT_RESOLV_CONF), |path| cx.path(&path)),
+                    tls,
+                }),
+                resolvers: parsed,
+                expectation,
+                resolver_timeout,
             }),
-            resolvers: parsed,
-            expectation,
-            resolver_timeout,
-        })
+            _ => Err(errors),
+        }
     }
 }
 
@@ -643,13 +641,13 @@ impl DnsProbe {
         )
     }
 
+    /// Each resolver's time: `resolver_timeout`, but never more than 80% of what is left, so
+    /// the run always ends before the runner's hard timeout and reports every resolver.
     fn budget(&self, ctx: &ProbeContext) -> Duration {
         let share = ctx.remaining().mul_f64(DEFAULT_BUDGET_SHARE);
-        match self.resolver_timeout {
-            Some(configured) => configured.min(ctx.remaining()),
-            None => share,
-        }
-        .max(Duration::from_millis(1))
+        self.resolver_timeout
+            .map_or(share, |configured| configured.min(share))
+            .max(Duration::from_millis(1))
     }
 }
 
@@ -947,18 +945,15 @@ fn evaluate(
     let mut union = BTreeSet::new();
     let mut unexpected = BTreeSet::new();
     let mut answer_sets = BTreeSet::new();
-    let mut first_bad_rcode: Option<String> = None;
-    let mut any_answered = false;
+    let mut rcodes = Vec::new();
     let mut failures: Vec<(ErrorClass, String)> = Vec::new();
+    let mut first_message = None;
 
     for report in reports {
         let verdict = judge(&report.reply, expectation);
         let (rcode, answers) = match &report.reply {
             Reply::Answered { rcode, answers } => {
-                any_answered = true;
-                if rcode != "NOERROR" && first_bad_rcode.is_none() {
-                    first_bad_rcode = Some(rcode.clone());
-                }
+                rcodes.push(rcode.clone());
                 let set: BTreeSet<String> = answers.iter().map(|a| normalize_answer(a)).collect();
                 answer_sets.insert((rcode.clone(), set));
                 union.extend(answers.iter().cloned());
@@ -970,6 +965,7 @@ fn evaluate(
         if let Some(class) = verdict.class {
             failures.push((class, format!("{}: {}", report.label, verdict.message)));
         }
+        first_message.get_or_insert_with(|| verdict.message.clone());
         let entry: BTreeMap<String, Value> = BTreeMap::from([
             ("answers".to_owned(), Value::from(answers)),
             ("rcode".to_owned(), rcode),
@@ -981,62 +977,22 @@ fn evaluate(
         per_resolver.insert(report.label.clone(), Value::from(entry));
     }
 
-    let rcode = match (first_bad_rcode, any_answered) {
-        (Some(bad), _) => Value::from(bad),
-        (None, true) => Value::from("NOERROR"),
-        (None, false) => Value::Null,
-    };
+    let union: Vec<String> = union.into_iter().collect();
     let disagree = answer_sets.len() > 1;
-    let hijack_suspected = !unexpected.is_empty();
-    let mut observations = Observations::new();
-    observations.insert(
-        "answers".to_owned(),
-        Value::from(union.into_iter().collect::<Vec<_>>()),
-    );
-    observations.insert("rcode".to_owned(), rcode);
-    observations.insert("resolvers".to_owned(), Value::from(per_resolver));
-    observations.insert("disagree".to_owned(), Value::from(disagree));
-    observations.insert(
-        "unexpected".to_owned(),
-        Value::from(unexpected.into_iter().collect::<Vec<_>>()),
-    );
-    observations.insert("hijack_suspected".to_owned(), Value::from(hijack_suspected));
-
     let subject = format!("{name} {}", record_kind.as_str());
-    // An answer outside the expectation outranks a resolver that failed: it is the more
-    // dangerous finding (a hijack), and the failed resolver is still named in the message.
-    let class = failures
-        .iter()
-        .map(|(class, _)| *class)
-        .find(|class| *class == ErrorClass::Assertion)
-        .or_else(|| failures.first().map(|(class, _)| *class));
-    let outcome = match class {
+    let outcome = match overall_class(&failures) {
         None => {
+            // Agreeing resolvers are summed up by the first one's reply; disagreeing ones by
+            // the union of what they said.
+            let shown = if disagree {
+                format!("NOERROR {}", union.join(", "))
+            } else {
+                first_message.unwrap_or_default()
+            };
             let agreement = match (reports.len(), disagree) {
                 (1, _) => String::new(),
                 (count, false) => format!(" ({count} resolvers agree)"),
                 (count, true) => format!(" ({count} resolvers, answers differ)"),
-            };
-            let summary = reports
-                .first()
-                .map(|report| judge(&report.reply, expectation).message)
-                .unwrap_or_default();
-            let shown = if disagree {
-                let all: Vec<String> = observations
-                    .get("answers")
-                    .and_then(|value| match value {
-                        Value::List(items) => Some(
-                            items
-                                .iter()
-                                .filter_map(|item| item.as_str().map(str::to_owned))
-                                .collect(),
-                        ),
-                        _ => None,
-                    })
-                    .unwrap_or_default();
-                format!("NOERROR {}", all.join(", "))
-            } else {
-                summary
             };
             Outcome::success(format!("{subject}: {shown}{agreement}"))
         }
@@ -1060,7 +1016,31 @@ fn evaluate(
             )
         }
     };
-    outcome.with_all(observations)
+
+    // The first code other than NOERROR is the one worth reading; null when nobody answered.
+    let rcode = rcodes
+        .iter()
+        .find(|rcode| *rcode != "NOERROR")
+        .or(rcodes.first())
+        .cloned();
+    let unexpected: Vec<String> = unexpected.into_iter().collect();
+    outcome
+        .with("answers", union)
+        .with("rcode", rcode)
+        .with("resolvers", per_resolver)
+        .with("disagree", disagree)
+        .with("hijack_suspected", !unexpected.is_empty())
+        .with("unexpected", unexpected)
+}
+
+/// An answer outside the expectation outranks a resolver that failed: it is the more
+/// dangerous finding (a hijack), and the failed resolver is still named in the message.
+fn overall_class(failures: &[(ErrorClass, String)]) -> Option<ErrorClass> {
+    failures
+        .iter()
+        .map(|(class, _)| *class)
+        .find(|class| *class == ErrorClass::Assertion)
+        .or_else(|| failures.first().map(|(class, _)| *class))
 }
 
 // === metrics ===

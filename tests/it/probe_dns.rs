@@ -7,7 +7,7 @@ use std::time::Duration;
 use honeyguide::probe::{ErrorClass, Value};
 
 use crate::support::certs::TestCa;
-use crate::support::dnsmasq::{Dnsmasq, DotFront, Zone, silent_udp};
+use crate::support::dnsmasq::{Dnsmasq, DohFront, DotFront, Zone, silent_udp};
 use crate::support::probes::{errors, load, metrics, observation, run_loaded, run_one};
 use crate::support::{TempDir, init};
 
@@ -354,6 +354,42 @@ async fn dns_over_tls_verifies_the_server_name() {
             "io error: invalid peer certificate: certificate not valid for name \"other.test\"; \
              certificate is only valid for DnsName(\"dns.test\")"
         )
+    );
+}
+
+/// A DNS-over-HTTPS resolver (HTTP/2, default path `/dns-query`) answers like the others; a
+/// path the server does not serve is a failed resolver whose message carries the HTTP status.
+#[tokio::test]
+async fn dns_over_https_answers_through_http2() {
+    init();
+    let dns = Dnsmasq::start(zone());
+    let ca = TestCa::new();
+    let dir = TempDir::new("dns");
+    let ca_path = ca.write_pem(dir.path());
+    let doh = DohFront::start(&ca.leaf(&["doh.test"]), dns.addr).await;
+
+    let good = format!("https://{}#doh.test", doh.addr);
+    let toml = probe_toml(&format!(
+        "query_name = \"probe.test\"\nresolvers = [\"{good}\"]\nca_file = \"{}\"",
+        ca_path.display()
+    ));
+    let result = run_one(dir.path(), &toml).await;
+    assert!(result.ok, "{result:?}");
+    assert_eq!(
+        result.observations["answers"],
+        strings(&["127.0.0.1", "127.0.0.2"])
+    );
+
+    let wrong_path = format!("https://{}/resolve#doh.test", doh.addr);
+    let toml = probe_toml(&format!(
+        "query_name = \"probe.test\"\nresolvers = [\"{wrong_path}\"]\nca_file = \"{}\"",
+        ca_path.display()
+    ));
+    let result = run_one(dir.path(), &toml).await;
+    assert_eq!(result.error, Some(ErrorClass::Dns), "{result:?}");
+    assert_eq!(
+        observation(&result, &["resolvers", &wrong_path, "message"]),
+        &Value::from("http unsuccessful code: 404 Not Found, message: ")
     );
 }
 

@@ -166,6 +166,19 @@ async fn stopped_registry_or_token_server_is_a_connect_failure() {
     assert_eq!(result.observations["status"], Value::Null);
 }
 
+/// A frozen registry (SIGSTOP) ends in the runner's `timeout` during the `/v2/` request.
+#[tokio::test]
+async fn a_hung_registry_times_out_during_ping() {
+    init();
+    let registry = Registry::start(Auth::Token);
+    registry.pause();
+    let dir = TempDir::new("registry");
+    let toml = registry_toml(&registry.url, "").replace("timeout = \"5s\"", "timeout = \"1s\"");
+    let result = run_one(dir.path(), &toml).await;
+    assert_eq!(result.error, Some(ErrorClass::Timeout), "{result:?}");
+    assert_eq!(result.message, "timed out after 1s during ping");
+}
+
 /// htpasswd registries use Basic auth directly: the manifest is found with the right password,
 /// and a wrong one is `auth`.
 #[tokio::test]

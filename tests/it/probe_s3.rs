@@ -117,6 +117,25 @@ async fn wrong_secret_or_unknown_key_is_an_auth_failure() {
     );
 }
 
+/// A frozen store (SIGSTOP) ends in the runner's `timeout` during the request.
+#[tokio::test]
+async fn a_hung_store_times_out_during_the_request() {
+    init();
+    let server = server_with_canary();
+    server.pause();
+    let dir = TempDir::new("s3");
+    let toml = s3_toml(
+        &server.endpoint,
+        Some(CANARY),
+        ACCESS_KEY_ID,
+        SECRET_ACCESS_KEY,
+    )
+    .replace("timeout = \"5s\"", "timeout = \"1s\"");
+    let result = run_one(dir.path(), &toml).await;
+    assert_eq!(result.error, Some(ErrorClass::Timeout), "{result:?}");
+    assert_eq!(result.message, "timed out after 1s during request");
+}
+
 /// A storage service answering 5xx is `http_status`, with the request id it gave.
 #[tokio::test]
 async fn server_errors_are_http_status_failures() {

@@ -252,6 +252,22 @@ async fn stopped_server_is_a_connect_failure() {
     assert_eq!(result.observations["banner"], Value::Null);
 }
 
+/// A server that accepts the connection but never greets (frozen with SIGSTOP) ends in the
+/// runner's `timeout`, naming the step it hung in.
+#[tokio::test]
+async fn a_hung_server_times_out_in_the_banner_step() {
+    init();
+    let server = Smtpd::start();
+    server.pause();
+    let dir = TempDir::new("smtp");
+    let toml =
+        smtp_toml(server.plain_port, "none", "").replace("timeout = \"5s\"", "timeout = \"1s\"");
+    let result = run_one(dir.path(), &toml).await;
+    assert_eq!(result.error, Some(ErrorClass::Timeout), "{result:?}");
+    assert_eq!(result.message, "timed out after 1s during banner");
+    assert_eq!(result.observations["timeout_phase"], Value::from("banner"));
+}
+
 /// A server that greets and hangs up fails the EHLO step as `protocol`; one that speaks
 /// something else fails the banner; a 421 greeting is a temporary refusal at the banner.
 #[tokio::test]

@@ -1,7 +1,8 @@
 //! A real DNS server for the `dns` probe tests: dnsmasq serving fixed records for the `test.`
 //! zone, on a free loopback port, killed on drop. Also a resolver that never answers (a bound UDP
 //! socket nobody reads), and a DNS-over-TLS front (rustls in front of dnsmasq's TCP port, which
-//! is exactly what DoT is) so the `tls://` resolver path meets a real server too.
+//! is exactly what DoT is) and a DNS-over-HTTPS front (HTTP/2 POSTs of DNS messages, relayed to
+//! dnsmasq over UDP) so the `tls://` and `https://` resolver paths meet real servers too.
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::process::Command;
@@ -164,4 +165,78 @@ impl Drop for DotFront {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// A DNS-over-HTTPS server (RFC 8484, HTTP/2 POST of `application/dns-message`), relaying each
+/// query to `upstream` over UDP.
+pub struct DohFront {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DohFront {
+    pub async fn start(leaf: &Leaf, upstream: SocketAddr) -> Self {
+        use http_body_util::{BodyExt, Full};
+        use hyper::service::service_fn;
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+
+        let acceptor = TlsAcceptor::from(Arc::new(leaf.server_config(&[b"h2"])));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind doh");
+        let addr = listener.local_addr().expect("doh addr");
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let service = service_fn(
+                        move |request: hyper::Request<hyper::body::Incoming>| async move {
+                            let path_ok = request.uri().path() == "/dns-query";
+                            let query = request.into_body().collect().await?.to_bytes();
+                            let answer = if path_ok {
+                                relay_udp(&query, upstream).await
+                            } else {
+                                None
+                            };
+                            let response = match answer {
+                                Some(answer) => hyper::Response::builder()
+                                    .header("content-type", "application/dns-message")
+                                    .body(Full::new(bytes::Bytes::from(answer))),
+                                None => hyper::Response::builder()
+                                    .status(404)
+                                    .body(Full::new(bytes::Bytes::new())),
+                            };
+                            Ok::<_, hyper::Error>(response.expect("response"))
+                        },
+                    );
+                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        Self { addr, task }
+    }
+}
+
+impl Drop for DohFront {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn relay_udp(query: &[u8], upstream: SocketAddr) -> Option<Vec<u8>> {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.ok()?;
+    socket.send_to(query, upstream).await.ok()?;
+    let mut buffer = vec![0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(2), socket.recv(&mut buffer))
+        .await
+        .ok()?
+        .ok()?;
+    buffer.truncate(read);
+    Some(buffer)
 }

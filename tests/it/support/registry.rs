@@ -142,6 +142,12 @@ impl Registry {
         }
     }
 
+    /// Freezes the server (SIGSTOP): connections are still accepted by the kernel, but nothing
+    /// answers. A hung target, for timeout tests; the process is killed on drop as usual.
+    pub fn pause(&self) {
+        self.registry.signal("STOP");
+    }
+
     /// Stops the registry (SIGTERM): its port refuses from now on.
     pub fn stop(&mut self) {
         self.registry.stop_with("TERM");

@@ -133,6 +133,12 @@ impl Smtpd {
             .collect()
     }
 
+    /// Freezes the server (SIGSTOP): connections are still accepted by the kernel, but nothing
+    /// answers. A hung target, for timeout tests; the process is killed on drop as usual.
+    pub fn pause(&self) {
+        self.child.signal("STOP");
+    }
+
     /// Stops the server (SIGTERM, then SIGKILL): every port refuses from now on.
     pub fn stop(&mut self) {
         self.child.stop_with("TERM");
