@@ -20,7 +20,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -654,13 +654,12 @@ impl DnsProbe {
 /// Asks one resolver, within `budget`.
 async fn ask(shared: &Shared, addr: &ResolverAddr, budget: Duration) -> Reply {
     let answer = match addr.name_server() {
-        Some(name_server) => ask_directly(shared, name_server, budget),
-        None => Box::pin(ask_system(shared, budget)),
+        Some(name_server) => {
+            tokio::time::timeout(budget, ask_directly(shared, name_server, budget)).await
+        }
+        None => tokio::time::timeout(budget, ask_system(shared, budget)).await,
     };
-    match tokio::time::timeout(budget, answer).await {
-        Ok(reply) => reply,
-        Err(_elapsed) => no_answer(budget),
-    }
+    answer.unwrap_or_else(|_elapsed| no_answer(budget))
 }
 
 /// One query on one fresh connection to an explicit resolver.
@@ -669,11 +668,17 @@ async fn ask(shared: &Shared, addr: &ResolverAddr, budget: Duration) -> Reply {
 /// resolver's name-server pool reports a refused connection or a failed TLS handshake as "no
 /// connections available", while the probe's whole point is to say which of those it was. Every
 /// response is taken as it comes, its code included, with no cache, retry or fallback.
-fn ask_directly(
-    shared: &Shared,
-    name_server: NameServerConfig,
-    budget: Duration,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Reply> + Send>> {
+async fn ask_directly(shared: &Shared, name_server: NameServerConfig, budget: Duration) -> Reply {
+    let record_type = shared.record_kind.record_type();
+    let query = match absolute_name(&shared.name) {
+        Ok(name) => Query::query(name, record_type),
+        Err(message) => return Reply::Unreachable { message },
+    };
+    let Some(connection) = name_server.connections.first() else {
+        return Reply::Unreachable {
+            message: "no transport configured".to_owned(),
+        };
+    };
     // The budget is enforced around this whole exchange (see `ask`); hickory's own timer is set
     // past it, so that a silent resolver is always reported the same way, by the outer one.
     let mut options = ResolverOpts::default();
@@ -682,40 +687,26 @@ fn ask_directly(
         config: (*shared.tls).clone(),
     };
     let context = PoolContext::new(options, tls);
-    let query = absolute_name(&shared.name)
-        .map(|name| Query::query(name, shared.record_kind.record_type()));
-    let record_type = shared.record_kind.record_type();
-    Box::pin(async move {
-        let query = match query {
-            Ok(query) => query,
-            Err(message) => return Reply::Unreachable { message },
-        };
-        let Some(connection) = name_server.connections.first() else {
-            return Reply::Unreachable {
-                message: "no transport configured".to_owned(),
-            };
-        };
-        let provider = TokioRuntimeProvider::default();
-        let connecting = match provider.new_connection(name_server.ip, connection, &context) {
-            Ok(connecting) => connecting,
-            Err(error) => return unreachable(&error, budget),
-        };
-        let exchange = match connecting.await {
-            Ok(exchange) => exchange,
-            Err(error) => return unreachable(&error, budget),
-        };
-        let mut responses = exchange.lookup(query, DnsRequestOptions::default());
-        match responses.next().await {
-            Some(Ok(response)) => Reply::Answered {
-                rcode: rcode_name(response.metadata.response_code),
-                answers: answers_of(&response.answers, record_type),
-            },
-            Some(Err(error)) => reply_from_error(error, budget),
-            None => Reply::Unreachable {
-                message: "connection closed without a response".to_owned(),
-            },
-        }
-    })
+    let provider = TokioRuntimeProvider::default();
+    let connecting = match provider.new_connection(name_server.ip, connection, &context) {
+        Ok(connecting) => connecting,
+        Err(error) => return unreachable(&error, budget),
+    };
+    let exchange = match connecting.await {
+        Ok(exchange) => exchange,
+        Err(error) => return unreachable(&error, budget),
+    };
+    let mut responses = exchange.lookup(query, DnsRequestOptions::default());
+    match responses.next().await {
+        Some(Ok(response)) => Reply::Answered {
+            rcode: rcode_name(response.metadata.response_code),
+            answers: answers_of(&response.answers, record_type),
+        },
+        Some(Err(error)) => reply_from_error(error, budget),
+        None => Reply::Unreachable {
+            message: "connection closed without a response".to_owned(),
+        },
+    }
 }
 
 /// A lookup through the name servers and search domains of `resolv.conf`, as the operating
@@ -773,7 +764,7 @@ fn answers_of(records: &[Record], record_type: RecordType) -> Vec<String> {
 }
 
 /// Reads `resolv.conf` without blocking the runtime.
-async fn system_config(path: &PathBuf) -> Result<(ResolverConfig, ResolverOpts), String> {
+async fn system_config(path: &Path) -> Result<(ResolverConfig, ResolverOpts), String> {
     let text = tokio::fs::read(path)
         .await
         .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
