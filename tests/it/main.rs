@@ -18,5 +18,9 @@
 
 mod daemon;
 mod daemon_http;
+mod probe_dns;
 mod probe_http;
+mod probe_registry;
+mod probe_s3;
+mod probe_smtp;
 mod support;

@@ -11,7 +11,12 @@
 
 pub mod certs;
 pub mod daemon;
+pub mod dnsmasq;
 pub mod http_server;
+pub mod probes;
+pub mod registry;
+pub mod s3;
+pub mod smtpd;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
