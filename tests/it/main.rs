@@ -16,4 +16,5 @@
     reason = "the harness waits for real server processes in real time"
 )]
 
+mod probe_postgres;
 mod support;
