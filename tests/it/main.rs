@@ -17,4 +17,5 @@
 )]
 
 mod probe_postgres;
+mod probe_redis;
 mod support;

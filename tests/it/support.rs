@@ -12,6 +12,7 @@
 pub mod certs;
 pub mod pgbouncer;
 pub mod postgres;
+pub mod redis;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
