@@ -16,6 +16,7 @@
     reason = "the harness waits for real server processes in real time"
 )]
 
+mod probe_asynq;
 mod probe_postgres;
 mod probe_redis;
 mod support;
