@@ -547,3 +547,37 @@ pub fn write_metrics(probes: &[(&str, &ProbeResult)], out: &mut MetricsWriter) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(toml_keys: &str) -> Result<AsynqProbe, Vec<FieldError>> {
+        let spec: Spec = toml::from_str(toml_keys).unwrap();
+        spec.build(&BuildContext::new("."))
+    }
+
+    #[test]
+    fn defaults_are_a_five_minute_window_and_failing_on_stalls() {
+        let probe = build(r#"redis = { address = "redis:6379" }"#).unwrap();
+        assert_eq!(probe.settings.stall_window, DEFAULT_STALL_WINDOW);
+        assert_eq!(probe.settings.max_latency, None);
+        assert!(probe.fail_on_stall);
+        assert_eq!(probe.target(), "redis://redis:6379/0");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key() {
+        let errors = build(
+            r#"redis = { address = "redis:6379", url = "redis://x" }
+               queues = ["default", "default", "{bad}"]
+               stall_window = "0s""#,
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = errors.iter().map(|error| error.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["queues[1]", "queues[2]", "stall_window", "redis.url"]
+        );
+    }
+}

@@ -123,9 +123,10 @@ async fn pooler_and_direct_both_answer_over_tls() {
 }
 
 /// Without TLS (`sslmode = "disable"`) there is no `tls` phase and `tls` reads false; with a CA
-/// that did not sign the server's certificate the handshake fails with class `tls`.
+/// that did not sign the server's certificate the handshake fails with class `tls`; a hung
+/// server (SIGSTOP) is class `timeout`, naming the phase it hung in.
 #[tokio::test]
-async fn plaintext_and_untrusted_certificates() {
+async fn plaintext_untrusted_and_hung() {
     init();
     let postgres = Postgres::start();
     let other_ca_dir = crate::support::TempDir::new("other-ca");
@@ -153,6 +154,18 @@ password = "{PASSWORD}"
 dbname = "{DATABASE}"
 sslmode = "require"
 ca_file = "{other_ca}"
+
+[[probe]]
+name = "hung"
+kind = "postgres"
+host = "127.0.0.1"
+port = {port}
+user = "{USER}"
+password = "{PASSWORD}"
+dbname = "{DATABASE}"
+sslmode = "require"
+tls_verify = false
+timeout = "1s"
 "#,
             port = postgres.port(),
             other_ca = other_ca.display(),
@@ -178,6 +191,12 @@ ca_file = "{other_ca}"
         untrusted.message
     );
     assert_eq!(untrusted.observation("tls"), Some(&Value::Bool(false)));
+
+    postgres.pause();
+    let hung = run_probe(&config, "hung").await;
+    postgres.resume();
+    assert_failed(&hung, ErrorClass::Timeout);
+    assert_eq!(hung.message, "timed out after 1s during tls");
 }
 
 /// "Neon pooler unreachable but direct endpoint up": with PgBouncer stopped the pooler probe fails

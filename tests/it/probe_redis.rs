@@ -205,3 +205,35 @@ password = "{PASSWORD}"
         format!("rediss://localhost:{}/0", redis.port())
     );
 }
+
+/// A hung server (SIGSTOP: connections are accepted by the kernel, nothing answers) is class
+/// `timeout`, and the message names the phase the run hung in.
+#[tokio::test]
+async fn hung_server_times_out_naming_the_phase() {
+    init();
+    let redis = Redis::start(&[]);
+    let config = load_config(
+        &format!(
+            r#"
+[[probe]]
+name = "redis"
+kind = "redis"
+address = "{address}"
+password = "{PASSWORD}"
+timeout = "500ms"
+interval = "1s"
+"#,
+            address = redis.address()
+        ),
+        &[],
+    );
+    redis.pause();
+    let result = run_probe(&config, "redis").await;
+    redis.resume();
+    assert_eq!(result.error, Some(ErrorClass::Timeout), "{result:?}");
+    assert_eq!(result.message, "timed out after 500ms during auth");
+    assert_eq!(
+        result.observation("timeout_phase"),
+        Some(&Value::from("auth"))
+    );
+}

@@ -192,6 +192,16 @@ impl Postgres {
         );
     }
 
+    /// Freezes the postmaster (SIGSTOP): the kernel still accepts connections, nobody answers.
+    pub fn pause(&self) {
+        self.child.signal("STOP");
+    }
+
+    /// Thaws a paused server.
+    pub fn resume(&self) {
+        self.child.signal("CONT");
+    }
+
     /// Stops the server now (SIGINT is Postgres's "fast" shutdown).
     pub fn stop(&mut self) {
         self.child.stop_with("INT");

@@ -82,6 +82,16 @@ impl Redis {
             .expect("connect to test redis")
     }
 
+    /// Freezes the server (SIGSTOP): the kernel still accepts connections, nothing answers.
+    pub fn pause(&self) {
+        self.child.signal("STOP");
+    }
+
+    /// Thaws a paused server.
+    pub fn resume(&self) {
+        self.child.signal("CONT");
+    }
+
     /// Kills the server at once, as a dying pod: nothing is saved.
     pub fn kill(&mut self) {
         self.child.kill();
