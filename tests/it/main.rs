@@ -19,4 +19,5 @@
 mod probe_asynq;
 mod probe_postgres;
 mod probe_redis;
+mod shipped_probes;
 mod support;
