@@ -42,7 +42,7 @@ use self::assess::{Memory, QueueVerdict, Settings, StallReason, is_late, live_se
 use self::read::{QueueStats, Snapshot};
 use crate::config::{BuildContext, FieldError, HumanDuration};
 use crate::metrics::MetricsWriter;
-use crate::probe::redis::{ConnectionSpec, RedisConnection};
+use crate::probe::redis::{ConnectionSpec, RedisConnection, null_observations};
 use crate::probe::{ErrorClass, Observations, Outcome, ProbeContext, ProbeResult, Value};
 
 /// Default `stall_window`: longer than any honest gap between two processed tasks of a busy
@@ -50,6 +50,21 @@ use crate::probe::{ErrorClass, Observations, Outcome, ProbeContext, ProbeResult,
 pub const DEFAULT_STALL_WINDOW: Duration = Duration::from_secs(5 * 60);
 /// Default `cron_grace`: the scheduler rewrites its entries every 5 to 10 s, and clocks differ.
 pub const DEFAULT_CRON_GRACE: Duration = Duration::from_secs(60);
+
+/// The top-level observations, all `null` when a run failed before reading Asynq's state.
+pub const OBSERVATION_KEYS: [&str; 11] = [
+    "queues",
+    "live_servers",
+    "heartbeating_servers",
+    "stalled",
+    "stalled_queues",
+    "scheduler_entries",
+    "live_schedulers",
+    "scheduler_gone",
+    "cron_late",
+    "late_cron_entries",
+    "cron_entries",
+];
 
 // === Spec ===
 
@@ -153,7 +168,7 @@ impl AsynqProbe {
     pub async fn run(&self, ctx: &ProbeContext) -> Outcome {
         let mut session = match self.connection.open(ctx).await {
             Ok(session) => session,
-            Err(failure) => return failure,
+            Err(failure) => return failure.with_all(null_observations(&OBSERVATION_KEYS)),
         };
         let wall_clock = jiff::Timestamp::now();
         let snapshot = read::read(
@@ -171,7 +186,7 @@ impl AsynqProbe {
                 let report = self.assess(&snapshot, Instant::now(), now_nanos);
                 report.outcome(self.fail_on_stall, &self.settings)
             }
-            Err(failure) => failure,
+            Err(failure) => failure.with_all(null_observations(&OBSERVATION_KEYS)),
         }
     }
 

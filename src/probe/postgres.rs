@@ -961,4 +961,20 @@ mod tests {
                 .starts_with("unix sockets are not supported")
         );
     }
+
+    #[test]
+    fn malformed_dsns_never_echo_the_password() {
+        for dsn in [
+            "host=a password='s3cret",
+            "postgres://u:s3cret@h:notaport/db",
+            "host=a password=s3cret bogus=1",
+            "postgres://u:s3cret@h/db?bogus=s3cret",
+        ] {
+            let spec: Spec = toml::from_str(&format!("dsn = {dsn:?}")).unwrap();
+            let errors = spec.build(&BuildContext::new(".")).unwrap_err();
+            for error in errors {
+                assert!(!error.message.contains("s3cr"), "{}", error.message);
+            }
+        }
+    }
 }

@@ -387,6 +387,29 @@ pub fn command_failure(error: &RedisError, what: &str) -> Outcome {
 
 // === the redis probe ===
 
+/// The observations of a run, all `null` when it failed before reading them.
+pub const OBSERVATION_KEYS: [&str; 12] = [
+    "uptime_seconds",
+    "restarted",
+    "previous_uptime_seconds",
+    "used_memory",
+    "maxmemory",
+    "memory_ratio",
+    "maxmemory_policy",
+    "connected_clients",
+    "keys",
+    "role",
+    "ping_seconds",
+    "redis_version",
+];
+
+/// `key = null` for each key, for a run that failed before it learned them.
+pub fn null_observations(keys: &[&str]) -> Observations {
+    keys.iter()
+        .map(|key| ((*key).to_owned(), Value::Null))
+        .collect()
+}
+
 /// The keys of a `kind = "redis"` probe: just where the server is.
 #[derive(Deserialize)]
 #[serde(transparent)]
@@ -424,7 +447,9 @@ impl RedisProbe {
     pub async fn run(&self, ctx: &ProbeContext) -> Outcome {
         match self.attempt(ctx).await {
             Ok(outcome) => outcome,
-            Err(failure) => failure,
+            // Every key is there on every run, so that rules read `null` instead of failing on
+            // a missing key.
+            Err(failure) => failure.with_all(null_observations(&OBSERVATION_KEYS)),
         }
     }
 

@@ -301,7 +301,7 @@ async fn frozen_processed_counter_is_stalled_after_the_window() {
 }
 
 /// A paused queue holds its tasks on purpose: reported as paused, never as stalled, even with no
-/// worker at all.
+/// worker at all. (And a refused password is `auth`, with every observation `null`.)
 #[tokio::test]
 async fn paused_queue_is_paused_not_stalled() {
     init();
@@ -326,6 +326,24 @@ async fn paused_queue_is_paused_not_stalled() {
             "honeyguide_asynq_queue_stalled{probe=\"asynq\",queue=\"default\"} 0",
         ],
     );
+
+    let refused = load_config(
+        &format!(
+            r#"
+[[probe]]
+name = "asynq"
+kind = "asynq"
+redis = {{ address = "{}", password = "wrong" }}
+"#,
+            redis.address()
+        ),
+        &[],
+    );
+    let result = run_probe(&refused, "asynq").await;
+    assert_eq!(result.error, Some(ErrorClass::Auth), "{result:?}");
+    assert_eq!(result.observation("stalled"), Some(&Value::Null));
+    assert_eq!(result.observation("queues"), Some(&Value::Null));
+    assert_eq!(kind_metrics(&refused, &[("asynq", &result)]), "");
 }
 
 /// "Cron jobs stop firing": of three entries of a live scheduler, one fired on time, one is past

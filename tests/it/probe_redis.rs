@@ -147,6 +147,8 @@ async fn refused_credentials_are_auth_and_no_server_is_connect() {
         "authentication failed: the server refused the username or password"
     );
     assert_eq!(wrong.phases.last().map(|(phase, _)| *phase), Some("auth"));
+    assert_eq!(wrong.observation("restarted"), Some(&Value::Null));
+    assert_eq!(wrong.observation("keys"), Some(&Value::Null));
 
     let missing = run_probe(&redis_probe(&redis.address(), ""), "redis").await;
     assert_eq!(missing.error, Some(ErrorClass::Auth), "{}", missing.message);
