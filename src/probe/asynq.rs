@@ -41,7 +41,7 @@ use tokio::time::Instant;
 use self::assess::{Memory, QueueVerdict, Settings, StallReason, is_late, live_servers_for};
 use self::read::{QueueStats, Snapshot};
 use crate::config::{BuildContext, FieldError, HumanDuration};
-use crate::metrics::MetricsWriter;
+use crate::metrics::{MetricType, MetricsWriter};
 use crate::probe::redis::{ConnectionSpec, RedisConnection, null_observations};
 use crate::probe::{ErrorClass, Observations, Outcome, ProbeContext, ProbeResult, Value};
 
@@ -486,55 +486,54 @@ pub fn write_metrics(probes: &[(&str, &ProbeResult)], out: &mut MetricsWriter) {
             }
         }
     }
-    type Family = (&'static str, &'static str, &'static str, bool);
+    type Family = (&'static str, &'static str, &'static str, MetricType);
     let families: [Family; 6] = [
         (
             "honeyguide_asynq_queue_latency_seconds",
             "Age of the oldest pending task of an Asynq queue (0 when none or unknown).",
             "latency_seconds",
-            false,
+            MetricType::Gauge,
         ),
         (
             "honeyguide_asynq_live_servers",
             "Asynq servers with an unexpired heartbeat and status active consuming the queue.",
             "live_servers",
-            false,
+            MetricType::Gauge,
         ),
         (
             "honeyguide_asynq_processed_total",
             "Tasks processed (failures included) in an Asynq queue since honeyguide started.",
             "processed_since_start",
-            true,
+            MetricType::Counter,
         ),
         (
             "honeyguide_asynq_failed_total",
             "Tasks failed in an Asynq queue since honeyguide started.",
             "failed_since_start",
-            true,
+            MetricType::Counter,
         ),
         (
             "honeyguide_asynq_queue_paused",
             "Whether an Asynq queue is paused (1) or not (0).",
             "paused",
-            false,
+            MetricType::Gauge,
         ),
         (
             "honeyguide_asynq_queue_stalled",
             "Whether an Asynq queue holds work nobody is doing (1) or not (0).",
             "stalled",
-            false,
+            MetricType::Gauge,
         ),
     ];
-    for (family, help, key, is_counter) in families {
+    for (family, help, key, metric_type) in families {
         for (probe, queue, fields) in &queues {
             let Some(value) = number(fields, key) else {
                 continue;
             };
             let labels = [("probe", *probe), ("queue", *queue)];
-            if is_counter {
-                out.counter(family, help, &labels, value);
-            } else {
-                out.gauge(family, help, &labels, value);
+            match metric_type {
+                MetricType::Counter => out.counter(family, help, &labels, value),
+                _ => out.gauge(family, help, &labels, value),
             }
         }
     }

@@ -123,7 +123,7 @@ pub async fn read(
 
     ctx.phase("servers");
     let live_after = now_unix - CLOCK_SKEW_SECONDS;
-    let values = live_values(connection, SERVERS_KEY, live_after, "GET").await?;
+    let values = live_values(connection, SERVERS_KEY, live_after, Stored::String).await?;
     for value in values.into_iter().flatten() {
         let bytes: Vec<u8> = redis::from_redis_value(value).unwrap_or_default();
         match proto::ServerInfo::decode(bytes.as_slice()) {
@@ -133,7 +133,7 @@ pub async fn read(
     }
 
     ctx.phase("scheduler");
-    let lists = live_values(connection, SCHEDULERS_KEY, live_after, "LRANGE").await?;
+    let lists = live_values(connection, SCHEDULERS_KEY, live_after, Stored::List).await?;
     snapshot.schedulers = lists.iter().flatten().count();
     let mut entries = Vec::new();
     for value in lists.into_iter().flatten() {
@@ -224,14 +224,22 @@ async fn read_queue(
     })
 }
 
-/// The values behind the members of a heartbeat zset that have not expired: `GET` for servers
-/// (a string each), `LRANGE 0 -1` for schedulers (a list each). A member whose key expired
-/// between the two reads comes back empty.
+/// How a heartbeat zset's members hold their value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stored {
+    /// A string key, read with `GET` (servers).
+    String,
+    /// A list key, read with `LRANGE 0 -1` (schedulers).
+    List,
+}
+
+/// The values behind the members of a heartbeat zset that have not expired. A member whose key
+/// expired between the two reads comes back empty.
 async fn live_values(
     connection: &mut MultiplexedConnection,
     zset: &str,
     live_after: i64,
-    read_with: &str,
+    stored: Stored,
 ) -> Result<Vec<Option<redis::Value>>, Outcome> {
     let what = format!("reading {zset}");
     let members: Vec<String> = query(
@@ -248,10 +256,10 @@ async fn live_values(
     }
     let mut pipe = redis::pipe();
     for member in &members {
-        let command = pipe.cmd(read_with).arg(member);
-        if read_with == "LRANGE" {
-            command.arg(0).arg(-1);
-        }
+        match stored {
+            Stored::String => pipe.cmd("GET").arg(member),
+            Stored::List => pipe.cmd("LRANGE").arg(member).arg(0).arg(-1),
+        };
     }
     let values: Vec<redis::Value> = query_pipe(&pipe, connection, &what).await?;
     Ok(values
