@@ -7,6 +7,7 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::sync::Arc;
 
 use rustls::pki_types::ServerName;
@@ -14,7 +15,30 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
+use crate::config::{BuildContext, FieldError};
 use crate::probe::{ErrorClass, Outcome};
+use crate::tls::Verification;
+
+/// Turns the `tls_verify` (default true) and `ca_file` keys into a [`Verification`]. A CA file
+/// replaces the system roots: a private server is signed by one CA, and trusting the public web
+/// besides it would only hide a misconfiguration. Errors name the key `ca_file`.
+pub fn verification(
+    tls_verify: Option<bool>,
+    ca_file: Option<&Path>,
+    cx: &BuildContext,
+) -> Result<Verification, FieldError> {
+    match (tls_verify.unwrap_or(true), ca_file) {
+        (false, Some(_)) => Err(FieldError::new(
+            "ca_file",
+            "`ca_file` has no effect with `tls_verify = false`; remove one of them",
+        )),
+        (false, None) => Ok(Verification::Disabled),
+        (true, Some(path)) => crate::tls::roots_from_pem_file(&cx.path(path))
+            .map(|roots| Verification::Roots(Arc::new(roots)))
+            .map_err(|message| FieldError::new("ca_file", message)),
+        (true, None) => Ok(Verification::Roots(cx.system_roots())),
+    }
+}
 
 /// Resolves `host` (a name or an IP literal) to the addresses to try, in the resolver's order.
 pub async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Outcome> {

@@ -43,7 +43,6 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use crate::config::{BuildContext, FieldError, Secret, secret};
 use crate::metrics::MetricsWriter;
 use crate::probe::{ErrorClass, Observations, Outcome, ProbeContext, ProbeResult, Value, net};
-use crate::tls::Verification;
 
 /// The default query: the cheapest round trip that proves a backend answers.
 pub const DEFAULT_QUERY: &str = "SELECT 1";
@@ -267,26 +266,9 @@ impl Spec {
         cx: &BuildContext,
         errors: &mut Vec<FieldError>,
     ) -> Option<MakeRustlsConnect> {
-        let verification = if self.tls_verify == Some(false) {
-            if self.ca_file.is_some() {
-                errors.push(FieldError::new(
-                    "ca_file",
-                    "a CA file has no effect with tls_verify = false",
-                ));
-            }
-            Verification::Disabled
-        } else {
-            match &self.ca_file {
-                Some(path) => match crate::tls::roots_from_pem_file(&cx.path(path)) {
-                    Ok(roots) => Verification::Roots(Arc::new(roots)),
-                    Err(message) => {
-                        errors.push(FieldError::new("ca_file", message));
-                        return None;
-                    }
-                },
-                None => Verification::Roots(cx.system_roots()),
-            }
-        };
+        let verification = net::verification(self.tls_verify, self.ca_file.as_deref(), cx)
+            .map_err(|error| errors.push(error))
+            .ok()?;
         match crate::tls::client_config(&verification, &[]) {
             Ok(config) => Some(MakeRustlsConnect::new(config)),
             Err(message) => {

@@ -27,7 +27,6 @@ use tokio_util::task::AbortOnDropHandle;
 use crate::config::{BuildContext, FieldError, Secret, secret};
 use crate::metrics::MetricsWriter;
 use crate::probe::{ErrorClass, Observations, Outcome, ProbeContext, ProbeResult, Value, net};
-use crate::tls::Verification;
 
 /// The default port.
 pub const DEFAULT_PORT: u16 = 6379;
@@ -194,18 +193,12 @@ impl ConnectionSpec {
             }
             return Some(None);
         }
-        let verification = if self.tls_verify == Some(false) {
-            Verification::Disabled
-        } else if let Some(path) = &self.ca_file {
-            match crate::tls::roots_from_pem_file(&cx.path(path)) {
-                Ok(roots) => Verification::Roots(Arc::new(roots)),
-                Err(message) => {
-                    errors.push(FieldError::new(&key("ca_file"), message));
-                    return None;
-                }
+        let verification = match net::verification(self.tls_verify, self.ca_file.as_deref(), cx) {
+            Ok(verification) => verification,
+            Err(error) => {
+                errors.push(FieldError::new(&key(&error.key), error.message));
+                return None;
             }
-        } else {
-            Verification::Roots(cx.system_roots())
         };
         match crate::tls::client_config(&verification, &[]) {
             Ok(config) => Some(Some(Arc::new(config))),
