@@ -16,6 +16,7 @@
 pub mod asynq;
 pub mod dns;
 pub mod http;
+pub mod net;
 pub mod postgres;
 pub mod redis;
 pub mod registry;

@@ -18,9 +18,13 @@
 
 mod daemon;
 mod daemon_http;
+mod probe_asynq;
 mod probe_dns;
 mod probe_http;
+mod probe_postgres;
+mod probe_redis;
 mod probe_registry;
 mod probe_s3;
 mod probe_smtp;
+mod shipped_probes;
 mod support;
