@@ -79,7 +79,23 @@ pub struct ProbeView {
     pub runs_ok: u64,
     /// Failed runs since start, by error class.
     pub runs_failed: BTreeMap<ErrorClass, u64>,
+    /// Runs per wall-clock hour, oldest first, for uptime over the last day.
+    pub hourly: VecDeque<HourBucket>,
 }
+
+/// Runs that finished within one wall-clock hour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HourBucket {
+    /// Hours since the Unix epoch.
+    pub hour: i64,
+    /// Successful runs in that hour.
+    pub ok: u32,
+    /// All runs in that hour.
+    pub total: u32,
+}
+
+/// Hour buckets kept: a day, plus the hour in progress.
+const HOURS_KEPT: usize = 25;
 
 /// A result with when it arrived.
 #[derive(Clone, Debug)]
@@ -131,6 +147,7 @@ impl ProbeView {
             last_ok_at: None,
             runs_ok: 0,
             runs_failed: BTreeMap::new(),
+            hourly: VecDeque::with_capacity(HOURS_KEPT),
         }
     }
 
@@ -158,11 +175,46 @@ impl ProbeView {
                 .entry(result.error.unwrap_or(ErrorClass::Internal))
                 .or_default() += 1;
         }
+        self.count_hourly(result.ok, checked_at);
         self.latest = Some(Checked {
             result,
             at,
             checked_at,
         });
+    }
+
+    fn count_hourly(&mut self, ok: bool, checked_at: Timestamp) {
+        let hour = checked_at.as_second().div_euclid(3600);
+        match self.hourly.back_mut() {
+            Some(bucket) if bucket.hour == hour => {
+                bucket.total += 1;
+                bucket.ok += u32::from(ok);
+            }
+            _ => {
+                if self.hourly.len() == HOURS_KEPT {
+                    self.hourly.pop_front();
+                }
+                self.hourly.push_back(HourBucket {
+                    hour,
+                    ok: u32::from(ok),
+                    total: 1,
+                });
+            }
+        }
+    }
+
+    /// Share of successful runs over the 24 hours before `now` (hour granularity), or `None`
+    /// without runs in that time.
+    pub fn uptime_24h(&self, now: Timestamp) -> Option<f64> {
+        let current = now.as_second().div_euclid(3600);
+        let (ok, total) = self
+            .hourly
+            .iter()
+            .filter(|bucket| bucket.hour > current - 24)
+            .fold((0u64, 0u64), |(ok, total), bucket| {
+                (ok + u64::from(bucket.ok), total + u64::from(bucket.total))
+            });
+        (total > 0).then(|| ok as f64 / total as f64)
     }
 
     /// Share of the last `n` runs that failed (0 when there are none).
@@ -373,6 +425,21 @@ mod tests {
         assert_eq!(view.ok(), Some(false));
         view.record(result(true), Instant::now(), Timestamp::UNIX_EPOCH);
         assert_eq!(view.consecutive_failures, 0);
+    }
+
+    /// Uptime counts the runs of the last 24 hours only.
+    #[test]
+    fn uptime_covers_the_last_day() {
+        let mut view = view();
+        let at = |hour: i64| Timestamp::from_second(hour * 3600 + 60).unwrap();
+        let now = Instant::now();
+        view.record(result(false), now, at(100));
+        view.record(result(true), now, at(130));
+        view.record(result(true), now, at(131));
+        view.record(result(false), now, at(131));
+        assert_eq!(view.uptime_24h(at(131)), Some(2.0 / 3.0));
+        assert_eq!(view.uptime_24h(at(200)), None);
+        assert_eq!(view.hourly.len(), 3);
     }
 
     /// The failure ratio looks at the last n runs only, and history is bounded.

@@ -54,6 +54,8 @@ pub struct ProbeStatus {
     pub consecutive_failures: u64,
     /// When the probe last succeeded (RFC 3339).
     pub last_ok_at: Option<String>,
+    /// Share of successful runs over the last 24 hours (since start, if shorter).
+    pub uptime_24h: Option<f64>,
     /// Time per phase of the latest run, seconds, in the order they ran.
     pub phases: Vec<PhaseStatus>,
     /// What the latest run observed.
@@ -85,21 +87,22 @@ pub struct HistoryStatus {
 impl Status {
     /// Builds the document from a snapshot.
     pub fn from_snapshot(snapshot: &Snapshot) -> Self {
+        let now = jiff::Timestamp::now();
         Self {
-            generated_at: jiff::Timestamp::now().to_string(),
+            generated_at: now.to_string(),
             started_at: snapshot.started_at.to_string(),
             version: env!("CARGO_PKG_VERSION"),
             probes: snapshot
                 .probes
                 .iter()
-                .map(|view| ProbeStatus::from_view(view))
+                .map(|view| ProbeStatus::from_view(view, now))
                 .collect(),
         }
     }
 }
 
 impl ProbeStatus {
-    fn from_view(view: &ProbeView) -> Self {
+    fn from_view(view: &ProbeView, now: jiff::Timestamp) -> Self {
         let latest = view.latest.as_ref();
         let result: Option<&ProbeResult> = latest.map(|checked| &checked.result);
         Self {
@@ -118,6 +121,7 @@ impl ProbeStatus {
             checked_at: latest.map(|checked| checked.checked_at.to_string()),
             consecutive_failures: view.consecutive_failures,
             last_ok_at: view.last_ok_at.map(|at| at.to_string()),
+            uptime_24h: view.uptime_24h(now),
             phases: result
                 .map(|result| {
                     result

@@ -18,6 +18,7 @@
 
 mod daemon;
 mod daemon_http;
+mod metrics_format;
 mod probe_asynq;
 mod probe_dns;
 mod probe_http;
