@@ -1,0 +1,409 @@
+//! The classifier: turns probe views into diagnoses, cheaply and without I/O.
+//!
+//! The state task owns one [`Classifier`]. It calls [`Classifier::probe_changed`] for every
+//! result it folds in, and [`Classifier::evaluate`] when it wants the diagnoses (after a batch
+//! of results, and on a timer: [`Classifier::next_deadline`] says when a pending diagnosis comes
+//! due). A rule is re-evaluated only when one of the probes it reads has changed, or on every
+//! call when its expression depends on time (`now`, `seconds_since_ok()`); confirming a `for`
+//! duration needs no evaluation at all. With 10,000 probes reporting 1,000 results a second,
+//! the cost is proportional to the rules those results touch, not to the size of the catalog.
+//!
+//! A rule is *unknown* until every probe it reads has a result, and then never fires. A rule
+//! whose evaluation fails (a missing observation, a `null` where a number was expected) does
+//! not fire either: the failure is counted in its [`RuleStats`] and logged once per distinct
+//! message, not once per evaluation.
+//!
+//! Inhibition is applied here, from *active* diagnoses only: an inhibited diagnosis stays in the
+//! list with [`Diagnosis::inhibited_by`] set, so `/status` can show the root cause first and
+//! the alert engine knows not to notify it.
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use tokio::time::Instant;
+
+use crate::state::ProbeView;
+
+use super::{Catalog, Diagnosis, DiagnosisState, Evidence, FailureMode};
+
+/// What a rule's latest evaluation found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RuleStatus {
+    /// A probe the rule reads has no result yet (or the rule was never evaluated).
+    #[default]
+    Unknown,
+    /// The expression is false.
+    Clear,
+    /// The expression is true: the failure mode is pending or active.
+    Holding,
+    /// The evaluation failed; see [`RuleStats::last_error`].
+    Error,
+}
+
+impl RuleStatus {
+    /// The name used in JSON and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleStatus::Unknown => "unknown",
+            RuleStatus::Clear => "clear",
+            RuleStatus::Holding => "holding",
+            RuleStatus::Error => "error",
+        }
+    }
+}
+
+/// Per-rule evaluation counters, for `/status` and metrics.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RuleStats {
+    /// The latest evaluation's outcome.
+    pub status: RuleStatus,
+    /// Evaluations with every probe known.
+    pub evaluations: u64,
+    /// Evaluations that failed.
+    pub errors: u64,
+    /// The latest failure's message (kept after the rule recovers).
+    pub last_error: Option<String>,
+    /// When the latest failure happened.
+    pub last_error_at: Option<Timestamp>,
+}
+
+/// The classifier's state for one rule.
+#[derive(Debug)]
+struct RuleState {
+    /// Index of each probe the rule reads in the state's probe list; `None` for a probe this
+    /// daemon does not run (the rule then stays unknown).
+    probes: Vec<Option<usize>>,
+    diagnosis: Option<Diagnosis>,
+    stats: RuleStats,
+}
+
+/// Evaluates the catalog's rules against probe views and keeps the current diagnoses.
+#[derive(Debug)]
+pub struct Classifier {
+    catalog: Arc<Catalog>,
+    rules: Vec<RuleState>,
+    /// Probe index -> the rules that read it.
+    by_probe: Vec<Vec<usize>>,
+    /// Rules re-evaluated on every call.
+    time_dependent: Vec<usize>,
+    /// Rule index -> the rules whose `inhibits` names it.
+    inhibitors: Vec<Vec<usize>>,
+    /// Rules to re-evaluate at the next call, without duplicates.
+    dirty: Vec<usize>,
+    is_dirty: Vec<bool>,
+    /// Rules holding a pending diagnosis.
+    pending: Vec<usize>,
+    diagnoses: Arc<[Diagnosis]>,
+}
+
+impl Classifier {
+    /// A classifier for `catalog` over the probes named `probe_names`, in the order of the
+    /// views later passed to [`Classifier::evaluate`] (the config order). Every rule starts
+    /// dirty, so the first evaluation sees whatever results already exist.
+    pub fn new<'a>(catalog: Arc<Catalog>, probe_names: impl IntoIterator<Item = &'a str>) -> Self {
+        let names: Vec<&str> = probe_names.into_iter().collect();
+        let mut by_probe = vec![Vec::new(); names.len()];
+        let mut inhibitors = vec![Vec::new(); catalog.modes.len()];
+        let mut rules = Vec::with_capacity(catalog.modes.len());
+        let mut time_dependent = Vec::new();
+        for (index, mode) in catalog.modes.iter().enumerate() {
+            let probes: Vec<Option<usize>> = mode
+                .probes()
+                .iter()
+                .map(|probe| names.iter().position(|name| name == probe))
+                .collect();
+            for probe in probes.iter().flatten() {
+                by_probe[*probe].push(index);
+            }
+            if mode.is_time_dependent() {
+                time_dependent.push(index);
+            }
+            for inhibited in &mode.inhibits {
+                if let Some(target) = catalog.position(inhibited) {
+                    inhibitors[target].push(index);
+                }
+            }
+            rules.push(RuleState {
+                probes,
+                diagnosis: None,
+                stats: RuleStats::default(),
+            });
+        }
+        let count = rules.len();
+        Self {
+            catalog,
+            rules,
+            by_probe,
+            time_dependent,
+            inhibitors,
+            dirty: (0..count).collect(),
+            is_dirty: vec![true; count],
+            pending: Vec::new(),
+            diagnoses: Arc::from(Vec::new()),
+        }
+    }
+
+    /// Notes that probe `probe` (its index in the probe list) has a new result: the rules that
+    /// read it are re-evaluated at the next [`Classifier::evaluate`].
+    pub fn probe_changed(&mut self, probe: usize) {
+        let Some(rules) = self.by_probe.get(probe) else {
+            return;
+        };
+        for &rule in rules {
+            if !self.is_dirty[rule] {
+                self.is_dirty[rule] = true;
+                self.dirty.push(rule);
+            }
+        }
+    }
+
+    /// Re-evaluates the rules whose probes changed (and the time-dependent ones), confirms
+    /// pending diagnoses whose `for` has elapsed, applies inhibition, and returns the current
+    /// diagnoses: root causes first, then active before pending, by severity, oldest first.
+    /// The returned list is shared and only rebuilt when something changed.
+    pub fn evaluate(
+        &mut self,
+        probes: &[Arc<ProbeView>],
+        now: Instant,
+        wall: Timestamp,
+    ) -> Arc<[Diagnosis]> {
+        let mut to_run = std::mem::take(&mut self.dirty);
+        for &rule in &self.time_dependent {
+            if !self.is_dirty[rule] {
+                to_run.push(rule);
+            }
+        }
+        let mut changed = false;
+        for &rule in &to_run {
+            self.is_dirty[rule] = false;
+            changed |= self.run(rule, probes, now, wall);
+        }
+        to_run.clear();
+        self.dirty = to_run;
+        changed |= self.confirm_pending(now);
+        if changed {
+            self.rebuild();
+        }
+        self.diagnoses.clone()
+    }
+
+    /// The diagnoses as of the last [`Classifier::evaluate`].
+    pub fn diagnoses(&self) -> Arc<[Diagnosis]> {
+        self.diagnoses.clone()
+    }
+
+    /// When the earliest pending diagnosis will have held for its `for` duration: the state
+    /// task should evaluate by then even if no result arrives.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.pending
+            .iter()
+            .filter_map(|&rule| {
+                let diagnosis = self.rules[rule].diagnosis.as_ref()?;
+                Some(diagnosis.since_instant + self.catalog.modes[rule].for_duration)
+            })
+            .min()
+    }
+
+    /// Whether some rule depends on time and should be evaluated periodically even without new
+    /// results.
+    pub fn has_time_dependent_rules(&self) -> bool {
+        !self.time_dependent.is_empty()
+    }
+
+    /// Every failure mode with its evaluation counters, in catalog order.
+    pub fn stats(&self) -> impl Iterator<Item = (&FailureMode, &RuleStats)> {
+        self.catalog
+            .modes
+            .iter()
+            .zip(self.rules.iter().map(|rule| &rule.stats))
+    }
+
+    /// The catalog this classifier evaluates.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// Evaluates one rule; returns whether its diagnosis changed.
+    fn run(
+        &mut self,
+        index: usize,
+        probes: &[Arc<ProbeView>],
+        now: Instant,
+        wall: Timestamp,
+    ) -> bool {
+        let mode = &self.catalog.modes[index];
+        let rule = &mut self.rules[index];
+        let views: Option<Vec<Arc<ProbeView>>> = rule
+            .probes
+            .iter()
+            .map(|probe| probe.and_then(|probe| probes.get(probe)).cloned())
+            .collect();
+        let outcome = match &views {
+            Some(views) => self
+                .catalog
+                .evaluator
+                .evaluate(&mode.expression, views, now, wall),
+            None => Ok(None),
+        };
+        let previous = rule.stats.status;
+        let status = match outcome {
+            Ok(None) => RuleStatus::Unknown,
+            Ok(Some(true)) => RuleStatus::Holding,
+            Ok(Some(false)) => RuleStatus::Clear,
+            Err(message) => {
+                // Log a failure when it starts or its message changes, not on every evaluation.
+                if previous != RuleStatus::Error
+                    || rule.stats.last_error.as_deref() != Some(message.as_str())
+                {
+                    tracing::warn!(
+                        rule = %mode.id,
+                        error = %message,
+                        "rule evaluation failed; the failure mode is not diagnosed until it evaluates again"
+                    );
+                }
+                rule.stats.errors += 1;
+                rule.stats.last_error = Some(message);
+                rule.stats.last_error_at = Some(wall);
+                RuleStatus::Error
+            }
+        };
+        if previous == RuleStatus::Error && status != RuleStatus::Error {
+            tracing::info!(rule = %mode.id, "rule evaluates again");
+        }
+        if status != RuleStatus::Unknown {
+            rule.stats.evaluations += 1;
+        }
+        rule.stats.status = status;
+
+        match (status, views) {
+            (RuleStatus::Holding, Some(views)) => {
+                let evidence = evidence(&views);
+                match &mut rule.diagnosis {
+                    Some(diagnosis) if diagnosis.evidence == evidence => false,
+                    Some(diagnosis) => {
+                        diagnosis.evidence = evidence;
+                        true
+                    }
+                    None => {
+                        let state = if mode.for_duration.is_zero() {
+                            tracing::info!(diagnosis = %mode.id, "failure mode diagnosed");
+                            DiagnosisState::Active
+                        } else {
+                            self.pending.push(index);
+                            DiagnosisState::Pending
+                        };
+                        rule.diagnosis = Some(diagnose(mode, state, now, wall, evidence));
+                        true
+                    }
+                }
+            }
+            _ => {
+                let Some(diagnosis) = rule.diagnosis.take() else {
+                    return false;
+                };
+                if diagnosis.state == DiagnosisState::Active {
+                    tracing::info!(diagnosis = %mode.id, "failure mode no longer diagnosed");
+                }
+                self.pending.retain(|&pending| pending != index);
+                true
+            }
+        }
+    }
+
+    /// Promotes pending diagnoses that have held for their `for`; returns whether any did.
+    fn confirm_pending(&mut self, now: Instant) -> bool {
+        let modes = &self.catalog.modes;
+        let rules = &mut self.rules;
+        let before = self.pending.len();
+        self.pending.retain(|&index| {
+            let Some(diagnosis) = rules[index].diagnosis.as_mut() else {
+                return false;
+            };
+            if now < diagnosis.since_instant + modes[index].for_duration {
+                return true;
+            }
+            diagnosis.state = DiagnosisState::Active;
+            tracing::info!(diagnosis = %modes[index].id, "failure mode diagnosed");
+            false
+        });
+        self.pending.len() != before
+    }
+
+    /// Rebuilds the shared list: inhibition, then root causes first.
+    fn rebuild(&mut self) {
+        let active = |rule: usize| {
+            self.rules[rule]
+                .diagnosis
+                .as_ref()
+                .is_some_and(|diagnosis| diagnosis.state == DiagnosisState::Active)
+        };
+        let is_inhibited = |rule: usize| self.inhibitors[rule].iter().any(|&other| active(other));
+        let mut diagnoses: Vec<Diagnosis> = Vec::new();
+        for (index, rule) in self.rules.iter().enumerate() {
+            let Some(diagnosis) = &rule.diagnosis else {
+                continue;
+            };
+            // Prefer an inhibitor that is not itself inhibited: it is the root cause to show.
+            let inhibitor = self.inhibitors[index]
+                .iter()
+                .copied()
+                .filter(|&other| active(other))
+                .min_by_key(|&other| {
+                    let mode = &self.catalog.modes[other];
+                    (is_inhibited(other), mode.severity, mode.id.as_str())
+                });
+            let mut diagnosis = diagnosis.clone();
+            diagnosis.inhibited_by = inhibitor.map(|other| self.catalog.modes[other].id.clone());
+            diagnoses.push(diagnosis);
+        }
+        diagnoses.sort_by(|a, b| {
+            let key = |d: &Diagnosis| {
+                (
+                    d.inhibited_by.is_some(),
+                    d.state != DiagnosisState::Active,
+                    d.severity,
+                    d.since,
+                )
+            };
+            key(a).cmp(&key(b)).then_with(|| a.id.cmp(&b.id))
+        });
+        self.diagnoses = Arc::from(diagnoses);
+    }
+}
+
+fn diagnose(
+    mode: &FailureMode,
+    state: DiagnosisState,
+    now: Instant,
+    wall: Timestamp,
+    evidence: Vec<Evidence>,
+) -> Diagnosis {
+    Diagnosis {
+        id: mode.id.clone(),
+        title: mode.title.clone(),
+        severity: mode.severity,
+        state,
+        since: wall,
+        since_instant: now,
+        evidence,
+        summary: mode.symptom.clone(),
+        recovery: mode.recovery.clone(),
+        runbook: mode.runbook.clone(),
+        labels: mode.labels.clone(),
+        inhibited_by: None,
+    }
+}
+
+fn evidence(views: &[Arc<ProbeView>]) -> Vec<Evidence> {
+    views
+        .iter()
+        .map(|view| {
+            let latest = view.latest.as_ref();
+            Evidence {
+                probe: view.name.clone(),
+                ok: latest.is_some_and(|checked| checked.result.ok),
+                message: latest.map_or_else(String::new, |checked| checked.result.message.clone()),
+            }
+        })
+        .collect()
+}
