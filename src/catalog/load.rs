@@ -80,12 +80,14 @@ pub(super) fn parse(sources: &[Source], probes: &ProbeKinds) -> Result<Catalog, 
     }
     check_unique_ids(&parsed, &mut errors);
     check_inhibits(&parsed, &mut errors);
-    if !errors.is_empty() {
-        errors.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
-        return Err(ConfigErrors(errors));
+    let modes: Option<Vec<FailureMode>> = parsed.into_iter().map(|(_, rule)| rule.mode).collect();
+    match modes {
+        Some(modes) if errors.is_empty() => Ok(Catalog { modes, evaluator }),
+        _ => {
+            errors.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+            Err(ConfigErrors(errors))
+        }
     }
-    let modes = parsed.into_iter().map(|(_, rule)| rule.mode).collect();
-    Ok(Catalog { modes, evaluator })
 }
 
 // === one file ===
@@ -116,11 +118,19 @@ enum RawSeverity {
     Info,
 }
 
-/// A valid rule and the spans the cross-file checks point at.
+/// A rule file that deserialized: what the cross-file checks need, and the failure mode if
+/// the file is valid on its own. A file with an error elsewhere still takes part in the
+/// cross-file checks, so that a typo in one rule's `when` does not make every rule inhibiting
+/// it report an unknown id.
 struct ParsedRule {
-    mode: FailureMode,
+    id: String,
     id_span: Range<usize>,
+    /// Whether the id equals the file stem (the first holder of a duplicate id is the file
+    /// named after it).
+    named_after_file: bool,
+    inhibits: Vec<String>,
     inhibit_spans: Vec<Range<usize>>,
+    mode: Option<FailureMode>,
 }
 
 fn parse_rule(
@@ -150,7 +160,8 @@ fn parse_rule(
     require(&raw.symptom, "symptom", sink);
     require(&raw.recovery, "recovery", sink);
     require(&raw.runbook, "runbook", sink);
-    valid &= check_id(source, &raw.id, sink);
+    let (kebab, named_after_file) = check_id(source, &raw.id, sink);
+    valid &= kebab && named_after_file;
     valid &= check_labels(raw.labels.as_ref(), sink);
     for (index, inhibited) in raw.inhibits.iter().enumerate() {
         if inhibited.get_ref() == raw.id.get_ref() {
@@ -171,11 +182,11 @@ fn parse_rule(
             None
         }
     };
-    let expression = expression.filter(|_| valid)?;
-
+    let id = raw.id.get_ref().clone();
     let id_span = raw.id.span();
+    let inhibits: Vec<String> = raw.inhibits.iter().map(|id| id.get_ref().clone()).collect();
     let inhibit_spans = raw.inhibits.iter().map(Spanned::span).collect();
-    let mode = FailureMode {
+    let mode = expression.filter(|_| valid).map(|expression| FailureMode {
         id: raw.id.into_inner(),
         title: raw.title.into_inner().trim().to_owned(),
         severity: match raw.severity {
@@ -194,11 +205,14 @@ fn parse_rule(
         labels: raw.labels.map(Spanned::into_inner).unwrap_or_default(),
         file: source.path().to_owned(),
         expression,
-    };
-    Some(ParsedRule {
-        mode,
+    });
+    kebab.then_some(ParsedRule {
+        id,
         id_span,
+        named_after_file,
+        inhibits,
         inhibit_spans,
+        mode,
     })
 }
 
@@ -219,9 +233,10 @@ fn deserialize(document: Spanned<DeTable<'_>>, sink: &mut ErrorSink<'_>) -> Opti
         Ok(raw) => Some(raw),
         Err(error) => {
             let at = error.span().unwrap_or(span);
+            // An empty span is the document's own (a missing key): it names no key.
             let key = keys
                 .iter()
-                .find(|(_, range)| range.start <= at.start && at.end <= range.end)
+                .find(|(_, range)| !at.is_empty() && range.start <= at.start && at.end <= range.end)
                 .map_or("", |(key, _)| key.as_str());
             sink.push(&at, key, error.message().trim_end());
             None
@@ -229,7 +244,8 @@ fn deserialize(document: Spanned<DeTable<'_>>, sink: &mut ErrorSink<'_>) -> Opti
     }
 }
 
-fn check_id(source: &Source, id: &Spanned<String>, sink: &mut ErrorSink<'_>) -> bool {
+/// Checks the id; returns whether it is kebab-case and whether it equals the file stem.
+fn check_id(source: &Source, id: &Spanned<String>, sink: &mut ErrorSink<'_>) -> (bool, bool) {
     let text = id.get_ref();
     let kebab = !text.is_empty()
         && text.split('-').all(|part| {
@@ -244,7 +260,7 @@ fn check_id(source: &Source, id: &Spanned<String>, sink: &mut ErrorSink<'_>) -> 
             "id",
             format!("`{text}` is not kebab-case (lowercase letters and digits joined by `-`)"),
         );
-        return false;
+        return (false, false);
     }
     let stem = source
         .path()
@@ -257,9 +273,9 @@ fn check_id(source: &Source, id: &Spanned<String>, sink: &mut ErrorSink<'_>) -> 
             "id",
             format!("id `{text}` must match the file name: rename the file to `{text}.toml` or the id to `{stem}`"),
         );
-        return false;
+        return (true, false);
     }
-    true
+    (true, true)
 }
 
 fn check_labels(
@@ -308,20 +324,23 @@ fn report_expression_errors(
 // === across files ===
 
 fn check_unique_ids(parsed: &[(&Source, ParsedRule)], errors: &mut Vec<ConfigError>) {
+    // The file named after the id owns it; the others are the duplicates.
+    let mut ordered: Vec<&(&Source, ParsedRule)> = parsed.iter().collect();
+    ordered.sort_by_key(|(_, rule)| !rule.named_after_file);
     let mut first: HashMap<&str, &Source> = HashMap::new();
-    for (source, rule) in parsed {
-        match first.get(rule.mode.id.as_str()) {
+    for (source, rule) in ordered {
+        match first.get(rule.id.as_str()) {
             Some(earlier) => errors.push(source.error(
                 &rule.id_span,
                 "id",
                 format!(
                     "duplicate id `{}`, already used by {}",
-                    rule.mode.id,
+                    rule.id,
                     earlier.path().display()
                 ),
             )),
             None => {
-                first.insert(&rule.mode.id, source);
+                first.insert(&rule.id, source);
             }
         }
     }
@@ -331,15 +350,10 @@ fn check_inhibits(parsed: &[(&Source, ParsedRule)], errors: &mut Vec<ConfigError
     let ids: HashMap<&str, usize> = parsed
         .iter()
         .enumerate()
-        .map(|(index, (_, rule))| (rule.mode.id.as_str(), index))
+        .map(|(index, (_, rule))| (rule.id.as_str(), index))
         .collect();
     for (source, rule) in parsed {
-        for (index, (inhibited, span)) in rule
-            .mode
-            .inhibits
-            .iter()
-            .zip(&rule.inhibit_spans)
-            .enumerate()
+        for (index, (inhibited, span)) in rule.inhibits.iter().zip(&rule.inhibit_spans).enumerate()
         {
             if !ids.contains_key(inhibited.as_str()) {
                 errors.push(source.error(
@@ -356,7 +370,7 @@ fn check_inhibits(parsed: &[(&Source, ParsedRule)], errors: &mut Vec<ConfigError
         let path: Vec<&str> = cycle
             .members
             .iter()
-            .map(|member| parsed[*member].1.mode.id.as_str())
+            .map(|member| parsed[*member].1.id.as_str())
             .collect();
         errors.push(source.error(
             &rule.inhibit_spans[edge],
@@ -394,7 +408,7 @@ fn inhibition_cycles(parsed: &[(&Source, ParsedRule)], ids: &HashMap<&str, usize
     ) {
         marks[node] = Mark::OnPath;
         path.push(node);
-        for (edge, target) in parsed[node].1.mode.inhibits.iter().enumerate() {
+        for (edge, target) in parsed[node].1.inhibits.iter().enumerate() {
             // Unknown ids and self-inhibition are reported on their own.
             let Some(&target) = ids.get(target.as_str()).filter(|&&target| target != node) else {
                 continue;
@@ -425,4 +439,263 @@ fn inhibition_cycles(parsed: &[(&Source, ParsedRule)], ids: &HashMap<&str, usize
         }
     }
     cycles
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::Kind;
+
+    fn probes() -> ProbeKinds {
+        [
+            ("edge-api", Kind::Http),
+            ("redis", Kind::Redis),
+            ("db-pooler", Kind::Postgres),
+        ]
+        .into_iter()
+        .map(|(name, kind)| (name.to_owned(), kind))
+        .collect()
+    }
+
+    /// A valid rule file for `id`, with `extra` lines appended and `when` replaced if given.
+    fn rule(id: &str, when: &str, extra: &str) -> String {
+        format!(
+            "id = \"{id}\"\ntitle = \"Redis unreachable\"\nseverity = \"critical\"\nwhen = {when}\n\
+             symptom = \"Jobs stop.\"\nrecovery = \"Restart it.\"\nrunbook = \"#redis\"\n{extra}"
+        )
+    }
+
+    /// Loads `files` (name, text) from `alerts/` and returns the error lines.
+    fn errors(files: &[(&str, String)]) -> Vec<String> {
+        let sources: Vec<Source> = files
+            .iter()
+            .map(|(name, text)| Source::new(format!("alerts/{name}"), text.clone()))
+            .collect();
+        match parse(&sources, &probes()) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    /// A rule file with nothing wrong loads, with `for`, `inhibits` and `labels` defaulted.
+    #[test]
+    fn a_valid_rule_loads_with_defaults() {
+        let source = Source::new(
+            "alerts/redis-down.toml",
+            rule("redis-down", "'!probes.redis.ok'", ""),
+        );
+        let catalog = parse(&[source], &probes()).unwrap();
+        let mode = catalog.get("redis-down").unwrap();
+        assert_eq!(mode.title, "Redis unreachable");
+        assert_eq!(mode.severity, Severity::Critical);
+        assert_eq!(mode.for_duration, Duration::ZERO);
+        assert!(mode.inhibits.is_empty() && mode.labels.is_empty());
+        assert_eq!(mode.probes(), ["redis"]);
+        assert_eq!(mode.file, Path::new("alerts/redis-down.toml"));
+    }
+
+    /// A CEL syntax error points at the line and column of the file where CEL gave up.
+    #[test]
+    fn a_syntax_error_is_located_in_the_file() {
+        let text = rule("redis-down", "'probes.redis.ok &&'", "");
+        assert_eq!(
+            errors(&[("redis-down.toml", text)]),
+            [
+                "alerts/redis-down.toml:4:27: when: syntax error: mismatched input '<EOF>' \
+              expecting {'[', '{', '(', '.', '-', '!', 'true', 'false', 'null', NUM_FLOAT, \
+              NUM_INT, NUM_UINT, STRING, BYTES, IDENTIFIER}"
+            ]
+        );
+    }
+
+    /// An unknown probe in a multi-line `when` is located on its own line, at its name.
+    #[test]
+    fn an_unknown_probe_is_located_on_its_line() {
+        let when = "'''\n  !probes.redis.ok &&\n  probes[\"db-poler\"].ok'''";
+        assert_eq!(
+            errors(&[("redis-down.toml", rule("redis-down", when, ""))]),
+            ["alerts/redis-down.toml:6:10: when: unknown probe `db-poler`"]
+        );
+    }
+
+    /// A type error is found at load (not at 3 a.m.) and located at its operator, counting
+    /// the escaped quotes of a basic string as they are written.
+    #[test]
+    fn a_type_error_is_located_at_its_operator() {
+        let when = r#""!probes.redis.ok && probes.redis.observations.uptime_seconds < \"600\"""#;
+        assert_eq!(
+            errors(&[("redis-down.toml", rule("redis-down", when, ""))]),
+            [
+                "alerts/redis-down.toml:4:70: when: type error: found no matching overload for \
+              '_<_' applied to '(int, string)'"
+            ]
+        );
+    }
+
+    /// Unknown keys are errors (a typo never silently drops a setting).
+    #[test]
+    fn an_unknown_key_is_rejected() {
+        let text = rule("redis-down", "'!probes.redis.ok'", "whn = 'x'\n");
+        assert_eq!(
+            errors(&[("redis-down.toml", text)]),
+            [
+                "alerts/redis-down.toml:8:1: whn: unknown field `whn`, expected one of `id`, \
+              `title`, `severity`, `when`, `for`, `symptom`, `recovery`, `runbook`, \
+              `inhibits`, `labels`"
+            ]
+        );
+    }
+
+    /// Two files with one id: the file named after the id keeps it, the other is reported.
+    #[test]
+    fn a_duplicate_id_is_reported_on_the_file_not_named_after_it() {
+        let text = rule("redis-down", "'!probes.redis.ok'", "");
+        assert_eq!(
+            errors(&[("a-copy.toml", text.clone()), ("redis-down.toml", text)]),
+            [
+                "alerts/a-copy.toml:1:6: id: id `redis-down` must match the file name: rename \
+                 the file to `redis-down.toml` or the id to `a-copy`",
+                "alerts/a-copy.toml:1:6: id: duplicate id `redis-down`, already used by \
+                 alerts/redis-down.toml",
+            ]
+        );
+    }
+
+    /// The id is the alert name and the file name: they must agree, and be kebab-case.
+    #[test]
+    fn the_id_must_be_kebab_case_and_match_the_file_name() {
+        assert_eq!(
+            errors(&[(
+                "redis-gone.toml",
+                rule("redis-down", "'!probes.redis.ok'", "")
+            )]),
+            [
+                "alerts/redis-gone.toml:1:6: id: id `redis-down` must match the file name: rename \
+              the file to `redis-down.toml` or the id to `redis-gone`"
+            ]
+        );
+        assert_eq!(
+            errors(&[(
+                "Redis_Down.toml",
+                rule("Redis_Down", "'!probes.redis.ok'", "")
+            )]),
+            [
+                "alerts/Redis_Down.toml:1:6: id: `Redis_Down` is not kebab-case (lowercase \
+              letters and digits joined by `-`)"
+            ]
+        );
+    }
+
+    /// `inhibits` must name failure modes that exist.
+    #[test]
+    fn inhibiting_an_unknown_mode_is_an_error() {
+        let text = rule(
+            "redis-down",
+            "'!probes.redis.ok'",
+            "inhibits = [\"worker-stalled\"]\n",
+        );
+        assert_eq!(
+            errors(&[("redis-down.toml", text)]),
+            [
+                "alerts/redis-down.toml:8:13: inhibits[0]: inhibits unknown failure mode \
+              `worker-stalled`"
+            ]
+        );
+    }
+
+    /// Modes inhibiting each other (or themselves) would all be silenced at once.
+    #[test]
+    fn inhibition_cycles_are_rejected() {
+        let a = rule("a", "'!probes.redis.ok'", "inhibits = [\"b\"]\n");
+        let b = rule("b", "'!probes.redis.ok'", "inhibits = [\"a\", \"b\"]\n");
+        assert_eq!(
+            errors(&[("a.toml", a), ("b.toml", b)]),
+            [
+                "alerts/b.toml:8:13: inhibits[0]: inhibition cycle a -> b -> a: each would \
+                 silence the other",
+                "alerts/b.toml:8:18: inhibits[1]: a failure mode cannot inhibit itself",
+            ]
+        );
+    }
+
+    /// A typo in one rule's `when` does not make the rules inhibiting it report it unknown.
+    #[test]
+    fn a_broken_rule_is_still_known_to_its_inhibitors() {
+        let broken = rule("worker-stalled", "'probes.asynq.ok'", "");
+        let inhibitor = rule(
+            "redis-down",
+            "'!probes.redis.ok'",
+            "inhibits = [\"worker-stalled\"]\n",
+        );
+        assert_eq!(
+            errors(&[
+                ("redis-down.toml", inhibitor),
+                ("worker-stalled.toml", broken)
+            ]),
+            ["alerts/worker-stalled.toml:4:16: when: unknown probe `asynq`"]
+        );
+    }
+
+    /// Severity, `for` and missing keys are reported by the strict deserializer.
+    #[test]
+    fn malformed_values_and_missing_keys_are_reported() {
+        let severity = rule("redis-down", "'!probes.redis.ok'", "").replace("critical", "fatal");
+        assert_eq!(
+            errors(&[("redis-down.toml", severity)]),
+            [
+                "alerts/redis-down.toml:3:12: severity: unknown variant `fatal`, expected one of \
+              `critical`, `warning`, `info`"
+            ]
+        );
+        let duration = rule("redis-down", "'!probes.redis.ok'", "for = \"soon\"\n");
+        assert_eq!(
+            errors(&[("redis-down.toml", duration)]),
+            [
+                "alerts/redis-down.toml:8:7: for: invalid duration `soon` (expected number at 0); \
+              write e.g. \"30s\", \"1m30s\" or \"250ms\""
+            ]
+        );
+        assert_eq!(
+            errors(&[("redis-down.toml", "id = \"redis-down\"\n".to_owned())]),
+            ["alerts/redis-down.toml:1:1: missing field `title`"]
+        );
+    }
+
+    /// Labels become Alertmanager labels: valid names only, and not the engine's own.
+    #[test]
+    fn labels_must_be_valid_and_not_reserved() {
+        let text = rule(
+            "redis-down",
+            "'!probes.redis.ok'",
+            "labels = { severity = \"x\", \"team-name\" = \"ops\", team = \"ops\" }\n",
+        );
+        assert_eq!(
+            errors(&[("redis-down.toml", text)]),
+            [
+                "alerts/redis-down.toml:8:10: labels.severity: label name `severity` is \
+                 reserved: the alert engine sets it",
+                "alerts/redis-down.toml:8:10: labels.team-name: `team-name` is not a valid \
+                 label name (letters, digits and `_`)",
+            ]
+        );
+    }
+
+    /// Every bad file is reported in one go, in file order, along with TOML syntax errors.
+    #[test]
+    fn every_bad_rule_is_reported_at_once() {
+        let empty_title = rule("a", "'!probes.redis.ok'", "").replace("Redis unreachable", " ");
+        assert_eq!(
+            errors(&[
+                ("a.toml", empty_title),
+                ("b.toml", "id = \"b\"\ntitle = \n".to_owned()),
+                ("c.toml", rule("c", "'probes.redis.ok > 1'", "")),
+            ]),
+            [
+                "alerts/a.toml:2:9: title: must not be empty",
+                "alerts/b.toml:2:9: string values must be quoted, expected literal string",
+                "alerts/c.toml:4:25: when: type error: found no matching overload for '_>_' \
+                 applied to '(bool, int)'",
+            ]
+        );
+    }
 }
