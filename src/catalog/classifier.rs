@@ -407,3 +407,355 @@ fn evidence(views: &[Arc<ProbeView>]) -> Vec<Evidence> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::catalog::{ProbeKinds, Severity};
+    use crate::config::Source;
+    use crate::probe::{ErrorClass, Kind, ProbeResult};
+
+    /// Three probes, some rules, and the classifier over them, driven like the state task does.
+    struct Fixture {
+        views: Vec<Arc<ProbeView>>,
+        classifier: Classifier,
+    }
+
+    const PROBES: [&str; 3] = ["a", "b", "c"];
+
+    impl Fixture {
+        /// `rules` are (id, extra TOML lines) with `when` among the extra lines.
+        fn new(rules: &[(&str, &str)]) -> Self {
+            let sources: Vec<Source> = rules
+                .iter()
+                .map(|(id, extra)| {
+                    Source::new(
+                        format!("alerts/{id}.toml"),
+                        format!(
+                            "id = \"{id}\"\ntitle = \"{id} title\"\nseverity = \"warning\"\n\
+                             symptom = \"{id} symptom\"\nrecovery = \"{id} recovery\"\n\
+                             runbook = \"#{id}\"\n{extra}\n"
+                        ),
+                    )
+                })
+                .collect();
+            let kinds: ProbeKinds = PROBES
+                .iter()
+                .map(|name| ((*name).to_owned(), Kind::Http))
+                .collect();
+            let catalog = Arc::new(crate::catalog::parse(&sources, &kinds).unwrap());
+            let views = PROBES
+                .iter()
+                .map(|name| {
+                    Arc::new(ProbeView::new(
+                        name,
+                        Kind::Http,
+                        String::new(),
+                        BTreeMap::new(),
+                        Duration::from_secs(30),
+                        Duration::from_secs(10),
+                    ))
+                })
+                .collect();
+            let classifier = Classifier::new(catalog, PROBES);
+            Self { views, classifier }
+        }
+
+        fn report(&mut self, probe: &str, result: ProbeResult) {
+            let index = PROBES.iter().position(|name| *name == probe).unwrap();
+            Arc::make_mut(&mut self.views[index]).record(result, Instant::now(), Timestamp::now());
+            self.classifier.probe_changed(index);
+        }
+
+        fn evaluate(&mut self) -> Arc<[Diagnosis]> {
+            self.classifier
+                .evaluate(&self.views, Instant::now(), Timestamp::now())
+        }
+
+        /// (id, state, inhibited_by) of every diagnosis, in list order.
+        fn summary(&mut self) -> Vec<(String, &'static str, Option<String>)> {
+            self.evaluate()
+                .iter()
+                .map(|d| (d.id.clone(), d.state.as_str(), d.inhibited_by.clone()))
+                .collect()
+        }
+
+        fn stats(&self, id: &str) -> RuleStats {
+            self.classifier
+                .stats()
+                .find(|(mode, _)| mode.id == id)
+                .map(|(_, stats)| stats.clone())
+                .unwrap()
+        }
+    }
+
+    fn ok() -> ProbeResult {
+        ProbeResult {
+            ok: true,
+            error: None,
+            message: "200 OK".to_owned(),
+            observations: BTreeMap::new(),
+            duration: Duration::from_millis(50),
+            phases: Vec::new(),
+        }
+    }
+
+    fn failed() -> ProbeResult {
+        ProbeResult {
+            ok: false,
+            error: Some(ErrorClass::Connect),
+            message: "connection refused".to_owned(),
+            observations: BTreeMap::new(),
+            duration: Duration::from_millis(5),
+            phases: Vec::new(),
+        }
+    }
+
+    fn active(id: &str) -> (String, &'static str, Option<String>) {
+        (id.to_owned(), "active", None)
+    }
+
+    /// A rule is unknown, not firing, until every probe it reads has a result.
+    #[tokio::test(start_paused = true)]
+    async fn a_rule_is_unknown_until_its_probes_report() {
+        let mut fixture = Fixture::new(&[("both-down", "when = '!probes.a.ok && !probes.b.ok'")]);
+        fixture.report("a", failed());
+        assert!(fixture.evaluate().is_empty());
+        assert_eq!(fixture.stats("both-down").status, RuleStatus::Unknown);
+        assert_eq!(fixture.stats("both-down").evaluations, 0);
+
+        fixture.report("b", failed());
+        assert_eq!(fixture.summary(), [active("both-down")]);
+        let diagnosis = &fixture.evaluate()[0];
+        assert_eq!(diagnosis.title, "both-down title");
+        assert_eq!(diagnosis.severity, Severity::Warning);
+        assert_eq!(diagnosis.summary, "both-down symptom");
+        assert_eq!(diagnosis.recovery, "both-down recovery");
+        assert_eq!(diagnosis.runbook, "#both-down");
+        assert_eq!(
+            diagnosis.evidence,
+            [
+                Evidence {
+                    probe: "a".to_owned(),
+                    ok: false,
+                    message: "connection refused".to_owned()
+                },
+                Evidence {
+                    probe: "b".to_owned(),
+                    ok: false,
+                    message: "connection refused".to_owned()
+                },
+            ]
+        );
+    }
+
+    /// Only the rules reading a changed probe are evaluated again.
+    #[tokio::test(start_paused = true)]
+    async fn only_rules_reading_a_changed_probe_are_evaluated() {
+        let mut fixture = Fixture::new(&[
+            ("a-down", "when = '!probes.a.ok'"),
+            ("b-down", "when = '!probes.b.ok'"),
+        ]);
+        fixture.report("a", ok());
+        fixture.report("b", ok());
+        fixture.evaluate();
+        for _ in 0..3 {
+            fixture.report("a", failed());
+            fixture.evaluate();
+        }
+        fixture.evaluate();
+        assert_eq!(fixture.stats("a-down").evaluations, 4);
+        assert_eq!(fixture.stats("b-down").evaluations, 1);
+        assert_eq!(fixture.summary(), [active("a-down")]);
+        fixture.report("a", ok());
+        assert!(
+            fixture.evaluate().is_empty(),
+            "resolved once the rule no longer holds"
+        );
+    }
+
+    /// A diagnosis is pending until its rule has held for `for`, then active, without needing
+    /// a new result; `since` is when it started holding.
+    #[tokio::test(start_paused = true)]
+    async fn for_keeps_a_diagnosis_pending_until_it_has_held_long_enough() {
+        let mut fixture = Fixture::new(&[("a-down", "when = '!probes.a.ok'\nfor = \"2m\"")]);
+        fixture.report("a", failed());
+        let started = Instant::now();
+        assert_eq!(fixture.summary(), [("a-down".to_owned(), "pending", None)]);
+        assert_eq!(
+            fixture.classifier.next_deadline(),
+            Some(started + Duration::from_secs(120))
+        );
+
+        tokio::time::advance(Duration::from_secs(119)).await;
+        assert_eq!(fixture.summary()[0].1, "pending");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(fixture.summary(), [active("a-down")]);
+        assert_eq!(fixture.evaluate()[0].since_instant, started);
+        assert_eq!(fixture.classifier.next_deadline(), None);
+    }
+
+    /// A rule that stops holding while pending starts over.
+    #[tokio::test(start_paused = true)]
+    async fn a_pending_diagnosis_that_clears_starts_over() {
+        let mut fixture = Fixture::new(&[("a-down", "when = '!probes.a.ok'\nfor = \"1m\"")]);
+        fixture.report("a", failed());
+        fixture.evaluate();
+        tokio::time::advance(Duration::from_secs(50)).await;
+        fixture.report("a", ok());
+        assert!(fixture.evaluate().is_empty());
+        fixture.report("a", failed());
+        fixture.evaluate();
+        tokio::time::advance(Duration::from_secs(50)).await;
+        assert_eq!(
+            fixture.summary()[0].1,
+            "pending",
+            "the clock restarted at the new failure"
+        );
+    }
+
+    /// A rule that depends on time is evaluated on every pass, even without new results.
+    #[tokio::test(start_paused = true)]
+    async fn time_dependent_rules_are_evaluated_without_new_results() {
+        let mut fixture = Fixture::new(&[(
+            "a-down-long",
+            "when = 'probes.a.seconds_since_ok() >= 300.0'",
+        )]);
+        fixture.report("a", ok());
+        fixture.report("a", failed());
+        assert!(fixture.evaluate().is_empty());
+        tokio::time::advance(Duration::from_secs(299)).await;
+        assert!(fixture.evaluate().is_empty());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(fixture.summary(), [active("a-down-long")]);
+    }
+
+    /// A runtime error does not fire the rule; it is counted with its message, and the rule
+    /// recovers when the data allows.
+    #[tokio::test(start_paused = true)]
+    async fn a_runtime_error_is_counted_and_does_not_fire() {
+        let mut fixture =
+            Fixture::new(&[("a-5xx", "when = 'probes.a.observations.status >= 500'")]);
+        fixture.report("a", failed());
+        assert!(fixture.evaluate().is_empty());
+        fixture.report("a", failed());
+        fixture.evaluate();
+        let stats = fixture.stats("a-5xx");
+        assert_eq!(stats.status, RuleStatus::Error);
+        assert_eq!(stats.errors, 2);
+        assert_eq!(stats.last_error.as_deref(), Some("no such key: status"));
+
+        let mut result = failed();
+        result.observations.insert("status".to_owned(), 502.into());
+        fixture.report("a", result);
+        assert_eq!(fixture.summary(), [active("a-5xx")]);
+        let stats = fixture.stats("a-5xx");
+        assert_eq!(stats.status, RuleStatus::Holding);
+        assert_eq!(stats.errors, 2, "the last error is kept for /status");
+    }
+
+    /// An active diagnosis inhibits the ones it names: they stay listed, after the root cause,
+    /// with `inhibited_by` set; a pending one inhibits nothing.
+    #[tokio::test(start_paused = true)]
+    async fn active_diagnoses_inhibit_the_modes_they_name() {
+        let mut fixture = Fixture::new(&[
+            (
+                "all-down",
+                "when = '!probes.a.ok && !probes.b.ok'\nfor = \"1m\"\ninhibits = [\"a-down\"]",
+            ),
+            ("a-down", "when = '!probes.a.ok'"),
+        ]);
+        fixture.report("a", failed());
+        fixture.report("b", failed());
+        assert_eq!(
+            fixture.summary(),
+            [active("a-down"), ("all-down".to_owned(), "pending", None),],
+            "a pending diagnosis inhibits nothing"
+        );
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert_eq!(
+            fixture.summary(),
+            [
+                active("all-down"),
+                ("a-down".to_owned(), "active", Some("all-down".to_owned())),
+            ]
+        );
+        fixture.report("b", ok());
+        assert_eq!(
+            fixture.summary(),
+            [active("a-down")],
+            "inhibition ends with its cause"
+        );
+    }
+
+    /// With several active inhibitors, the one not itself inhibited is named: the root cause.
+    #[tokio::test(start_paused = true)]
+    async fn the_root_cause_is_named_as_the_inhibitor() {
+        let mut fixture = Fixture::new(&[
+            (
+                "everything-down",
+                "when = '!probes.a.ok && !probes.b.ok && !probes.c.ok'\n\
+                 inhibits = [\"two-down\", \"a-down\"]",
+            ),
+            (
+                "two-down",
+                "when = '!probes.a.ok && !probes.b.ok'\ninhibits = [\"a-down\"]",
+            ),
+            ("a-down", "when = '!probes.a.ok'"),
+        ]);
+        for probe in PROBES {
+            fixture.report(probe, failed());
+        }
+        assert_eq!(
+            fixture.summary(),
+            [
+                active("everything-down"),
+                (
+                    "a-down".to_owned(),
+                    "active",
+                    Some("everything-down".to_owned())
+                ),
+                (
+                    "two-down".to_owned(),
+                    "active",
+                    Some("everything-down".to_owned())
+                ),
+            ]
+        );
+    }
+
+    /// Evidence follows the probes' latest results while the diagnosis holds.
+    #[tokio::test(start_paused = true)]
+    async fn evidence_follows_the_latest_results() {
+        let mut fixture =
+            Fixture::new(&[("a-flaps", "when = 'probes.a.failure_ratio(4) >= 0.25'")]);
+        fixture.report("a", failed());
+        let evidence = fixture.evaluate()[0].evidence.clone();
+        assert_eq!(
+            (evidence[0].ok, evidence[0].message.as_str()),
+            (false, "connection refused")
+        );
+        fixture.report("a", ok());
+        let evidence = fixture.evaluate()[0].evidence.clone();
+        assert_eq!(
+            (evidence[0].ok, evidence[0].message.as_str()),
+            (true, "200 OK")
+        );
+        for _ in 0..2 {
+            fixture.report("a", ok());
+        }
+        assert_eq!(
+            fixture.summary(),
+            [active("a-flaps")],
+            "1 failure in the last 4 runs"
+        );
+        fixture.report("a", ok());
+        assert!(
+            fixture.evaluate().is_empty(),
+            "no failure in the last 4 runs"
+        );
+    }
+}

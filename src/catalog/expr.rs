@@ -172,18 +172,18 @@ impl Evaluator {
         let mut nodes = Vec::new();
         checkable_nodes(expression.program.expression(), &mut nodes);
         for node in nodes {
-            if let Err(error) = context.resolve(node) {
-                if is_type_error(&error) {
-                    let offset = expression
-                        .program
-                        .source_info()
-                        .offset_for(node.id)
-                        .map_or(0, |(start, _)| start as usize);
-                    return Err(ExprError {
-                        offset,
-                        message: describe(&error),
-                    });
-                }
+            if let Err(error) = context.resolve(node)
+                && is_type_error(&error)
+            {
+                let offset = expression
+                    .program
+                    .source_info()
+                    .offset_for(node.id)
+                    .map_or(0, |(start, _)| start as usize);
+                return Err(ExprError {
+                    offset,
+                    message: describe(&error),
+                });
             }
         }
         match expression.program.execute(&context) {
