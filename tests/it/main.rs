@@ -16,6 +16,7 @@
     reason = "the harness waits for real server processes in real time"
 )]
 
+mod catalog_rules;
 mod daemon;
 mod daemon_http;
 mod probe_asynq;
