@@ -31,7 +31,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use tokio::time::Instant;
 
-pub use classifier::{Classifier, RuleStats, RuleStatus};
+pub use classifier::{Classifier, RuleStats, RuleStatus, TIME_DEPENDENT_PERIOD};
 
 use crate::config::{Config, ConfigErrors, Source};
 use crate::probe::Kind;
@@ -88,10 +88,6 @@ impl Catalog {
     /// The failure mode with this id.
     pub fn get(&self, id: &str) -> Option<&FailureMode> {
         self.modes.iter().find(|mode| mode.id == id)
-    }
-
-    fn position(&self, id: &str) -> Option<usize> {
-        self.modes.iter().position(|mode| mode.id == id)
     }
 }
 

@@ -17,7 +17,9 @@
 //! list with [`Diagnosis::inhibited_by`] set, so `/status` can show the root cause first and
 //! the alert engine knows not to notify it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use jiff::Timestamp;
 use tokio::time::Instant;
@@ -25,6 +27,11 @@ use tokio::time::Instant;
 use crate::state::ProbeView;
 
 use super::{Catalog, Diagnosis, DiagnosisState, Evidence, FailureMode};
+
+/// How often rules that depend on time are re-evaluated without a new result. `now` has a
+/// resolution of one second, and time-based thresholds are minutes: evaluating them more often
+/// would only cost CPU when results arrive by the thousand.
+pub const TIME_DEPENDENT_PERIOD: Duration = Duration::from_secs(1);
 
 /// What a rule's latest evaluation found.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -84,8 +91,10 @@ pub struct Classifier {
     rules: Vec<RuleState>,
     /// Probe index -> the rules that read it.
     by_probe: Vec<Vec<usize>>,
-    /// Rules re-evaluated on every call.
+    /// Rules re-evaluated every [`TIME_DEPENDENT_PERIOD`] even without new results.
     time_dependent: Vec<usize>,
+    /// When the time-dependent rules last ran.
+    time_dependent_at: Option<Instant>,
     /// Rule index -> the rules whose `inhibits` names it.
     inhibitors: Vec<Vec<usize>>,
     /// Rules to re-evaluate at the next call, without duplicates.
@@ -101,30 +110,40 @@ impl Classifier {
     /// views later passed to [`Classifier::evaluate`] (the config order). Every rule starts
     /// dirty, so the first evaluation sees whatever results already exist.
     pub fn new<'a>(catalog: Arc<Catalog>, probe_names: impl IntoIterator<Item = &'a str>) -> Self {
-        let names: Vec<&str> = probe_names.into_iter().collect();
-        let mut by_probe = vec![Vec::new(); names.len()];
+        let probes: HashMap<&str, usize> = probe_names
+            .into_iter()
+            .enumerate()
+            .map(|(index, name)| (name, index))
+            .collect();
+        let ids: HashMap<&str, usize> = catalog
+            .modes
+            .iter()
+            .enumerate()
+            .map(|(index, mode)| (mode.id.as_str(), index))
+            .collect();
+        let mut by_probe = vec![Vec::new(); probes.len()];
         let mut inhibitors = vec![Vec::new(); catalog.modes.len()];
         let mut rules = Vec::with_capacity(catalog.modes.len());
         let mut time_dependent = Vec::new();
         for (index, mode) in catalog.modes.iter().enumerate() {
-            let probes: Vec<Option<usize>> = mode
+            let read: Vec<Option<usize>> = mode
                 .probes()
                 .iter()
-                .map(|probe| names.iter().position(|name| name == probe))
+                .map(|probe| probes.get(probe.as_str()).copied())
                 .collect();
-            for probe in probes.iter().flatten() {
+            for probe in read.iter().flatten() {
                 by_probe[*probe].push(index);
             }
             if mode.is_time_dependent() {
                 time_dependent.push(index);
             }
             for inhibited in &mode.inhibits {
-                if let Some(target) = catalog.position(inhibited) {
+                if let Some(&target) = ids.get(inhibited.as_str()) {
                     inhibitors[target].push(index);
                 }
             }
             rules.push(RuleState {
-                probes,
+                probes: read,
                 diagnosis: None,
                 stats: RuleStats::default(),
             });
@@ -135,6 +154,7 @@ impl Classifier {
             rules,
             by_probe,
             time_dependent,
+            time_dependent_at: None,
             inhibitors,
             dirty: (0..count).collect(),
             is_dirty: vec![true; count],
@@ -157,7 +177,8 @@ impl Classifier {
         }
     }
 
-    /// Re-evaluates the rules whose probes changed (and the time-dependent ones), confirms
+    /// Re-evaluates the rules whose probes changed (and the time-dependent ones, at most every
+    /// [`TIME_DEPENDENT_PERIOD`]), confirms
     /// pending diagnoses whose `for` has elapsed, applies inhibition, and returns the current
     /// diagnoses: root causes first, then active before pending, by severity, oldest first.
     /// The returned list is shared and only rebuilt when something changed.
@@ -168,9 +189,15 @@ impl Classifier {
         wall: Timestamp,
     ) -> Arc<[Diagnosis]> {
         let mut to_run = std::mem::take(&mut self.dirty);
-        for &rule in &self.time_dependent {
-            if !self.is_dirty[rule] {
-                to_run.push(rule);
+        let time_is_due = self
+            .time_dependent_at
+            .is_none_or(|at| now >= at + TIME_DEPENDENT_PERIOD);
+        if time_is_due && !self.time_dependent.is_empty() {
+            self.time_dependent_at = Some(now);
+            for &rule in &self.time_dependent {
+                if !self.is_dirty[rule] {
+                    to_run.push(rule);
+                }
             }
         }
         let mut changed = false;
@@ -631,6 +658,22 @@ mod tests {
         assert!(fixture.evaluate().is_empty());
         tokio::time::advance(Duration::from_secs(1)).await;
         assert_eq!(fixture.summary(), [active("a-down-long")]);
+    }
+
+    /// Time-dependent rules run at most once per period however often the classifier is
+    /// asked, so a burst of results does not multiply their cost.
+    #[tokio::test(start_paused = true)]
+    async fn time_dependent_rules_run_at_most_once_per_period() {
+        let mut fixture = Fixture::new(&[("a-old", "when = 'probes.a.seconds_since_ok() > 60.0'")]);
+        fixture.report("a", ok());
+        for _ in 0..5 {
+            fixture.evaluate();
+        }
+        assert_eq!(fixture.stats("a-old").evaluations, 1);
+        tokio::time::advance(TIME_DEPENDENT_PERIOD).await;
+        fixture.evaluate();
+        fixture.evaluate();
+        assert_eq!(fixture.stats("a-old").evaluations, 2);
     }
 
     /// A runtime error does not fire the rule; it is counted with its message, and the rule

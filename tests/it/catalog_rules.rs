@@ -407,10 +407,10 @@ fn scenarios() -> Vec<Scenario> {
             "cron-late",
         ]),
         // --- Cloudflare and DNS ---
-        Scenario::new("edge refused at one POP, origins fine, for two minutes")
+        Scenario::new("edge refused at one POP, origins fine, for four minutes")
             .set("edge-api", hung("edge-api"))
             .set("edge-admin", cloudflare_error("edge-admin", 500))
-            .after(Duration::from_secs(120))
+            .after(Duration::from_secs(4 * 60))
             .fires(&["cf-edge-pop-outage"])
             .inhibited(&["edge-api-down"]),
         Scenario::new("edge down for ten minutes, origins fine")
@@ -931,6 +931,34 @@ fn every_shipped_rule_says_what_to_do() {
                 .file_stem()
                 .and_then(|stem| stem.to_str())
                 == Some(mode.id.as_str())
+        );
+    }
+}
+
+/// The catch-all `edge-api-down` never goes active before the specific mode that explains the
+/// same failure: each of its inhibitors is confirmed at least a minute sooner, or shares its
+/// condition with one that is (`cf-global-outage` takes over from `cf-edge-pop-outage`).
+#[test]
+fn specific_modes_are_confirmed_before_the_catch_all() {
+    support::init();
+    let catalog = shipped_catalog();
+    let catch_all = catalog.get("edge-api-down").unwrap();
+    let deadline = catch_all.for_duration - Duration::from_secs(60);
+    let inhibitors: Vec<_> = catalog
+        .modes()
+        .iter()
+        .filter(|mode| mode.inhibits.iter().any(|id| id == "edge-api-down"))
+        .collect();
+    assert!(inhibitors.len() >= 8);
+    for mode in &inhibitors {
+        let covered = mode.for_duration <= deadline
+            || inhibitors
+                .iter()
+                .any(|other| other.when == mode.when && other.for_duration <= deadline);
+        assert!(
+            covered,
+            "{} ({:?}) would confirm after the catch-all",
+            mode.id, mode.for_duration
         );
     }
 }
