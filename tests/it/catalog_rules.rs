@@ -316,12 +316,16 @@ fn refused(probe: &str) -> ProbeResult {
     down(probe, ErrorClass::Connect, "connection refused")
 }
 
+/// A run cut off at its timeout: the runner reports only the phase it hung in, so rules must
+/// cope with every other observation being absent.
 fn hung(probe: &str) -> ProbeResult {
-    down(
+    let mut result = down(
         probe,
         ErrorClass::Timeout,
         "timed out after 10s during connect",
-    )
+    );
+    result.observations = observations(vec![("timeout_phase", "connect".into())]);
+    result
 }
 
 // === scenarios ===
