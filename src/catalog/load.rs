@@ -16,6 +16,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
+use crate::config::source::with_typo_hint;
 use crate::config::{ConfigError, ConfigErrors, ErrorSink, HumanDuration, Source};
 
 use super::expr::{Evaluator, ExprError};
@@ -238,7 +239,7 @@ fn deserialize(document: Spanned<DeTable<'_>>, sink: &mut ErrorSink<'_>) -> Opti
                 .iter()
                 .find(|(_, range)| !at.is_empty() && range.start <= at.start && at.end <= range.end)
                 .map_or("", |(key, _)| key.as_str());
-            sink.push(&at, key, error.message().trim_end());
+            sink.push(&at, key, with_typo_hint(error.message().trim_end(), &[]));
             None
         }
     }
@@ -532,7 +533,7 @@ mod tests {
         );
     }
 
-    /// Unknown keys are errors (a typo never silently drops a setting).
+    /// Unknown keys are errors (a typo never silently drops a setting), with a hint for a typo.
     #[test]
     fn an_unknown_key_is_rejected() {
         let text = rule("redis-down", "'!probes.redis.ok'", "whn = 'x'\n");
@@ -541,7 +542,7 @@ mod tests {
             [
                 "alerts/redis-down.toml:8:1: whn: unknown field `whn`, expected one of `id`, \
               `title`, `severity`, `when`, `for`, `symptom`, `recovery`, `runbook`, \
-              `inhibits`, `labels`"
+              `inhibits`, `labels`; did you mean `when`?"
             ]
         );
     }
