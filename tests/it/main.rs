@@ -18,6 +18,7 @@
 
 mod catalog_rules;
 mod daemon;
+mod daemon_catalog;
 mod daemon_http;
 mod probe_asynq;
 mod probe_dns;
