@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use honeyguide::catalog::{self, Catalog, Classifier, DiagnosisState, ProbeKinds, RuleStatus};
+use honeyguide::config::{self, Source};
 use honeyguide::probe::{ErrorClass, Kind, ProbeResult, Value};
 use honeyguide::state::ProbeView;
 use jiff::Timestamp;
@@ -22,9 +23,9 @@ use crate::support;
 
 // === the shipped probes ===
 
-/// The probes the shipped rules are written against: those of the shipped `probes.toml`, plus
-/// the ones the issue names that are still being added to it (same names, same kinds).
-const SHIPPED_PROBES: [(&str, Kind); 15] = [
+/// The probes of the shipped `probes.toml`, which the shipped rules are written against (a test
+/// checks the two lists agree).
+const SHIPPED_PROBES: [(&str, Kind); 16] = [
     ("edge-api", Kind::Http),
     ("edge-admin", Kind::Http),
     ("edge-api-deep", Kind::Http),
@@ -32,6 +33,7 @@ const SHIPPED_PROBES: [(&str, Kind); 15] = [
     ("origin-2", Kind::Http),
     ("origin-3", Kind::Http),
     ("dns-api", Kind::Dns),
+    ("dns-cluster", Kind::Dns),
     ("db-pooler", Kind::Postgres),
     ("db-direct", Kind::Postgres),
     ("redis", Kind::Redis),
@@ -46,28 +48,17 @@ fn repository() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The `[[probe]]` names and kinds of the shipped `probes.toml`, read as plain TOML (the probe
-/// kinds themselves need not be buildable for this).
-fn probes_toml() -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(repository().join("probes.toml")).unwrap();
-    let document: toml::Table = toml::from_str(&text).unwrap();
-    let Some(toml::Value::Array(probes)) = document.get("probe") else {
-        return Vec::new();
-    };
-    probes
-        .iter()
-        .map(|probe| {
-            let field = |key: &str| probe[key].as_str().unwrap().to_owned();
-            (field("name"), field("kind"))
-        })
-        .collect()
+/// The shipped `probes.toml`, validated as `honeyguide run` would (with an empty environment,
+/// so every `${VAR:-default}` takes its default).
+fn shipped_config() -> config::Config {
+    let path = repository().join("probes.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    config::parse(&Source::new(path, text), &|_| None)
+        .unwrap_or_else(|errors| panic!("the shipped probes.toml must load:\n{errors}"))
 }
 
 fn shipped_kinds() -> ProbeKinds {
-    SHIPPED_PROBES
-        .iter()
-        .map(|(name, kind)| ((*name).to_owned(), *kind))
-        .collect()
+    catalog::probe_kinds(&shipped_config())
 }
 
 fn shipped_catalog() -> Catalog {
@@ -75,7 +66,8 @@ fn shipped_catalog() -> Catalog {
         .unwrap_or_else(|errors| panic!("the shipped alerts/ must load:\n{errors}"))
 }
 
-/// The shipped `alerts/` load against the shipped probe names without a single error.
+/// The shipped `alerts/` load against the shipped `probes.toml` without a single error: what
+/// `honeyguide validate` checks in the repository.
 #[test]
 fn the_shipped_alerts_load_against_the_shipped_probes() {
     support::init();
@@ -90,21 +82,16 @@ fn the_shipped_alerts_load_against_the_shipped_probes() {
     }
 }
 
-/// Every probe `probes.toml` ships has the name and kind the rules were written against, so
-/// renaming one there (without fixing the rules) fails here and in `honeyguide validate`.
+/// The probe list the scenarios below build on is exactly the shipped `probes.toml`'s, so a probe
+/// renamed or added there is noticed here (and a rule reading a missing one fails the load).
 #[test]
-fn the_shipped_probes_toml_agrees_with_the_rules_probe_names() {
+fn the_scenarios_use_the_shipped_probes() {
     support::init();
-    let known = shipped_kinds();
-    let shipped = probes_toml();
-    assert!(!shipped.is_empty());
-    for (name, kind) in shipped {
-        assert_eq!(
-            known.get(&name).map(|kind| kind.as_str()),
-            Some(kind.as_str()),
-            "probe `{name}` of probes.toml"
-        );
-    }
+    let expected: ProbeKinds = SHIPPED_PROBES
+        .iter()
+        .map(|(name, kind)| ((*name).to_owned(), *kind))
+        .collect();
+    assert_eq!(shipped_kinds(), expected);
 }
 
 // === results ===
@@ -114,11 +101,48 @@ fn in_days(days: i64) -> Value {
     Value::Int(Timestamp::now().as_second() + days * 86_400)
 }
 
+/// Every resolver of `dns-api` failing with `rcode`.
+fn every_resolver(rcode: Option<&str>) -> Value {
+    resolvers(&[
+        ("system", Some(rcode)),
+        ("udp://1.1.1.1", Some(rcode)),
+        ("tls://1.1.1.1#cloudflare-dns.com", Some(rcode)),
+        ("https://8.8.8.8/dns-query#dns.google", Some(rcode)),
+    ])
+}
+
 fn map<const N: usize>(pairs: [(&str, Value); N]) -> Value {
     Value::Map(
         pairs
             .into_iter()
             .map(|(key, value)| (key.to_owned(), value))
+            .collect(),
+    )
+}
+
+/// The `resolvers` observation of a dns probe: each resolver answered (`None`) or failed with the
+/// given rcode (`Some(None)` for no answer at all).
+fn resolvers(entries: &[(&str, Option<Option<&str>>)]) -> Value {
+    Value::Map(
+        entries
+            .iter()
+            .map(|(name, failure)| {
+                let entry = match failure {
+                    None => map([
+                        ("answers", vec!["104.16.1.1"].into()),
+                        ("rcode", "NOERROR".into()),
+                        ("ok", true.into()),
+                        ("message", "1 answer".into()),
+                    ]),
+                    Some(rcode) => map([
+                        ("answers", Value::List(Vec::new())),
+                        ("rcode", (*rcode).into()),
+                        ("ok", false.into()),
+                        ("message", "no answer within 800ms".into()),
+                    ]),
+                };
+                ((*name).to_owned(), entry)
+            })
             .collect(),
     )
 }
@@ -145,15 +169,12 @@ fn healthy_observations(kind: Kind) -> Vec<(&'static str, Value)> {
             ("rcode", "NOERROR".into()),
             (
                 "resolvers",
-                map([(
-                    "system",
-                    map([
-                        ("answers", vec!["104.16.1.1"].into()),
-                        ("rcode", "NOERROR".into()),
-                        ("ok", true.into()),
-                        ("message", "2 answers".into()),
-                    ]),
-                )]),
+                resolvers(&[
+                    ("system", None),
+                    ("udp://1.1.1.1", None),
+                    ("tls://1.1.1.1#cloudflare-dns.com", None),
+                    ("https://8.8.8.8/dns-query#dns.google", None),
+                ]),
             ),
             ("disagree", false.into()),
             ("unexpected", Value::List(Vec::new())),
@@ -465,7 +486,8 @@ fn scenarios() -> Vec<Scenario> {
                 "dns-api",
                 down("dns-api", ErrorClass::Dns, "SERVFAIL from every resolver")
                     .with("rcode", "SERVFAIL")
-                    .with("hijack_suspected", false),
+                    .with("hijack_suspected", false)
+                    .with("resolvers", every_resolver(Some("SERVFAIL"))),
             )
             .set(
                 "edge-api",
@@ -481,7 +503,98 @@ fn scenarios() -> Vec<Scenario> {
             )
             .fires(&["cloudflare-dns-failure"])
             .inhibited(&["edge-api-down"])
-            .silent(&["dns-hijack", "cf-edge-pop-outage"]),
+            .silent(&["dns-hijack", "cf-edge-pop-outage", "coredns-down"]),
+        Scenario::new("an egress firewall blocks DNS over TLS")
+            .set(
+                "dns-api",
+                down(
+                    "dns-api",
+                    ErrorClass::Dns,
+                    "resolver failed (1 of 4): tls://1.1.1.1",
+                )
+                .with("hijack_suspected", false)
+                .with(
+                    "resolvers",
+                    resolvers(&[
+                        ("system", None),
+                        ("udp://1.1.1.1", None),
+                        ("tls://1.1.1.1#cloudflare-dns.com", Some(None)),
+                        ("https://8.8.8.8/dns-query#dns.google", None),
+                    ]),
+                ),
+            )
+            .silent(&["cloudflare-dns-failure", "coredns-down", "dns-hijack"]),
+        Scenario::new("CoreDNS down, honeyguide inside the cluster")
+            .set(
+                "dns-cluster",
+                down(
+                    "dns-cluster",
+                    ErrorClass::Dns,
+                    "resolver failed (1 of 1): system: no answer",
+                )
+                .with("rcode", Value::Null)
+                .with("resolvers", resolvers(&[("system", Some(None))])),
+            )
+            .set(
+                "dns-api",
+                down(
+                    "dns-api",
+                    ErrorClass::Dns,
+                    "resolver failed (1 of 4): system: no answer",
+                )
+                .with("hijack_suspected", false)
+                .with(
+                    "resolvers",
+                    resolvers(&[
+                        ("system", Some(None)),
+                        ("udp://1.1.1.1", None),
+                        ("tls://1.1.1.1#cloudflare-dns.com", None),
+                        ("https://8.8.8.8/dns-query#dns.google", None),
+                    ]),
+                ),
+            )
+            .set(
+                "db-pooler",
+                down("db-pooler", ErrorClass::Dns, "cannot resolve ep-x-pooler"),
+            )
+            .set(
+                "db-direct",
+                down("db-direct", ErrorClass::Dns, "cannot resolve ep-x"),
+            )
+            .set(
+                "redis",
+                down(
+                    "redis",
+                    ErrorClass::Dns,
+                    "cannot resolve redis.honeydue.svc",
+                ),
+            )
+            .set(
+                "asynq",
+                down(
+                    "asynq",
+                    ErrorClass::Dns,
+                    "cannot resolve redis.honeydue.svc",
+                ),
+            )
+            .fires(&["coredns-down"])
+            .inhibited(&["neon-outage", "redis-down"])
+            .silent(&["cloudflare-dns-failure", "monitor-offline"]),
+        Scenario::new("honeyguide outside the cluster: cluster names are NXDOMAIN")
+            .set(
+                "dns-cluster",
+                down(
+                    "dns-cluster",
+                    ErrorClass::Dns,
+                    "kubernetes.default.svc.cluster.local A: NXDOMAIN",
+                )
+                .with("rcode", "NXDOMAIN")
+                .with(
+                    "resolvers",
+                    resolvers(&[("system", Some(Some("NXDOMAIN")))]),
+                ),
+            )
+            .silent(&["coredns-down"]),
         // --- nodes ---
         Scenario::new("one node refuses connections")
             .set("origin-2", refused("origin-2"))
@@ -604,6 +717,9 @@ fn scenarios() -> Vec<Scenario> {
             )
             .fires(&["cron-late"])
             .silent(&["worker-stalled"]),
+        Scenario::new("the scheduler's heartbeat is gone")
+            .set("asynq", up("asynq").with("scheduler_gone", true))
+            .fires(&["cron-late"]),
         Scenario::new("Redis refuses connections")
             .set("redis", refused("redis"))
             .set("asynq", refused("asynq"))
@@ -712,6 +828,20 @@ fn scenarios() -> Vec<Scenario> {
             )
             .fires(&["smtp-auth-rejected"])
             .silent(&["smtp-unreachable"]),
+        Scenario::new("Fastmail answers 454: temporary authentication failure")
+            .set(
+                "smtp",
+                down(
+                    "smtp",
+                    ErrorClass::Auth,
+                    "454 4.7.0 temporary authentication failure",
+                )
+                .with("failed_step", "auth")
+                .with("reply_code", 454)
+                .with("temporary", true),
+            )
+            .fires(&["smtp-unreachable"])
+            .silent(&["smtp-auth-rejected"]),
         Scenario::new("Gitea registry unreachable")
             .set("registry", refused("registry"))
             .fires(&["registry-unreachable"]),
