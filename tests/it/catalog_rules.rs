@@ -1096,3 +1096,24 @@ fn specific_modes_are_confirmed_before_the_catch_all() {
         );
     }
 }
+
+/// `monitor-offline` reads only probes that run at least once a minute: a rule is unknown until
+/// every probe it reads has reported, and it must be confirmed before the modes it silences.
+#[test]
+fn monitor_offline_reads_only_frequent_probes() {
+    support::init();
+    let config = shipped_config();
+    let catalog = shipped_catalog();
+    for name in catalog.get("monitor-offline").unwrap().probes() {
+        let probe = config
+            .probes
+            .iter()
+            .find(|probe| &probe.name == name)
+            .unwrap();
+        assert!(
+            probe.interval <= Duration::from_secs(60),
+            "{name} runs every {:?}",
+            probe.interval
+        );
+    }
+}
