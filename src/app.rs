@@ -8,10 +8,12 @@
 //! timeout) and report; then stop the state task and the server.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::scheduler;
 use crate::server::{self, AppState};
@@ -25,13 +27,15 @@ pub enum AppError {
     Serve(#[source] std::io::Error),
 }
 
-/// Runs the daemon until `shutdown` completes.
+/// Runs the daemon until `shutdown` completes, diagnosing the failure modes of `catalog`
+/// (validated against `config`'s probes).
 pub async fn run(
     config: Config,
+    catalog: Arc<Catalog>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AppError> {
-    let (state_task, results, state) = StateTask::new(&config);
+    let (state_task, results, state) = StateTask::new(&config, catalog);
     let state_task = tokio::spawn(state_task.run());
 
     let stop = CancellationToken::new();

@@ -5,6 +5,10 @@
 //! anything: they ask the task for a [`Snapshot`], an immutable, cheaply cloned picture. Per-probe
 //! views are `Arc`s updated copy-on-write, so a snapshot costs one `Arc` clone per probe and is
 //! cached until the next change.
+//!
+//! The task also owns the [`Classifier`]: each result marks the rules reading its probe, which
+//! are evaluated right away, and a one-second tick confirms pending diagnoses whose `for` has
+//! elapsed and re-evaluates time-dependent rules. The diagnoses are part of the snapshot.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -14,6 +18,7 @@ use jiff::Timestamp;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use crate::catalog::{Catalog, Classifier, Diagnosis, RuleStats};
 use crate::config::Config;
 use crate::metrics::Histogram;
 use crate::probe::{ErrorClass, Kind, ProbeResult};
@@ -251,7 +256,17 @@ pub struct Snapshot {
     pub scheduler_lag_max: Duration,
     /// When the daemon started (wall clock).
     pub started_at: Timestamp,
+    /// The failure modes the diagnoses come from.
+    pub catalog: Arc<Catalog>,
+    /// The current diagnoses: root causes first, then active before pending, by severity.
+    pub diagnoses: Arc<[Diagnosis]>,
+    /// Evaluation counters per failure mode, in the order of [`Catalog::modes`].
+    pub rules: Vec<RuleStats>,
 }
+
+/// How often the state task re-checks the diagnoses without a new result: pending diagnoses are
+/// confirmed at most this late after their `for`, and time-dependent rules run this often.
+pub const CLASSIFIER_TICK: Duration = Duration::from_secs(1);
 
 /// A request to the state task.
 #[derive(Debug)]
@@ -284,6 +299,8 @@ pub struct StateTask {
     scheduler_lag_max: Duration,
     started_at: Timestamp,
     cached: Option<Arc<Snapshot>>,
+    classifier: Classifier,
+    diagnoses: Arc<[Diagnosis]>,
     results: mpsc::Receiver<ProbeRun>,
     queries: mpsc::Receiver<Query>,
 }
@@ -292,9 +309,13 @@ pub struct StateTask {
 pub const RESULTS_CAPACITY: usize = 4096;
 
 impl StateTask {
-    /// Builds the task for `config`, returning the sender the scheduler reports into and the
-    /// handle readers ask through.
-    pub fn new(config: &Config) -> (Self, mpsc::Sender<ProbeRun>, StateHandle) {
+    /// Builds the task for `config` and the failure modes of `catalog` (validated against the
+    /// same config), returning the sender the scheduler reports into and the handle readers ask
+    /// through.
+    pub fn new(
+        config: &Config,
+        catalog: Arc<Catalog>,
+    ) -> (Self, mpsc::Sender<ProbeRun>, StateHandle) {
         let (results_tx, results) = mpsc::channel(RESULTS_CAPACITY);
         let (queries_tx, queries) = mpsc::channel(64);
         let probes = config
@@ -311,12 +332,19 @@ impl StateTask {
                 ))
             })
             .collect();
+        let classifier = Classifier::new(
+            catalog,
+            config.probes.iter().map(|probe| probe.name.as_str()),
+        );
+        let diagnoses = classifier.diagnoses();
         let task = Self {
             probes,
             scheduler_lag: Histogram::new(&LAG_BUCKETS),
             scheduler_lag_max: Duration::ZERO,
             started_at: Timestamp::now(),
             cached: None,
+            classifier,
+            diagnoses,
             results,
             queries,
         };
@@ -331,6 +359,8 @@ impl StateTask {
 
     /// Processes results and queries until every result sender is gone (the scheduler stopped).
     pub async fn run(mut self) {
+        let mut tick = tokio::time::interval(CLASSIFIER_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 biased;
@@ -339,6 +369,7 @@ impl StateTask {
                     Some(run) => self.apply(run),
                     None => break,
                 },
+                _ = tick.tick() => self.classify(Instant::now(), Timestamp::now()),
             }
         }
         // Keep answering readers while the server drains, until they hang up too.
@@ -357,6 +388,17 @@ impl StateTask {
         self.scheduler_lag.observe(run.lag.as_secs_f64());
         self.scheduler_lag_max = self.scheduler_lag_max.max(run.lag);
         Arc::make_mut(view).record(run.result, run.at, run.checked_at);
+        self.classifier.probe_changed(run.probe);
+        self.classify(run.at, run.checked_at);
+    }
+
+    /// Brings the diagnoses up to date; only rules whose probes changed are evaluated.
+    fn classify(&mut self, now: Instant, wall: Timestamp) {
+        let diagnoses = self.classifier.evaluate(&self.probes, now, wall);
+        if !Arc::ptr_eq(&diagnoses, &self.diagnoses) {
+            self.diagnoses = diagnoses;
+            self.cached = None;
+        }
     }
 
     fn answer(&mut self, query: Query) {
@@ -376,6 +418,13 @@ impl StateTask {
             scheduler_lag: self.scheduler_lag.clone(),
             scheduler_lag_max: self.scheduler_lag_max,
             started_at: self.started_at,
+            catalog: self.classifier.catalog().clone(),
+            diagnoses: self.diagnoses.clone(),
+            rules: self
+                .classifier
+                .stats()
+                .map(|(_, stats)| stats.clone())
+                .collect(),
         });
         self.cached = Some(snapshot.clone());
         snapshot

@@ -191,7 +191,7 @@ impl<'a> ErrorSink<'a> {
 
 /// Appends "did you mean `x`?" to serde's unknown-field message when the unknown key is a near
 /// miss of a valid one (`timout` for `timeout`).
-fn with_typo_hint(message: &str, also_valid: &[&str]) -> String {
+pub(crate) fn with_typo_hint(message: &str, also_valid: &[&str]) -> String {
     let Some(unknown) = message
         .strip_prefix("unknown field `")
         .and_then(|rest| rest.split('`').next())

@@ -1,11 +1,13 @@
 //! The human status page at `/`: the same facts as `/status`, rendered as HTML on the server.
 //!
-//! Everything that came from a target (messages, banners, headers) is escaped; the page has no
-//! scripts of its own beyond a meta refresh.
+//! Everything that came from a target (messages, banners, headers) is escaped, and so is the text
+//! of the rules (the recovery steps are shown as preformatted markdown, not rendered); the page
+//! has no scripts of its own beyond a meta refresh. Diagnoses come first: on-call opens the page
+//! to learn what is wrong and what to do.
 
 use std::fmt::Write as _;
 
-use super::status::{ProbeStatus, Status};
+use super::status::{DiagnosisStatus, ProbeStatus, Status};
 
 /// Renders the page.
 pub fn render(status: &Status) -> String {
@@ -15,7 +17,16 @@ pub fn render(status: &Status) -> String {
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
         "<meta http-equiv=\"refresh\" content=\"15\">",
         "<title>honeyguide</title></head><body>",
-        "<h1>honeyguide</h1><table><thead><tr>",
+        "<h1>honeyguide</h1>",
+    ));
+    if status.diagnoses.is_empty() {
+        html.push_str("<p>No known failure mode recognised.</p>");
+    }
+    for diagnosis in &status.diagnoses {
+        write_diagnosis(&mut html, diagnosis);
+    }
+    html.push_str(concat!(
+        "<h2>Probes</h2><table><thead><tr>",
         "<th>probe</th><th>state</th><th>latency</th><th>message</th>",
         "</tr></thead><tbody>"
     ));
@@ -24,6 +35,37 @@ pub fn render(status: &Status) -> String {
     }
     html.push_str("</tbody></table></body></html>\n");
     html
+}
+
+fn write_diagnosis(html: &mut String, diagnosis: &DiagnosisStatus) {
+    let note = match &diagnosis.inhibited_by {
+        Some(cause) => format!(" (explained by {})", escape(cause)),
+        None => String::new(),
+    };
+    let _ = write!(
+        html,
+        "<section><h2>{} {}: {}{note}</h2><p>since {}. {}</p><ul>",
+        escape(diagnosis.severity),
+        escape(diagnosis.state),
+        escape(&diagnosis.title),
+        escape(&diagnosis.since),
+        escape(&diagnosis.summary),
+    );
+    for evidence in &diagnosis.probes {
+        let _ = write!(
+            html,
+            "<li>{} {}: {}</li>",
+            escape(&evidence.probe),
+            if evidence.ok { "up" } else { "down" },
+            escape(&evidence.message),
+        );
+    }
+    let _ = write!(
+        html,
+        "</ul><pre>{}</pre><p>Runbook: {}</p></section>",
+        escape(&diagnosis.recovery),
+        escape(&diagnosis.runbook),
+    );
 }
 
 fn write_row(html: &mut String, probe: &ProbeStatus) {

@@ -16,7 +16,9 @@
     reason = "the harness waits for real server processes in real time"
 )]
 
+mod catalog_rules;
 mod daemon;
+mod daemon_catalog;
 mod daemon_http;
 mod metrics_format;
 mod probe_asynq;

@@ -3,8 +3,10 @@
 //! The daemon is `honeyguide::app::run` with a listener bound to `127.0.0.1:0` and a shutdown
 //! signal the test controls, exactly what `honeyguide run` does with a real port and SIGTERM.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use honeyguide::catalog::{self, Catalog};
 use honeyguide::config::{self, Source};
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -23,20 +25,40 @@ pub struct TestDaemon {
 impl TestDaemon {
     /// Starts a daemon for `probes_toml` (written to a temp dir, so relative paths resolve there).
     pub async fn start(probes_toml: &str) -> Self {
+        Self::start_with_alerts(probes_toml, &[]).await
+    }
+
+    /// Starts a daemon for `probes_toml` and the rule files `alerts` (file name, text), written
+    /// to `alerts/` beside it.
+    pub async fn start_with_alerts(probes_toml: &str, alerts: &[(&str, &str)]) -> Self {
         super::init();
         let dir = TempDir::new("daemon");
         let path = dir.path().join("probes.toml");
         std::fs::write(&path, probes_toml).expect("write probes.toml");
         let source = Source::new(&path, probes_toml.to_owned());
         let config = config::parse(&source, &|_| None).unwrap_or_else(|errors| panic!("{errors}"));
+        let alerts_dir = dir.path().join("alerts");
+        std::fs::create_dir_all(&alerts_dir).expect("create alerts/");
+        for (name, text) in alerts {
+            std::fs::write(alerts_dir.join(name), text).expect("write a rule file");
+        }
+        let catalog: Arc<Catalog> = Arc::new(
+            catalog::load(&alerts_dir, &catalog::probe_kinds(&config))
+                .unwrap_or_else(|errors| panic!("{errors}")),
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let base_url = format!("http://{}", listener.local_addr().expect("addr"));
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(honeyguide::app::run(config, listener, async move {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(honeyguide::app::run(
+            config,
+            catalog,
+            listener,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         Self {
             base_url,
             stop: Some(stop),
