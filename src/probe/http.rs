@@ -40,14 +40,13 @@ const MAX_REDIRECTS: usize = 10;
 
 /// A built `http` probe.
 pub struct HttpProbe {
-    /// Boxed, like the client, to keep [`crate::probe::Probe`] small.
-    request: Box<RequestTemplate>,
+    request: RequestTemplate,
     connect_to: Option<SocketAddr>,
     expect_status: StatusSet,
     expect_body: Option<regex::bytes::Regex>,
     follow_redirects: bool,
     body_limit: usize,
-    client: Box<Client>,
+    client: Client,
 }
 
 /// The configured request, sent at the start of every run.

@@ -130,7 +130,7 @@ impl Spec {
         let schema = self.schema_check(&mut errors);
         match (config, tls) {
             (Some((config, endpoint)), Some(tls)) if errors.is_empty() => Ok(PostgresProbe {
-                config: Box::new(config),
+                config,
                 endpoint,
                 tls,
                 query,
@@ -377,9 +377,8 @@ fn endpoint_of(config: &tokio_postgres::Config, errors: &mut Vec<FieldError>) ->
 
 /// A built `postgres` probe.
 pub struct PostgresProbe {
-    /// Holds the password: never printed (see the `Debug` impl). Boxed: it is large, and probes
-    /// of every kind share one enum.
-    config: Box<tokio_postgres::Config>,
+    /// Holds the password: never printed (see the `Debug` impl).
+    config: tokio_postgres::Config,
     endpoint: Endpoint,
     tls: MakeRustlsConnect,
     query: String,

@@ -98,18 +98,18 @@ impl Spec {
                 if errors.is_empty() =>
             {
                 Ok(HttpProbe {
-                    request: Box::new(RequestTemplate {
+                    request: RequestTemplate {
                         url,
                         method,
                         headers,
                         body: self.body.map(Secret::new),
-                    }),
+                    },
                     connect_to,
                     expect_status,
                     expect_body,
                     follow_redirects: self.follow_redirects,
                     body_limit,
-                    client: Box::new(Client::new(tls)),
+                    client: Client::new(tls),
                 })
             }
             _ => Err(errors),
