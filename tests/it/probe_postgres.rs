@@ -49,8 +49,8 @@ fn phase_names(result: &ProbeResult) -> Vec<&'static str> {
 }
 
 /// Both paths answer over verified TLS: each run reports the server version, that TLS was used,
-/// the query time, every phase in order, and the per-phase metric series; the password from the
-/// dsn appears nowhere.
+/// the query time, where it connected and the certificate's expiry, every phase in order, and the
+/// per-phase metric series; the password from the dsn appears nowhere.
 #[tokio::test]
 async fn pooler_and_direct_both_answer_over_tls() {
     init();
@@ -81,6 +81,25 @@ async fn pooler_and_direct_both_answer_over_tls() {
         ["resolve", "connect", "tls", "startup", "query"]
     );
     assert!(direct.message.contains("(TLS)"), "{}", direct.message);
+    // hickory answers `localhost` with both loopback addresses; IPv4 comes first and is used.
+    assert_eq!(
+        direct.observation("resolved_ips"),
+        Some(&Value::List(vec![
+            Value::from("127.0.0.1"),
+            Value::from("::1")
+        ]))
+    );
+    assert_eq!(
+        direct.observation("remote_addr"),
+        Some(&Value::from(format!("127.0.0.1:{}", postgres.port())))
+    );
+    assert!(
+        direct
+            .observation("tls_cert_expiry")
+            .and_then(Value::as_i64)
+            .is_some(),
+        "{direct:?}"
+    );
 
     let pooled = run_probe(&config, "db-pooler").await;
     assert!(pooled.ok, "{pooled:?}\n{}", pooler.log());
@@ -122,8 +141,9 @@ async fn pooler_and_direct_both_answer_over_tls() {
     );
 }
 
-/// Without TLS (`sslmode = "disable"`) there is no `tls` phase and `tls` reads false; with a CA
-/// that did not sign the server's certificate the handshake fails with class `tls`; a hung
+/// Without TLS (`sslmode = "disable"`) there is no `tls` phase and `tls` reads false (and an IP
+/// address has no `resolve` phase); with a CA that did not sign the server's certificate the
+/// handshake fails with class `tls`, the rejected certificate's expiry still observed; a hung
 /// server (SIGSTOP) is class `timeout`, naming the phase it hung in.
 #[tokio::test]
 async fn plaintext_untrusted_and_hung() {
@@ -176,10 +196,9 @@ timeout = "1s"
     let plain = run_probe(&config, "plain").await;
     assert!(plain.ok, "{plain:?}");
     assert_eq!(plain.observation("tls"), Some(&Value::Bool(false)));
-    assert_eq!(
-        phase_names(&plain),
-        ["resolve", "connect", "startup", "query"]
-    );
+    assert_eq!(phase_names(&plain), ["connect", "startup", "query"]);
+    assert_eq!(plain.observation("resolved_ips"), Some(&Value::Null));
+    assert_eq!(plain.observation("tls_cert_expiry"), Some(&Value::Null));
 
     let untrusted = run_probe(&config, "untrusted").await;
     assert_failed(&untrusted, ErrorClass::Tls);
@@ -191,6 +210,13 @@ timeout = "1s"
         untrusted.message
     );
     assert_eq!(untrusted.observation("tls"), Some(&Value::Bool(false)));
+    assert!(
+        untrusted
+            .observation("tls_cert_expiry")
+            .and_then(Value::as_i64)
+            .is_some(),
+        "{untrusted:?}"
+    );
 
     postgres.pause();
     let hung = run_probe(&config, "hung").await;

@@ -43,10 +43,7 @@ async fn memory_limit_and_policy_are_observed() {
 
     let result = run_probe(&config, "redis").await;
     assert!(result.ok, "{result:?}");
-    assert_eq!(
-        phase_names(&result),
-        ["resolve", "connect", "auth", "ping", "info"]
-    );
+    assert_eq!(phase_names(&result), ["connect", "auth", "ping", "info"]);
     let observed = |key: &str| result.observation(key).cloned().unwrap_or(Value::Null);
     assert_eq!(observed("maxmemory_policy"), Value::from("noeviction"));
     assert_eq!(observed("maxmemory"), Value::Int(1024 * 1024));
@@ -172,7 +169,7 @@ async fn refused_credentials_are_auth_and_no_server_is_connect() {
 }
 
 /// Over TLS (`tls = true` with a private CA) the probe verifies the certificate, adds a `tls`
-/// phase, and its target says `rediss://`.
+/// phase, observes the TLS version and the certificate's expiry, and its target says `rediss://`.
 #[tokio::test]
 async fn tls_with_a_private_ca() {
     init();
@@ -201,6 +198,17 @@ password = "{PASSWORD}"
     assert_eq!(
         phase_names(&result),
         ["resolve", "connect", "tls", "auth", "ping", "info"]
+    );
+    assert_eq!(
+        result.observation("tls_version"),
+        Some(&Value::from("TLSv1.3"))
+    );
+    assert!(
+        result
+            .observation("tls_cert_expiry")
+            .and_then(Value::as_i64)
+            .is_some(),
+        "{result:?}"
     );
     assert_eq!(
         config.probes[0].probe.target(),
