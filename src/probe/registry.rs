@@ -3,7 +3,8 @@
 //! the catalog's "Gitea registry unreachable" entry, the one that leaves rollouts stuck at
 //! "Pulling image".
 //!
-//! One run, all on fresh connections (the HTTP client is built per run, with no pool):
+//! One run, all on fresh connections (a [`net::OneShot`] client: built per run, no pool, our
+//! resolver):
 //! 1. `GET /v2/` without credentials. `200` means up with no auth (`auth_scheme = "none"`); `401`
 //!    with a `Bearer` (or `Basic`) challenge also means up: that is how a registry asks for
 //!    credentials. Several `WWW-Authenticate` headers are read and the Bearer one is preferred
@@ -17,12 +18,10 @@
 //!    credentials work.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use reqwest::header::{ACCEPT, HeaderMap, WWW_AUTHENTICATE};
-use reqwest::{Client, Method, StatusCode};
+use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use tokio::time::Instant;
 use url::Url;
@@ -30,7 +29,7 @@ use url::Url;
 use crate::config::secret::{self, Secret};
 use crate::config::{BuildContext, FieldError};
 use crate::metrics::MetricsWriter;
-use crate::probe::transport;
+use crate::probe::net::{self, OneShot};
 use crate::probe::{ErrorClass, Observations, Outcome, ProbeContext, ProbeResult, Value};
 
 /// What a pull accepts, so the registry returns the manifest (or index) a client would get;
@@ -123,16 +122,21 @@ impl Spec {
             }
         };
 
-        let tls = transport::verification(self.tls_verify, self.ca_file.as_deref(), cx)
-            .and_then(|verification| transport::client_config(&verification, &[b"h2", b"http/1.1"]))
-            .map_err(|error| errors.push(error))
-            .ok();
+        let tls = net::TlsSettings::from_keys(
+            self.tls_verify,
+            self.ca_file.as_deref(),
+            cx,
+            net::ALPN_HTTP,
+        )
+        .map_err(|error| errors.push(error))
+        .ok();
 
         match (base, tls) {
             (Some(base), Some(tls)) if errors.is_empty() => Ok(RegistryProbe {
                 base,
                 credentials,
                 manifest,
+                resolver: net::Resolver::system(),
                 tls,
             }),
             _ => Err(errors),
@@ -224,7 +228,8 @@ pub struct RegistryProbe {
     base: Url,
     credentials: Option<Credentials>,
     manifest: Option<Manifest>,
-    tls: Arc<rustls::ClientConfig>,
+    resolver: net::Resolver,
+    tls: net::TlsSettings,
 }
 
 #[derive(Debug)]
@@ -337,18 +342,12 @@ impl RegistryProbe {
     }
 
     async fn check(&self, ctx: &ProbeContext, seen: &mut Seen) -> Result<String, Outcome> {
-        ctx.phase("resolve");
-        let host = self.base.host_str().unwrap_or_default();
-        let port = self.base.port_or_known_default().unwrap_or(443);
-        let addrs: Vec<SocketAddr> = transport::resolve(host, port).await?;
-        let client = transport::one_shot_client(&self.tls, Some((host, &addrs)))?;
+        let client = OneShot::new(ctx, &self.resolver, &self.tls, &self.base).await?;
 
         ctx.phase("ping");
         let response = client
-            .get(self.v2_url())
-            .send()
-            .await
-            .map_err(|error| transport::classify_reqwest(error, "GET /v2/"))?;
+            .send(ctx, client.client().get(self.v2_url()), "GET /v2/")
+            .await?;
         let status = response.status();
         seen.status = Some(status.as_u16());
         let needs_more = self.credentials.is_some() || self.manifest.is_some();
@@ -399,7 +398,7 @@ impl RegistryProbe {
     async fn authorize<'a>(
         &'a self,
         ctx: &ProbeContext,
-        client: &Client,
+        client: &OneShot,
         challenge: Challenge,
         seen: &mut Seen,
     ) -> Result<Authorization<'a>, Outcome> {
@@ -414,7 +413,9 @@ impl RegistryProbe {
             Challenge::Bearer { realm, service } => {
                 ctx.phase("token");
                 let started = Instant::now();
-                let token = self.fetch_token(client, &realm, service.as_deref()).await;
+                let token = self
+                    .fetch_token(ctx, client, &realm, service.as_deref())
+                    .await;
                 seen.token_seconds = Some(started.elapsed().as_secs_f64());
                 token.map(Authorization::Bearer)
             }
@@ -423,7 +424,8 @@ impl RegistryProbe {
 
     async fn fetch_token(
         &self,
-        client: &Client,
+        ctx: &ProbeContext,
+        client: &OneShot,
         realm: &str,
         service: Option<&str>,
     ) -> Result<String, Outcome> {
@@ -442,15 +444,12 @@ impl RegistryProbe {
                 query.append_pair("scope", &format!("repository:{}:pull", manifest.repository));
             }
         }
-        let mut request = client.get(url);
+        let mut request = client.client().get(url);
         if let Some(credentials) = &self.credentials {
             request =
                 request.basic_auth(&credentials.username, Some(credentials.password.expose()));
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|error| transport::classify_reqwest(error, "token"))?;
+        let response = client.send(ctx, request, "token").await?;
         let status = response.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             return Err(Outcome::failure(
@@ -485,7 +484,7 @@ impl RegistryProbe {
     async fn verify(
         &self,
         ctx: &ProbeContext,
-        client: &Client,
+        client: &OneShot,
         authorization: &Authorization<'_>,
         seen: &Seen,
     ) -> Result<String, Outcome> {
@@ -493,11 +492,10 @@ impl RegistryProbe {
             return Ok("GET /v2/: 200 (no authentication required)".to_owned());
         }
         ctx.phase("verify");
-        let response = authorization
-            .apply(client.get(self.v2_url()))
-            .send()
-            .await
-            .map_err(|error| transport::classify_reqwest(error, "GET /v2/ (authenticated)"))?;
+        let request = authorization.apply(client.client().get(self.v2_url()));
+        let response = client
+            .send(ctx, request, "GET /v2/ (authenticated)")
+            .await?;
         match response.status() {
             StatusCode::OK => Ok(format!(
                 "GET /v2/: {} then 200 with credentials ({})",
@@ -521,7 +519,7 @@ impl RegistryProbe {
     async fn head_manifest(
         &self,
         ctx: &ProbeContext,
-        client: &Client,
+        client: &OneShot,
         manifest: &Manifest,
         authorization: &Authorization<'_>,
         seen: &mut Seen,
@@ -531,15 +529,13 @@ impl RegistryProbe {
             "HEAD manifest {}:{}",
             manifest.repository, manifest.reference
         );
-        let response = authorization
-            .apply(
-                client
-                    .request(Method::HEAD, self.manifest_url(manifest))
-                    .header(ACCEPT, MANIFEST_ACCEPT),
-            )
-            .send()
-            .await
-            .map_err(|error| transport::classify_reqwest(error, &what))?;
+        let request = authorization.apply(
+            client
+                .client()
+                .request(Method::HEAD, self.manifest_url(manifest))
+                .header(ACCEPT, MANIFEST_ACCEPT),
+        );
+        let response = client.send(ctx, request, &what).await?;
         let status = response.status();
         seen.manifest_status = Some(status.as_u16());
         match status {

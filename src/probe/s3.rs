@@ -4,7 +4,7 @@
 //!
 //! The request is signed as a presigned URL (query-string SigV4, valid 60 s) by rusty-s3, which
 //! is sans-IO and was checked against s3s-fs; it saves hand-writing canonical requests. The
-//! client is built per run (no pool). A `HEAD` has no body, so an S3 error code
+//! client is a [`net::OneShot`]: built per run, no pool, our resolver. A `HEAD` has no body, so an S3 error code
 //! (`SignatureDoesNotMatch`, `InvalidAccessKeyId`, `NoSuchKey`) is only known when the server
 //! repeats it in an `x-amz-error-code` header; the status decides the class either way.
 //!
@@ -12,9 +12,7 @@
 //! `s3.<region>.backblazeb2.com` and is derived from it; B2's *master* application key does not
 //! work with the S3 API, so the probe needs a normal application key.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
@@ -25,7 +23,7 @@ use url::Url;
 use crate::config::secret::{self, Secret};
 use crate::config::{BuildContext, FieldError};
 use crate::metrics::MetricsWriter;
-use crate::probe::transport;
+use crate::probe::net::{self, OneShot};
 use crate::probe::{ErrorClass, Observations, Outcome, ProbeContext, ProbeResult, Value};
 
 /// How long a presigned URL is valid: long enough for clock skew within a run, short enough
@@ -122,16 +120,21 @@ impl Spec {
             _ => None,
         };
 
-        let tls = transport::verification(self.tls_verify, self.ca_file.as_deref(), cx)
-            .and_then(|verification| transport::client_config(&verification, &[b"h2", b"http/1.1"]))
-            .map_err(|error| errors.push(error))
-            .ok();
+        let tls = net::TlsSettings::from_keys(
+            self.tls_verify,
+            self.ca_file.as_deref(),
+            cx,
+            net::ALPN_HTTP,
+        )
+        .map_err(|error| errors.push(error))
+        .ok();
 
         match (bucket, tls) {
             (Some(bucket), Some(tls)) if errors.is_empty() => Ok(S3Probe {
                 bucket,
                 key: self.key,
                 credentials,
+                resolver: net::Resolver::system(),
                 tls,
             }),
             _ => Err(errors),
@@ -217,7 +220,8 @@ pub struct S3Probe {
     bucket: Bucket,
     key: Option<String>,
     credentials: Option<Credentials>,
-    tls: Arc<rustls::ClientConfig>,
+    resolver: net::Resolver,
+    tls: net::TlsSettings,
 }
 
 /// Both halves are kept as secrets: the key ID is not secret by itself, but it names the
@@ -277,19 +281,13 @@ impl S3Probe {
         observations: &mut Observations,
     ) -> Result<String, Outcome> {
         let url = self.signed_url();
-        ctx.phase("resolve");
-        let host = url.host_str().unwrap_or_default().to_owned();
-        let port = url.port_or_known_default().unwrap_or(443);
-        let addrs: Vec<SocketAddr> = transport::resolve(&host, port).await?;
-        let client = transport::one_shot_client(&self.tls, Some((&host, &addrs)))?;
+        let client = OneShot::new(ctx, &self.resolver, &self.tls, &url).await?;
 
         ctx.phase("request");
         let what = format!("HEAD {}", self.object_name());
         let response = client
-            .request(Method::HEAD, url)
-            .send()
-            .await
-            .map_err(|error| transport::classify_reqwest(error, &what))?;
+            .send(ctx, client.client().request(Method::HEAD, url), &what)
+            .await?;
         let status = response.status();
         let headers = response.headers();
         let header = |name: &str| {

@@ -350,10 +350,7 @@ async fn dns_over_tls_verifies_the_server_name() {
     assert_eq!(result.error, Some(ErrorClass::Dns), "{result:?}");
     assert_eq!(
         observation(&result, &["resolvers", &wrong, "message"]),
-        &Value::from(
-            "io error: invalid peer certificate: certificate not valid for name \"other.test\"; \
-             certificate is only valid for DnsName(\"dns.test\")"
-        )
+        &Value::from("certificate not valid for name other.test (it is valid for dns.test)")
     );
 }
 
@@ -408,8 +405,7 @@ async fn a_refused_tcp_resolver_says_so() {
     assert_eq!(
         result.message,
         format!(
-            "probe.test A: no resolver gave an answer (1 of 1): {resolver}: \
-             io error: Connection refused (os error 111)"
+            "probe.test A: no resolver gave an answer (1 of 1): {resolver}: connection refused"
         )
     );
 }
