@@ -202,7 +202,7 @@ async fn a_closed_port_is_a_connect_error() {
     assert_eq!(result.error, Some(ErrorClass::Connect));
     assert_eq!(
         result.message,
-        format!("connection refused by 127.0.0.1:{port}")
+        format!("cannot connect to 127.0.0.1:{port}: connection refused")
     );
     assert_eq!(observed(&result, "status"), &Value::Null);
     assert_eq!(observed(&result, "remote_addr"), &Value::Null);
@@ -474,7 +474,7 @@ async fn an_expired_certificate_is_a_tls_error() {
     assert_eq!(result.error, Some(ErrorClass::Tls));
     assert_eq!(
         result.message,
-        "certificate expired (not valid after 2021-01-01T00:00:00Z)"
+        "TLS handshake failed: certificate expired (not valid after 2021-01-01T00:00:00Z)"
     );
     assert_eq!(
         observed(&result, "tls_cert_expiry"),
@@ -508,7 +508,7 @@ async fn a_certificate_for_another_name_is_a_tls_error() {
     assert_eq!(result.error, Some(ErrorClass::Tls));
     assert_eq!(
         result.message,
-        "certificate not valid for name api.test (it is valid for other.test)"
+        "TLS handshake failed: certificate not valid for name api.test (it is valid for other.test)"
     );
 }
 
@@ -533,7 +533,8 @@ async fn an_untrusted_issuer_is_a_tls_error() {
     assert_eq!(result.error, Some(ErrorClass::Tls));
     assert_eq!(
         result.message,
-        "certificate issued by an unknown authority (not in the trusted roots)"
+        "TLS handshake failed: certificate issued by an unknown authority (not in the trusted \
+         roots)"
     );
 }
 
@@ -595,8 +596,8 @@ async fn a_plain_text_port_behind_an_https_url_is_a_tls_error() {
     assert_eq!(result.error, Some(ErrorClass::Tls));
     assert_eq!(
         result.message,
-        "the server did not answer with TLS (is this a plain-text port?): received corrupt \
-         message of type InvalidContentType"
+        "TLS handshake failed: the server did not answer with TLS (is this a plain-text port?): \
+         received corrupt message of type InvalidContentType"
     );
 }
 
