@@ -615,6 +615,14 @@ impl OneShot {
     }
 }
 
+/// `404 Not Found`: a status as a reqwest-based kind writes it in a message.
+pub fn describe_status(status: reqwest::StatusCode) -> String {
+    match status.canonical_reason() {
+        Some(reason) => format!("{} {reason}", status.as_u16()),
+        None => status.as_u16().to_string(),
+    }
+}
+
 /// reqwest's resolver: ours, returning the first address only.
 struct FirstAddress(Resolver);
 

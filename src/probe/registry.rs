@@ -26,7 +26,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 use url::Url;
 
-use crate::config::secret::{self, Secret};
+use crate::config::secret::{self, Credentials};
 use crate::config::{BuildContext, FieldError};
 use crate::metrics::MetricsWriter;
 use crate::probe::net::{self, OneShot};
@@ -81,7 +81,8 @@ impl Spec {
         .map_err(|error| errors.push(error))
         .ok()
         .flatten();
-        let credentials = credentials(self.username, password)
+        // Empty user name and password (the `${VAR:-}` defaults) mean anonymous.
+        let credentials = secret::credentials("username", self.username, "password", password)
             .map_err(|error| errors.push(error))
             .ok()
             .flatten();
@@ -169,27 +170,6 @@ fn parse_base_url(text: &str) -> Result<Url, String> {
     Ok(url)
 }
 
-/// Empty user name and password (the `${VAR:-}` defaults) mean anonymous.
-fn credentials(
-    username: Option<String>,
-    password: Option<Secret>,
-) -> Result<Option<Credentials>, FieldError> {
-    let username = username.filter(|name| !name.is_empty());
-    let password = password.filter(|password| !password.expose().is_empty());
-    match (username, password) {
-        (None, None) => Ok(None),
-        (Some(username), Some(password)) => Ok(Some(Credentials { username, password })),
-        (Some(_), None) => Err(FieldError::new(
-            "username",
-            "`username` is set but `password` (or `password_file`) is empty or missing",
-        )),
-        (None, Some(_)) => Err(FieldError::new(
-            "username",
-            "`password` is set but `username` is empty or missing",
-        )),
-    }
-}
-
 /// The OCI name grammar: lowercase components separated by `/`, each `[a-z0-9]+` joined by
 /// `.`, `_`, `__` or runs of `-`.
 fn valid_repository(name: &str) -> bool {
@@ -233,12 +213,6 @@ pub struct RegistryProbe {
 }
 
 #[derive(Debug)]
-struct Credentials {
-    username: String,
-    password: Secret,
-}
-
-#[derive(Debug)]
 struct Manifest {
     repository: String,
     reference: String,
@@ -268,7 +242,7 @@ impl Authorization<'_> {
         match self {
             Authorization::None => request,
             Authorization::Basic(credentials) => {
-                request.basic_auth(&credentials.username, Some(credentials.password.expose()))
+                request.basic_auth(&credentials.name, Some(credentials.secret.expose()))
             }
             Authorization::Bearer(token) => request.bearer_auth(token),
         }
@@ -378,7 +352,7 @@ impl RegistryProbe {
                     ErrorClass::HttpStatus,
                     format!(
                         "GET /v2/: {}, expected 200 or 401 (is this an OCI registry?)",
-                        describe_status(other)
+                        net::describe_status(other)
                     ),
                 ));
             }
@@ -446,21 +420,23 @@ impl RegistryProbe {
         }
         let mut request = client.client().get(url);
         if let Some(credentials) = &self.credentials {
-            request =
-                request.basic_auth(&credentials.username, Some(credentials.password.expose()));
+            request = request.basic_auth(&credentials.name, Some(credentials.secret.expose()));
         }
         let response = client.send(ctx, request, "token").await?;
         let status = response.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             return Err(Outcome::failure(
                 ErrorClass::Auth,
-                format!("token: {}: credentials refused", describe_status(status)),
+                format!(
+                    "token: {}: credentials refused",
+                    net::describe_status(status)
+                ),
             ));
         }
         if !status.is_success() {
             return Err(Outcome::failure(
                 ErrorClass::HttpStatus,
-                format!("token: {}", describe_status(status)),
+                format!("token: {}", net::describe_status(status)),
             ));
         }
         let body: TokenResponse = response.json().await.map_err(|error| {
@@ -506,12 +482,12 @@ impl RegistryProbe {
                 ErrorClass::Auth,
                 format!(
                     "GET /v2/ (authenticated): {}: credentials refused",
-                    describe_status(response.status())
+                    net::describe_status(response.status())
                 ),
             )),
             other => Err(Outcome::failure(
                 ErrorClass::HttpStatus,
-                format!("GET /v2/ (authenticated): {}", describe_status(other)),
+                format!("GET /v2/ (authenticated): {}", net::describe_status(other)),
             )),
         }
     }
@@ -557,11 +533,14 @@ impl RegistryProbe {
             )),
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(Outcome::failure(
                 ErrorClass::Auth,
-                format!("{what}: {}: not allowed to pull", describe_status(status)),
+                format!(
+                    "{what}: {}: not allowed to pull",
+                    net::describe_status(status)
+                ),
             )),
             other => Err(Outcome::failure(
                 ErrorClass::HttpStatus,
-                format!("{what}: {}", describe_status(other)),
+                format!("{what}: {}", net::describe_status(other)),
             )),
         }
     }
@@ -571,13 +550,6 @@ impl RegistryProbe {
 struct TokenResponse {
     token: Option<String>,
     access_token: Option<String>,
-}
-
-fn describe_status(status: StatusCode) -> String {
-    match status.canonical_reason() {
-        Some(reason) => format!("{} {reason}", status.as_u16()),
-        None => status.as_u16().to_string(),
-    }
 }
 
 /// The challenge to follow: Bearer if any header offers it, else Basic; none (or only garbled

@@ -96,10 +96,16 @@ impl Spec {
         .map_err(|error| errors.push(error))
         .ok()
         .flatten();
-        let credentials = credentials(self.access_key_id, secret)
+        let key_id = self.access_key_id.map(|key_id| key_id.trim().to_owned());
+        // Empty key ID and secret (the `${VAR:-}` defaults) mean an unsigned request.
+        let credentials = secret::credentials("access_key_id", key_id, "secret_access_key", secret)
             .map_err(|error| errors.push(error))
             .ok()
-            .flatten();
+            .flatten()
+            .map(|pair| Credentials {
+                key_id: Secret::new(pair.name),
+                secret: pair.secret,
+            });
 
         let style = if self.path_style.unwrap_or(true) {
             UrlStyle::Path
@@ -182,33 +188,6 @@ fn choose_region(endpoint: &Url, configured: Option<String>) -> Result<String, S
             "required (only derived for Backblaze B2 endpoints, s3.<region>.backblazeb2.com)"
                 .to_owned(),
         ),
-    }
-}
-
-/// Empty key ID and secret (the `${VAR:-}` defaults) mean an unsigned request.
-fn credentials(
-    key_id: Option<String>,
-    secret: Option<Secret>,
-) -> Result<Option<Credentials>, FieldError> {
-    let key_id = key_id
-        .map(|key_id| key_id.trim().to_owned())
-        .filter(|key_id| !key_id.is_empty());
-    let secret = secret.filter(|secret| !secret.expose().is_empty());
-    match (key_id, secret) {
-        (None, None) => Ok(None),
-        (Some(key_id), Some(secret)) => Ok(Some(Credentials {
-            key_id: Secret::new(key_id),
-            secret,
-        })),
-        (Some(_), None) => Err(FieldError::new(
-            "access_key_id",
-            "`access_key_id` is set but `secret_access_key` (or `secret_access_key_file`) is \
-             empty or missing",
-        )),
-        (None, Some(_)) => Err(FieldError::new(
-            "access_key_id",
-            "`secret_access_key` is set but `access_key_id` is empty or missing",
-        )),
     }
 }
 
@@ -305,10 +284,7 @@ impl S3Probe {
         let code_note = error_code
             .map(|code| format!(" ({code})"))
             .unwrap_or_default();
-        let status_text = match status.canonical_reason() {
-            Some(reason) => format!("{} {reason}", status.as_u16()),
-            None => status.as_u16().to_string(),
-        };
+        let status_text = net::describe_status(status);
 
         match status {
             StatusCode::OK => {
@@ -398,8 +374,22 @@ mod tests {
 
     #[test]
     fn half_credentials_are_errors_and_none_means_unsigned() {
-        assert!(matches!(credentials(Some(String::new()), None), Ok(None)));
-        let error = credentials(Some("004abc".to_owned()), None).unwrap_err();
-        assert_eq!(error.key, "access_key_id");
+        let build = |keys: &str| {
+            let text = format!(
+                "endpoint = \"http://127.0.0.1:9000\"\nregion = \"us-east-1\"\nbucket = \"b\"\n{keys}"
+            );
+            toml::from_str::<Spec>(&text)
+                .unwrap()
+                .build(&BuildContext::new("."))
+        };
+        let unsigned = build("access_key_id = \"\"\nsecret_access_key = \"\"").unwrap();
+        assert!(unsigned.credentials.is_none());
+        let errors = build("access_key_id = \" 004abc \"").unwrap_err();
+        assert_eq!(errors[0].key, "access_key_id");
+        assert_eq!(
+            errors[0].message,
+            "`access_key_id` is set but `secret_access_key` (or `secret_access_key_file`) is \
+             empty or missing"
+        );
     }
 }

@@ -30,7 +30,7 @@ use tokio::io::{
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use crate::config::secret::{self, Secret};
+use crate::config::secret::{self, Credentials};
 use crate::config::{BuildContext, FieldError};
 use crate::metrics::MetricsWriter;
 use crate::probe::{ErrorClass, Outcome, ProbeContext, ProbeResult, Value, net};
@@ -134,7 +134,9 @@ impl Spec {
                 None
             }
         };
-        let credentials = match credentials(self.username, password) {
+        // Empty user name and password (the `${VAR:-}` defaults) mean "no AUTH".
+        let credentials = match secret::credentials("username", self.username, "password", password)
+        {
             Ok(credentials) => credentials,
             Err(error) => {
                 errors.push(error);
@@ -179,28 +181,6 @@ impl Spec {
     }
 }
 
-/// Empty user name and password (the `${VAR:-}` defaults) mean "no AUTH"; a user name without a
-/// password, or the reverse, is a mistake.
-fn credentials(
-    username: Option<String>,
-    password: Option<Secret>,
-) -> Result<Option<Credentials>, FieldError> {
-    let username = username.filter(|name| !name.is_empty());
-    let password = password.filter(|password| !password.expose().is_empty());
-    match (username, password) {
-        (None, None) => Ok(None),
-        (Some(username), Some(password)) => Ok(Some(Credentials { username, password })),
-        (Some(_), None) => Err(FieldError::new(
-            "username",
-            "`username` is set but `password` (or `password_file`) is empty or missing",
-        )),
-        (None, Some(_)) => Err(FieldError::new(
-            "username",
-            "`password` is set but `username` is empty or missing",
-        )),
-    }
-}
-
 // === probe ===
 
 /// A built `smtp` probe.
@@ -213,12 +193,6 @@ pub struct SmtpProbe {
     helo_name: String,
     resolver: net::Resolver,
     tls: net::TlsSettings,
-}
-
-#[derive(Debug)]
-struct Credentials {
-    username: String,
-    password: Secret,
 }
 
 /// The steps of the conversation, as `failed_step` and phase names.
@@ -574,8 +548,8 @@ async fn authenticate(
         transcript.auth_mechanism = Some("PLAIN");
         let token = BASE64.encode(format!(
             "\0{}\0{}",
-            credentials.username,
-            credentials.password.expose()
+            credentials.name,
+            credentials.secret.expose()
         ));
         send_auth(connection, &format!("AUTH PLAIN {token}")).await?;
         read_auth(connection, transcript).await?
@@ -583,9 +557,9 @@ async fn authenticate(
         transcript.auth_mechanism = Some("LOGIN");
         send_auth(connection, "AUTH LOGIN").await?;
         challenge(connection, transcript).await?;
-        send_auth(connection, &BASE64.encode(&credentials.username)).await?;
+        send_auth(connection, &BASE64.encode(&credentials.name)).await?;
         challenge(connection, transcript).await?;
-        send_auth(connection, &BASE64.encode(credentials.password.expose())).await?;
+        send_auth(connection, &BASE64.encode(credentials.secret.expose())).await?;
         read_auth(connection, transcript).await?
     } else {
         let offered = if mechanisms.is_empty() {
@@ -860,15 +834,5 @@ mod tests {
         assert_eq!(auth_mechanisms(&extensions), vec!["PLAIN", "LOGIN"]);
         assert!(has_extension(&["starttls".to_owned()], "STARTTLS"));
         assert!(!has_extension(&["STARTTLSX".to_owned()], "STARTTLS"));
-    }
-
-    #[test]
-    fn empty_credentials_mean_no_auth_and_half_credentials_are_errors() {
-        assert!(matches!(
-            credentials(Some(String::new()), Some(Secret::new(""))),
-            Ok(None)
-        ));
-        let error = credentials(Some("me".to_owned()), Some(Secret::new(""))).unwrap_err();
-        assert_eq!(error.key, "username");
     }
 }
