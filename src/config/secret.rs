@@ -69,6 +69,17 @@ pub fn resolve(
     }
 }
 
+/// [`resolve`], where an empty value means no secret at all: what `${VAR:-}` gives when the
+/// variable is unset, so that one configuration serves with and without a password.
+pub fn resolve_optional(
+    key: &str,
+    inline: Option<String>,
+    file: Option<&Path>,
+    base_dir: &Path,
+) -> Result<Option<Secret>, FieldError> {
+    Ok(resolve(key, inline, file, base_dir)?.filter(|secret| !secret.expose().is_empty()))
+}
+
 /// A name and its secret, both set: a user name and password, an access key ID and key.
 #[derive(Clone, Debug)]
 pub struct Credentials {

@@ -151,7 +151,7 @@ impl Spec {
         cx: &BuildContext,
         errors: &mut Vec<FieldError>,
     ) -> Option<(tokio_postgres::Config, Endpoint)> {
-        let password = secret::resolve(
+        let password = secret::resolve_optional(
             "password",
             self.password.clone(),
             self.password_file.as_deref(),
@@ -159,9 +159,7 @@ impl Spec {
         )
         .map_err(|error| errors.push(error))
         .ok()
-        .flatten()
-        // `${DB_PASSWORD:-}` with the variable unset means "no password", not an empty one.
-        .filter(|password| !password.expose().is_empty());
+        .flatten();
         let dsn = secret::resolve(
             "dsn",
             self.dsn.clone(),

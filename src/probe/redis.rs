@@ -104,7 +104,7 @@ impl ConnectionSpec {
                 .map_err(|message| errors.push(FieldError::new(&key("url"), message)))
                 .ok(),
         };
-        let password = secret::resolve(
+        let password = secret::resolve_optional(
             &key("password"),
             self.password.clone(),
             self.password_file.as_deref(),
@@ -112,9 +112,7 @@ impl ConnectionSpec {
         )
         .map_err(|error| errors.push(error))
         .ok()
-        .flatten()
-        // `${REDIS_PASSWORD:-}` with the variable unset means "no password", not an empty one.
-        .filter(|password| !password.expose().is_empty());
+        .flatten();
         if let Some(db) = self.db
             && db < 0
         {
