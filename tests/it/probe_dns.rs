@@ -8,7 +8,7 @@ use honeyguide::probe::{ErrorClass, Value};
 
 use crate::support::certs::TestCa;
 use crate::support::dnsmasq::{Dnsmasq, DohFront, DotFront, Zone, silent_udp};
-use crate::support::probes::{errors, load, metrics, observation, run_loaded, run_one};
+use crate::support::probes::{errors, load, metrics, observation, run_loaded, run_one, strings};
 use crate::support::{TempDir, init};
 
 fn zone() -> Zone {
@@ -23,10 +23,6 @@ fn zone() -> Zone {
 
 fn probe_toml(extra: &str) -> String {
     format!("[[probe]]\nname = \"dns-test\"\nkind = \"dns\"\ntimeout = \"3s\"\n{extra}\n")
-}
-
-fn strings(values: &[&str]) -> Value {
-    Value::from(values.to_vec())
 }
 
 /// A name whose answers are all in `expect_any_of`, asked over UDP and TCP, passes; every

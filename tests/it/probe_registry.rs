@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use honeyguide::probe::{ErrorClass, Value};
 
-use crate::support::probes::{errors, load, metrics, run_loaded, run_one};
+use crate::support::probes::{errors, load, metrics, phase_names, run_loaded, run_one};
 use crate::support::registry::{Auth, PASSWORD, Registry, USER};
 use crate::support::{TempDir, init};
 
@@ -74,8 +74,7 @@ async fn credentials_fetch_a_token_and_find_the_pushed_manifest() {
     assert_eq!(result.observations["auth_scheme"], Value::from("bearer"));
     let token_seconds = result.observations["token_seconds"].as_f64().unwrap();
     assert!(token_seconds > 0.0);
-    let phases: Vec<&str> = result.phases.iter().map(|(name, _)| *name).collect();
-    assert_eq!(phases, ["ping", "token", "manifest"]);
+    assert_eq!(phase_names(&result), ["ping", "token", "manifest"]);
     let authority = registry.url.split_once("://").unwrap().1;
     assert_eq!(result.observations["remote_addr"], Value::from(authority));
     assert_eq!(result.observations["resolved_ips"], Value::Null);

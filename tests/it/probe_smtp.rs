@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use honeyguide::probe::{ErrorClass, Value};
 
-use crate::support::probes::{errors, load, metrics, run_loaded, run_one};
+use crate::support::probes::{errors, load, metrics, phase_names, run_loaded, run_one};
 use crate::support::smtpd::{Misbehaving, Misbehavior, PASSWORD, Smtpd, TEMPFAIL_USER, USER};
 use crate::support::{TempDir, free_port, init};
 
@@ -80,9 +80,8 @@ async fn starttls_with_auth_passes_every_step() {
     );
     let expiry = result.observations["tls_cert_expiry"].as_i64().unwrap();
     assert!(expiry > jiff::Timestamp::now().as_second(), "{expiry}");
-    let phases: Vec<&str> = result.phases.iter().map(|(name, _)| *name).collect();
     assert_eq!(
-        phases,
+        phase_names(&result),
         [
             "connect", "banner", "ehlo", "starttls", "tls", "ehlo", "auth", "quit"
         ]
@@ -128,8 +127,10 @@ async fn implicit_tls_with_auth_passes() {
     );
     let result = run_one(dir.path(), &toml).await;
     assert!(result.ok, "{result:?}\n{}", server.log());
-    let phases: Vec<&str> = result.phases.iter().map(|(name, _)| *name).collect();
-    assert_eq!(phases, ["connect", "tls", "banner", "ehlo", "auth", "quit"]);
+    assert_eq!(
+        phase_names(&result),
+        ["connect", "tls", "banner", "ehlo", "auth", "quit"]
+    );
     assert!(
         result.message.starts_with("implicit TLS: 220 "),
         "{}",
