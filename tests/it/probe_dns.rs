@@ -7,7 +7,7 @@ use std::time::Duration;
 use honeyguide::probe::{ErrorClass, Value};
 
 use crate::support::certs::TestCa;
-use crate::support::dnsmasq::{Dnsmasq, DohFront, DotFront, Zone, silent_udp};
+use crate::support::dnsmasq::{Dnsmasq, Zone, doh_front, dot_front, silent_udp};
 use crate::support::probes::{errors, load, metrics, observation, run_loaded, run_one, strings};
 use crate::support::{TempDir, init};
 
@@ -322,7 +322,7 @@ async fn dns_over_tls_verifies_the_server_name() {
     let ca = TestCa::new();
     let dir = TempDir::new("dns");
     let ca_path = ca.write_pem(dir.path());
-    let dot = DotFront::start(&ca.leaf(&["dns.test"]), dns.addr).await;
+    let dot = dot_front(&ca.leaf(&["dns.test"]), dns.addr).await;
 
     let good = format!("tls://{}#dns.test", dot.addr);
     let toml = probe_toml(&format!(
@@ -359,7 +359,7 @@ async fn dns_over_https_answers_through_http2() {
     let ca = TestCa::new();
     let dir = TempDir::new("dns");
     let ca_path = ca.write_pem(dir.path());
-    let doh = DohFront::start(&ca.leaf(&["doh.test"]), dns.addr).await;
+    let doh = doh_front(&ca.leaf(&["doh.test"]), dns.addr).await;
 
     let good = format!("https://{}#doh.test", doh.addr);
     let toml = probe_toml(&format!(
