@@ -274,7 +274,7 @@ fn system_resolver() -> Result<TokioResolver, String> {
 /// `port`. A name is resolved in the phase `resolve` and its addresses are observed as
 /// `resolved_ips`; an IP literal is used as it is, with no phase. Only the first address is
 /// returned: see the module doc.
-pub async fn resolve(
+async fn resolve(
     ctx: &ProbeContext,
     resolver: &Resolver,
     host: &str,
@@ -365,7 +365,7 @@ pub async fn open(
 }
 
 /// Connects to `address` in the phase `connect`, and observes it as `remote_addr`.
-pub async fn connect(ctx: &ProbeContext, address: SocketAddr) -> Result<TcpStream, Outcome> {
+async fn connect(ctx: &ProbeContext, address: SocketAddr) -> Result<TcpStream, Outcome> {
     ctx.phase("connect");
     let stream = TcpStream::connect(address).await.map_err(|error| {
         Outcome::failure(
@@ -597,7 +597,7 @@ impl OneShot {
     }
 
     /// Sends `request`, observing the address that answered (`remote_addr`) and the expiry of the
-    /// last chain presented; a failure is classified by [`classify_reqwest`] with `what`.
+    /// last chain presented; a failure is classified by `classify_reqwest` with `what`.
     pub async fn send(
         &self,
         ctx: &ProbeContext,
@@ -654,7 +654,7 @@ struct ResolveError(String);
 /// Classifies a failed reqwest request: `dns`, `tls`, `connect` or `timeout`, with the cause's own
 /// words, else `protocol`. The URL is never part of the message (a presigned URL is a
 /// credential).
-pub fn classify_reqwest(error: reqwest::Error, what: &str) -> Outcome {
+fn classify_reqwest(error: reqwest::Error, what: &str) -> Outcome {
     let error = error.without_url();
     if let Some(failed) = find_source::<ResolveError>(&error) {
         return Outcome::failure(ErrorClass::Dns, format!("{what}: {failed}"));
