@@ -22,7 +22,6 @@ pub mod redis;
 pub mod registry;
 pub mod s3;
 pub mod smtp;
-pub mod transport;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -118,24 +117,28 @@ impl FromStr for Kind {
 // === Probe ===
 
 /// A built, ready-to-run probe of any kind.
+///
+/// Every variant is boxed: the kinds differ a lot in size (a tokio-postgres config, an HTTP
+/// request template, a resolver), and boxing them all here, once, keeps the enum small without
+/// each kind boxing its own fields to please `clippy::large_enum_variant`.
 #[derive(Debug)]
 pub enum Probe {
     /// See [`http`].
-    Http(http::HttpProbe),
+    Http(Box<http::HttpProbe>),
     /// See [`dns`].
-    Dns(dns::DnsProbe),
+    Dns(Box<dns::DnsProbe>),
     /// See [`postgres`].
-    Postgres(postgres::PostgresProbe),
+    Postgres(Box<postgres::PostgresProbe>),
     /// See [`redis`].
-    Redis(redis::RedisProbe),
+    Redis(Box<redis::RedisProbe>),
     /// See [`asynq`].
-    Asynq(asynq::AsynqProbe),
+    Asynq(Box<asynq::AsynqProbe>),
     /// See [`smtp`].
-    Smtp(smtp::SmtpProbe),
+    Smtp(Box<smtp::SmtpProbe>),
     /// See [`registry`].
-    Registry(registry::RegistryProbe),
+    Registry(Box<registry::RegistryProbe>),
     /// See [`s3`].
-    S3(s3::S3Probe),
+    S3(Box<s3::S3Probe>),
 }
 
 impl Probe {
@@ -192,18 +195,22 @@ pub fn build(
     sink: &mut ErrorSink<'_>,
 ) -> Option<Probe> {
     match kind {
-        Kind::Http => build_section(spec, label, cx, sink, http::Spec::build).map(Probe::Http),
-        Kind::Dns => build_section(spec, label, cx, sink, dns::Spec::build).map(Probe::Dns),
-        Kind::Postgres => {
-            build_section(spec, label, cx, sink, postgres::Spec::build).map(Probe::Postgres)
-        }
-        Kind::Redis => build_section(spec, label, cx, sink, redis::Spec::build).map(Probe::Redis),
-        Kind::Asynq => build_section(spec, label, cx, sink, asynq::Spec::build).map(Probe::Asynq),
-        Kind::Smtp => build_section(spec, label, cx, sink, smtp::Spec::build).map(Probe::Smtp),
-        Kind::Registry => {
-            build_section(spec, label, cx, sink, registry::Spec::build).map(Probe::Registry)
-        }
-        Kind::S3 => build_section(spec, label, cx, sink, s3::Spec::build).map(Probe::S3),
+        Kind::Http => build_section(spec, label, cx, sink, http::Spec::build)
+            .map(|probe| Probe::Http(Box::new(probe))),
+        Kind::Dns => build_section(spec, label, cx, sink, dns::Spec::build)
+            .map(|probe| Probe::Dns(Box::new(probe))),
+        Kind::Postgres => build_section(spec, label, cx, sink, postgres::Spec::build)
+            .map(|probe| Probe::Postgres(Box::new(probe))),
+        Kind::Redis => build_section(spec, label, cx, sink, redis::Spec::build)
+            .map(|probe| Probe::Redis(Box::new(probe))),
+        Kind::Asynq => build_section(spec, label, cx, sink, asynq::Spec::build)
+            .map(|probe| Probe::Asynq(Box::new(probe))),
+        Kind::Smtp => build_section(spec, label, cx, sink, smtp::Spec::build)
+            .map(|probe| Probe::Smtp(Box::new(probe))),
+        Kind::Registry => build_section(spec, label, cx, sink, registry::Spec::build)
+            .map(|probe| Probe::Registry(Box::new(probe))),
+        Kind::S3 => build_section(spec, label, cx, sink, s3::Spec::build)
+            .map(|probe| Probe::S3(Box::new(probe))),
     }
 }
 

@@ -9,6 +9,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
@@ -93,6 +94,21 @@ pub fn client_config(verification: &Verification, alpn: &[&[u8]]) -> Result<Clie
     };
     config.alpn_protocols = alpn.iter().map(|protocol| protocol.to_vec()).collect();
     Ok(config)
+}
+
+/// The verifier [`client_config`] installs for `verification`, for a caller that wraps it (to
+/// record the chain a server presents, say). `None` when there is nothing to verify against (no
+/// roots at all): a config built from such a `verification` rejects every chain by itself.
+pub fn server_verifier(verification: &Verification) -> Option<Arc<dyn ServerCertVerifier>> {
+    match verification {
+        Verification::Roots(roots) => {
+            WebPkiServerVerifier::builder_with_provider(roots.clone(), provider())
+                .build()
+                .ok()
+                .map(|verifier| verifier as Arc<dyn ServerCertVerifier>)
+        }
+        Verification::Disabled => Some(Arc::new(AcceptAnyCertificate(provider()))),
+    }
 }
 
 /// The earliest `notAfter` in a presented chain, as Unix seconds: what

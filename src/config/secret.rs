@@ -69,6 +69,56 @@ pub fn resolve(
     }
 }
 
+/// [`resolve`], where an empty value means no secret at all: what `${VAR:-}` gives when the
+/// variable is unset, so that one configuration serves with and without a password.
+pub fn resolve_optional(
+    key: &str,
+    inline: Option<String>,
+    file: Option<&Path>,
+    base_dir: &Path,
+) -> Result<Option<Secret>, FieldError> {
+    Ok(resolve(key, inline, file, base_dir)?.filter(|secret| !secret.expose().is_empty()))
+}
+
+/// A name and its secret, both set: a user name and password, an access key ID and key.
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    /// The user name or key ID.
+    pub name: String,
+    /// The password or key.
+    pub secret: Secret,
+}
+
+/// Pairs the value of `name_key` with the (already [`resolve`]d) secret of `secret_key`.
+///
+/// Empty values (what `${VAR:-}` gives when the variable is unset) mean "not set", so that one
+/// configuration serves with and without credentials: both unset is no credentials, one without
+/// the other is a mistake, reported on `name_key`.
+pub fn credentials(
+    name_key: &str,
+    name: Option<String>,
+    secret_key: &str,
+    secret: Option<Secret>,
+) -> Result<Option<Credentials>, FieldError> {
+    let name = name.filter(|name| !name.is_empty());
+    let secret = secret.filter(|secret| !secret.expose().is_empty());
+    match (name, secret) {
+        (None, None) => Ok(None),
+        (Some(name), Some(secret)) => Ok(Some(Credentials { name, secret })),
+        (Some(_), None) => Err(FieldError::new(
+            name_key,
+            format!(
+                "`{name_key}` is set but `{secret_key}` (or `{secret_key}_file`) is empty or \
+                 missing"
+            ),
+        )),
+        (None, Some(_)) => Err(FieldError::new(
+            name_key,
+            format!("`{secret_key}` is set but `{name_key}` is empty or missing"),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,6 +128,30 @@ mod tests {
         let secret = Secret::new("hunter2");
         assert_eq!(format!("{secret:?} {secret}"), "Secret(***) ***");
         assert_eq!(secret.expose(), "hunter2");
+    }
+
+    #[test]
+    fn empty_credentials_mean_none_and_half_credentials_are_errors() {
+        let pair = |name: &str, secret: &str| {
+            credentials(
+                "username",
+                Some(name.to_owned()),
+                "password",
+                Some(Secret::new(secret)),
+            )
+        };
+        assert!(matches!(pair("", ""), Ok(None)));
+        assert!(matches!(pair("me", "pw"), Ok(Some(Credentials { name, .. })) if name == "me"));
+        let error = pair("me", "").unwrap_err();
+        assert_eq!(error.key, "username");
+        assert_eq!(
+            error.message,
+            "`username` is set but `password` (or `password_file`) is empty or missing"
+        );
+        assert_eq!(
+            pair("", "pw").unwrap_err().message,
+            "`password` is set but `username` is empty or missing"
+        );
     }
 
     #[test]

@@ -8,6 +8,11 @@
 //! expectation is `assertion` with `hijack_suspected`, and resolvers that answer differently set
 //! `disagree`.
 //!
+//! This kind does not resolve through [`net::Resolver`] as the kinds that connect somewhere do:
+//! the resolvers are what it probes, so each is asked directly, as configured, with a fresh
+//! connection and none of the shared resolver's `/etc/hosts`. What it shares with them is the
+//! TLS settings (`tls_verify`, `ca_file`) and the words for socket and certificate errors.
+//!
 //! Every resolver gets its own time budget, shorter than the probe's timeout, so that a resolver
 //! that never answers shows up in `observations.resolvers` as the one that failed while the
 //! others' answers are still reported, instead of the whole run ending in `timeout`.
@@ -32,7 +37,7 @@ use hickory_resolver::config::{
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::xfer::DnsHandle;
 use hickory_resolver::net::{DnsError, NetError};
-use hickory_resolver::proto::op::{DnsRequestOptions, Query, ResponseCode};
+use hickory_resolver::proto::op::{DnsRequestOptions, Query};
 use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
 use hickory_resolver::{ConnectionProvider, PoolContext, Resolver, TlsConfig};
 use ipnet::IpNet;
@@ -42,8 +47,7 @@ use tokio::time::Instant;
 
 use crate::config::{BuildContext, FieldError, HumanDuration};
 use crate::metrics::MetricsWriter;
-use crate::probe::transport;
-use crate::probe::{ErrorClass, Outcome, ProbeContext, ProbeResult, Value};
+use crate::probe::{ErrorClass, Outcome, ProbeContext, ProbeResult, Value, net};
 
 /// Where `system` reads its name servers unless `resolv_conf` says otherwise.
 const DEFAULT_RESOLV_CONF: &str = "/etc/resolv.conf";
@@ -224,15 +228,9 @@ impl Spec {
             other => other.map(HumanDuration::get),
         };
 
-        let tls = transport::verification(self.tls_verify, self.ca_file.as_deref(), cx)
-            .and_then(|verification| transport::client_config(&verification, &[]));
-        let tls = match tls {
-            Ok(tls) => Some(tls),
-            Err(error) => {
-                errors.push(error);
-                None
-            }
-        };
+        let tls = net::TlsSettings::from_keys(self.tls_verify, self.ca_file.as_deref(), cx, &[])
+            .map_err(|error| errors.push(error))
+            .ok();
 
         match tls {
             Some(tls) if errors.is_empty() => Ok(DnsProbe {
@@ -551,7 +549,7 @@ struct Shared {
     name: String,
     record_kind: RecordKind,
     resolv_conf: PathBuf,
-    tls: Arc<rustls::ClientConfig>,
+    tls: net::TlsSettings,
 }
 
 /// What one resolver said.
@@ -684,7 +682,7 @@ async fn ask_directly(shared: &Shared, name_server: NameServerConfig, budget: Du
     let mut options = ResolverOpts::default();
     options.timeout = budget + Duration::from_secs(1);
     let tls = TlsConfig {
-        config: (*shared.tls).clone(),
+        config: shared.tls.config().clone(),
     };
     let context = PoolContext::new(options, tls);
     let provider = TokioRuntimeProvider::default();
@@ -699,7 +697,7 @@ async fn ask_directly(shared: &Shared, name_server: NameServerConfig, budget: Du
     let mut responses = exchange.lookup(query, DnsRequestOptions::default());
     match responses.next().await {
         Some(Ok(response)) => Reply::Answered {
-            rcode: rcode_name(response.metadata.response_code),
+            rcode: net::rcode_name(response.metadata.response_code),
             answers: answers_of(&response.answers, record_type),
         },
         Some(Err(error)) => reply_from_error(error, budget),
@@ -722,7 +720,7 @@ async fn ask_system(shared: &Shared, budget: Duration) -> Reply {
     options.use_hosts_file = ResolveHosts::Never;
     let resolver = match Resolver::builder_with_config(config, TokioRuntimeProvider::default())
         .with_options(options)
-        .with_tls_config((*shared.tls).clone())
+        .with_tls_config(shared.tls.config().clone())
         .build()
     {
         Ok(resolver) => resolver,
@@ -735,7 +733,7 @@ async fn ask_system(shared: &Shared, budget: Duration) -> Reply {
     let record_type = shared.record_kind.record_type();
     match resolver.lookup(shared.name.as_str(), record_type).await {
         Ok(lookup) => Reply::Answered {
-            rcode: rcode_name(lookup.message().metadata.response_code),
+            rcode: net::rcode_name(lookup.message().metadata.response_code),
             answers: answers_of(lookup.answers(), record_type),
         },
         Err(NetError::NoConnections) => Reply::Unreachable {
@@ -775,21 +773,25 @@ async fn system_config(path: &Path) -> Result<(ResolverConfig, ResolverOpts), St
 fn reply_from_error(error: NetError, budget: Duration) -> Reply {
     match error {
         NetError::Dns(DnsError::ResponseCode(code)) => Reply::Answered {
-            rcode: rcode_name(code),
+            rcode: net::rcode_name(code),
             answers: Vec::new(),
         },
         NetError::Dns(DnsError::NoRecordsFound(no_records)) => Reply::Answered {
-            rcode: rcode_name(no_records.response_code),
+            rcode: net::rcode_name(no_records.response_code),
             answers: Vec::new(),
         },
         other => unreachable(&other, budget),
     }
 }
 
-/// Describes a transport failure: no answer in time, refused, TLS.
+/// Describes a transport failure: no answer in time, refused, TLS (in the words every kind uses
+/// for socket errors).
 fn unreachable(error: &NetError, budget: Duration) -> Reply {
     match error {
         NetError::Timeout => no_answer(budget),
+        NetError::Io(io_error) => Reply::Unreachable {
+            message: net::describe_io(io_error),
+        },
         other => Reply::Unreachable {
             message: other.to_string(),
         },
@@ -807,24 +809,6 @@ fn no_answer(budget: Duration) -> Reply {
 fn round_ms(duration: Duration) -> Duration {
     let tens = (duration.as_millis() + 5) / 10;
     Duration::from_millis(u64::try_from(tens * 10).unwrap_or(u64::MAX))
-}
-
-/// The usual mnemonic of a response code (`NOERROR`, `NXDOMAIN`, ...).
-fn rcode_name(code: ResponseCode) -> String {
-    match u16::from(code) {
-        0 => "NOERROR".to_owned(),
-        1 => "FORMERR".to_owned(),
-        2 => "SERVFAIL".to_owned(),
-        3 => "NXDOMAIN".to_owned(),
-        4 => "NOTIMP".to_owned(),
-        5 => "REFUSED".to_owned(),
-        6 => "YXDOMAIN".to_owned(),
-        7 => "YXRRSET".to_owned(),
-        8 => "NXRRSET".to_owned(),
-        9 => "NOTAUTH".to_owned(),
-        10 => "NOTZONE".to_owned(),
-        other => format!("RCODE{other}"),
-    }
 }
 
 /// An answer as rules compare it: an address, a name without the root dot, `PREF HOST` for MX,

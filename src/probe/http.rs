@@ -4,14 +4,15 @@
 //! (each on its own fresh connection), and judges the final response: status against
 //! `expect_status` (`http_status`), body against `expect_body` (`assertion`). Whatever happens,
 //! the outcome carries the observations rules read (status, protocol, `server`, Cloudflare's ray,
-//! colo and whether Cloudflare generated the error itself, addresses, certificate expiry,
-//! redirects); see `docs/probes/http.md` for the full list.
+//! colo and whether Cloudflare generated the error itself, redirects; the addresses and the
+//! certificate's expiry are the connection's, recorded by [`crate::probe::net`]); see
+//! `docs/probes/http.md` for the full list.
 //!
 //! Phases are `resolve`, `connect`, `tls`, `first_byte`, `transfer`. In metrics, `first_byte` is
 //! written as blackbox_exporter's `processing`, so dashboards built for blackbox work unchanged.
 //!
-//! The parts: [`spec`] (keys and validation), `client` (the request, reusable by other kinds),
-//! `cloudflare` (who generated an error).
+//! The parts: [`spec`] (keys and validation), `client` (the HTTP exchange over a connection
+//! [`crate::probe::net`] opens), `cloudflare` (who generated an error).
 
 pub(crate) mod client;
 mod cloudflare;
@@ -28,7 +29,7 @@ use url::Url;
 
 pub use spec::Spec;
 
-use self::client::{Client, ConnectionFacts, Request, Response};
+use self::client::{Client, Request, Response};
 use self::cloudflare::CdnView;
 use self::spec::StatusSet;
 use crate::config::Secret;
@@ -40,14 +41,13 @@ const MAX_REDIRECTS: usize = 10;
 
 /// A built `http` probe.
 pub struct HttpProbe {
-    /// Boxed, like the client, to keep [`crate::probe::Probe`] small.
-    request: Box<RequestTemplate>,
+    request: RequestTemplate,
     connect_to: Option<SocketAddr>,
     expect_status: StatusSet,
     expect_body: Option<regex::bytes::Regex>,
     follow_redirects: bool,
     body_limit: usize,
-    client: Box<Client>,
+    client: Client,
 }
 
 /// The configured request, sent at the start of every run.
@@ -87,7 +87,7 @@ impl HttpProbe {
         let mut redirects = 0;
         loop {
             let connect_to = self.connect_to_for(&request.url);
-            let exchange = client::send(
+            let sent = client::send(
                 ctx,
                 &self.client,
                 request.clone_for_send(),
@@ -95,26 +95,20 @@ impl HttpProbe {
                 self.body_limit,
             )
             .await;
-            let observations = connection_observations(&exchange.connection, redirects);
-            let response = match exchange.result {
+            let observations = null_observations(redirects);
+            let response = match sent {
                 Ok(response) => response,
-                Err(failure) => {
-                    return Outcome::failure(failure.class, failure.message).with_all(observations);
-                }
+                Err(failure) => return failure.with_all(observations),
             };
             match self.redirect_target(&request, &response) {
                 Some(_) if redirects == MAX_REDIRECTS => {
-                    return too_many_redirects(self.judge(
-                        &response,
-                        &exchange.connection,
-                        observations,
-                    ));
+                    return too_many_redirects(self.judge(&response, observations));
                 }
                 Some(next) => {
                     redirects += 1;
                     request = next;
                 }
-                None => return self.judge(&response, &exchange.connection, observations),
+                None => return self.judge(&response, observations),
             }
         }
     }
@@ -174,12 +168,7 @@ impl HttpProbe {
     }
 
     /// Judges the final response: status first, then body.
-    fn judge(
-        &self,
-        response: &Response,
-        connection: &ConnectionFacts,
-        mut observations: Observations,
-    ) -> Outcome {
+    fn judge(&self, response: &Response, mut observations: Observations) -> Outcome {
         let status = response.status.as_u16();
         let cdn = cloudflare::inspect(status, &response.headers, &response.body);
         let body_matched = self
@@ -212,7 +201,7 @@ impl HttpProbe {
                 ),
             )
         } else {
-            Outcome::success(success_message(response, connection, &observations))
+            Outcome::success(success_message(response, &observations))
         };
         outcome.with_all(observations)
     }
@@ -282,8 +271,10 @@ fn too_many_redirects(last: Outcome) -> Outcome {
 
 // === observations and messages ===
 
-/// Every observation key of the kind, so that rules always find them (null when not seen).
-const OBSERVATION_KEYS: [&str; 18] = [
+/// Every observation key of the kind but the connection's, so that rules always find them (null
+/// when not seen). `resolved_ips`, `remote_addr`, `tls_cert_expiry` and `tls_version` are
+/// recorded by [`crate::probe::net`] for the last connection, and must not be overwritten here.
+const OBSERVATION_KEYS: [&str; 14] = [
     "status",
     "http_version",
     "server",
@@ -297,32 +288,15 @@ const OBSERVATION_KEYS: [&str; 18] = [
     "body_bytes",
     "body_truncated",
     "body_matched",
-    "remote_addr",
-    "resolved_ips",
-    "tls_cert_expiry",
-    "tls_version",
     "redirects",
 ];
 
-fn connection_observations(connection: &ConnectionFacts, redirects: usize) -> Observations {
+/// Every key `null`, but `redirects`.
+fn null_observations(redirects: usize) -> Observations {
     let mut observations: Observations = OBSERVATION_KEYS
         .iter()
         .map(|key| ((*key).to_owned(), Value::Null))
         .collect();
-    let resolved = connection
-        .resolved_ips
-        .as_ref()
-        .map(|ips| ips.iter().map(ToString::to_string).collect::<Vec<String>>());
-    observations.insert("resolved_ips".into(), resolved.into());
-    observations.insert(
-        "remote_addr".into(),
-        connection
-            .remote_addr
-            .map(|address| address.to_string())
-            .into(),
-    );
-    observations.insert("tls_cert_expiry".into(), connection.tls_cert_expiry.into());
-    observations.insert("tls_version".into(), connection.tls_version.into());
     observations.insert("redirects".into(), redirects.into());
     observations
 }
@@ -391,17 +365,13 @@ fn cdn_context(cdn: &CdnView) -> String {
     }
 }
 
-fn success_message(
-    response: &Response,
-    connection: &ConnectionFacts,
-    observations: &Observations,
-) -> String {
+fn success_message(response: &Response, observations: &Observations) -> String {
     let mut message = format!(
         "got {} over {}",
         response.status.as_u16(),
         version_name(response.version)
     );
-    if let Some(address) = connection.remote_addr {
+    if let Some(address) = response.remote_addr {
         message.push_str(&format!(" from {address}"));
     }
     match observations.get("redirects").and_then(Value::as_i64) {

@@ -5,10 +5,13 @@
 //! The socket is ours. tokio-postgres's `Config::connect` resolves, connects, negotiates TLS and
 //! authenticates in one call, so neither the timings nor the error could tell a refused TCP
 //! connection from a failed handshake or a refused password. This probe resolves and connects
-//! itself, then hands the stream to `Config::connect_raw` with a TLS connector wrapped to mark the
-//! moment the handshake ends. The phases are:
+//! itself ([`net::open`]), then hands the stream to `Config::connect_raw` with a TLS connector
+//! wrapped to mark the moment the handshake ends. The handshake stays the library's (it follows
+//! Postgres's `SSLRequest` and needs the channel binding of the stream it makes), so it gets our
+//! TLS config through [`net::Recording`], which still reports the chain's expiry; the negotiated
+//! TLS version is not known. The phases are:
 //!
-//! - `resolve`: the host name to addresses;
+//! - `resolve`: the host name to addresses (not for an IP address);
 //! - `connect`: the TCP connection;
 //! - `tls`: the `SSLRequest` exchange and the TLS handshake (absent with `sslmode = "disable"`;
 //!   with `"prefer"` against a server without TLS it also covers the startup, since the library
@@ -21,7 +24,6 @@
 //! in transaction mode those fail when the statement's two halves land on different server
 //! connections (106 of 160 `query()` calls with 8 concurrent clients on PgBouncer 1.18).
 
-use std::error::Error as _;
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -119,7 +121,9 @@ impl Spec {
     pub fn build(self, cx: &BuildContext) -> Result<PostgresProbe, Vec<FieldError>> {
         let mut errors = Vec::new();
         let config = self.connection_config(cx, &mut errors);
-        let tls = self.tls_connector(cx, &mut errors);
+        let tls = net::TlsSettings::from_keys(self.tls_verify, self.ca_file.as_deref(), cx, &[])
+            .map_err(|error| errors.push(error))
+            .ok();
         let query = self
             .query
             .clone()
@@ -130,8 +134,9 @@ impl Spec {
         let schema = self.schema_check(&mut errors);
         match (config, tls) {
             (Some((config, endpoint)), Some(tls)) if errors.is_empty() => Ok(PostgresProbe {
-                config: Box::new(config),
+                config,
                 endpoint,
+                resolver: net::Resolver::system(),
                 tls,
                 query,
                 schema,
@@ -146,7 +151,7 @@ impl Spec {
         cx: &BuildContext,
         errors: &mut Vec<FieldError>,
     ) -> Option<(tokio_postgres::Config, Endpoint)> {
-        let password = secret::resolve(
+        let password = secret::resolve_optional(
             "password",
             self.password.clone(),
             self.password_file.as_deref(),
@@ -154,9 +159,7 @@ impl Spec {
         )
         .map_err(|error| errors.push(error))
         .ok()
-        .flatten()
-        // `${DB_PASSWORD:-}` with the variable unset means "no password", not an empty one.
-        .filter(|password| !password.expose().is_empty());
+        .flatten();
         let dsn = secret::resolve(
             "dsn",
             self.dsn.clone(),
@@ -211,7 +214,7 @@ impl Spec {
             Ok(config) => Some(config),
             Err(error) => {
                 // The library's message names the option, never its value, so no secret leaks.
-                let hint = if describe_pg_error(&error).contains("sslmode") {
+                let hint = if net::describe_chain(&error).contains("sslmode") {
                     " (sslmode must be disable, prefer or require; certificates are verified \
                      unless tls_verify = false)"
                 } else {
@@ -219,7 +222,10 @@ impl Spec {
                 };
                 errors.push(FieldError::new(
                     "dsn",
-                    format!("cannot parse the dsn: {}{hint}", describe_pg_error(&error)),
+                    format!(
+                        "cannot parse the dsn: {}{hint}",
+                        net::describe_chain(&error)
+                    ),
                 ));
                 None
             }
@@ -259,23 +265,6 @@ impl Spec {
                 SslModeSpec::Require => SslMode::Require,
             });
         Some(config)
-    }
-
-    fn tls_connector(
-        &self,
-        cx: &BuildContext,
-        errors: &mut Vec<FieldError>,
-    ) -> Option<MakeRustlsConnect> {
-        let verification = net::verification(self.tls_verify, self.ca_file.as_deref(), cx)
-            .map_err(|error| errors.push(error))
-            .ok()?;
-        match crate::tls::client_config(&verification, &[]) {
-            Ok(config) => Some(MakeRustlsConnect::new(config)),
-            Err(message) => {
-                errors.push(FieldError::new("sslmode", message));
-                None
-            }
-        }
     }
 
     fn schema_check(&self, errors: &mut Vec<FieldError>) -> Option<GooseCheck> {
@@ -377,11 +366,11 @@ fn endpoint_of(config: &tokio_postgres::Config, errors: &mut Vec<FieldError>) ->
 
 /// A built `postgres` probe.
 pub struct PostgresProbe {
-    /// Holds the password: never printed (see the `Debug` impl). Boxed: it is large, and probes
-    /// of every kind share one enum.
-    config: Box<tokio_postgres::Config>,
+    /// Holds the password: never printed (see the `Debug` impl).
+    config: tokio_postgres::Config,
     endpoint: Endpoint,
-    tls: MakeRustlsConnect,
+    resolver: net::Resolver,
+    tls: net::TlsSettings,
     query: String,
     schema: Option<GooseCheck>,
 }
@@ -438,16 +427,20 @@ impl PostgresProbe {
         ctx: &ProbeContext,
         observations: &mut Observations,
     ) -> Result<String, Outcome> {
-        ctx.phase("resolve");
-        let addrs = net::resolve(&self.endpoint.host, self.endpoint.port).await?;
-        ctx.phase("connect");
-        let stream = net::connect(&addrs).await?;
+        let stream = net::open(
+            ctx,
+            &self.resolver,
+            &self.endpoint.host,
+            self.endpoint.port,
+            None,
+        )
+        .await?;
 
         let established = Arc::new(AtomicBool::new(false));
-        let Ok(connector) = MakeTlsConnect::<TcpStream>::make_tls_connect(
-            &mut self.tls.clone(),
-            &self.endpoint.host,
-        );
+        let recording = self.tls.recording();
+        let mut make_tls = MakeRustlsConnect::new((*recording.config()).clone());
+        let Ok(connector) =
+            MakeTlsConnect::<TcpStream>::make_tls_connect(&mut make_tls, &self.endpoint.host);
         let tls = TimedTls {
             inner: connector,
             ctx: ctx.clone(),
@@ -459,6 +452,7 @@ impl PostgresProbe {
             "tls"
         });
         let connected = self.config.connect_raw(stream, tls).await;
+        recording.observe(ctx);
         let tls_used = established.load(Ordering::Relaxed);
         observations.insert("tls".to_owned(), Value::Bool(tls_used));
         let (client, connection) = connected.map_err(|error| {
@@ -677,7 +671,7 @@ fn parse_goose_row(messages: &[SimpleQueryMessage]) -> Option<GooseState> {
 /// The failure for an error out of `connect_raw`. `in_negotiation` is true when it came before a
 /// TLS handshake completed, while `sslmode` asked for one.
 fn startup_failure(error: &tokio_postgres::Error, in_negotiation: bool) -> Outcome {
-    if let Some(io_error) = find_source::<io::Error>(error)
+    if let Some(io_error) = net::find_source::<io::Error>(error)
         && io_error
             .get_ref()
             .is_some_and(|inner| inner.is::<rustls::Error>())
@@ -687,7 +681,7 @@ fn startup_failure(error: &tokio_postgres::Error, in_negotiation: bool) -> Outco
     if let Some(db) = error.as_db_error() {
         return session_refused(db);
     }
-    let detail = describe_pg_error(error);
+    let detail = net::describe_chain(error);
     if detail.contains("server does not support TLS") {
         return Outcome::failure(
             ErrorClass::Tls,
@@ -705,7 +699,7 @@ fn startup_failure(error: &tokio_postgres::Error, in_negotiation: bool) -> Outco
     } else {
         "startup"
     };
-    let detail = match find_source::<io::Error>(error) {
+    let detail = match net::find_source::<io::Error>(error) {
         Some(io_error) => net::describe_io(io_error),
         None => detail,
     };
@@ -757,9 +751,9 @@ fn query_failure(error: &tokio_postgres::Error, what: &str) -> Outcome {
             format!("{what}: {} (SQLSTATE {})", db.message(), db.code().code()),
         ),
         None => {
-            let detail = match find_source::<io::Error>(error) {
+            let detail = match net::find_source::<io::Error>(error) {
                 Some(io_error) => net::describe_io(io_error),
-                None => describe_pg_error(error),
+                None => net::describe_chain(error),
             };
             Outcome::failure(
                 ErrorClass::Connect,
@@ -775,31 +769,6 @@ fn query_failure(error: &tokio_postgres::Error, what: &str) -> Outcome {
 fn is_connection_exception(code: &SqlState) -> bool {
     let code = code.code();
     code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
-}
-
-/// tokio-postgres's `Display` leaves out the cause; this joins the whole chain.
-fn describe_pg_error(error: &tokio_postgres::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-fn find_source<'a, E: std::error::Error + 'static>(
-    error: &'a (dyn std::error::Error + 'static),
-) -> Option<&'a E> {
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(error) = current {
-        if let Some(found) = error.downcast_ref::<E>() {
-            return Some(found);
-        }
-        current = error.source();
-    }
-    None
 }
 
 // === metrics ===

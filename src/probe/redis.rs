@@ -4,8 +4,9 @@
 //!
 //! Every run opens a fresh connection and drops it: a pooled or managed connection would hide
 //! exactly the connect, TLS and AUTH failures a synthetic probe is for. As for Postgres, the
-//! socket is ours (phases `resolve`, `connect`, `tls`, `auth`) and the redis crate only speaks the
-//! protocol over it (`MultiplexedConnection::new_with_config`); then `ping` and `info`.
+//! socket is ours ([`net::open`] and [`net::tls_handshake`]: phases `resolve`, `connect`, `tls`,
+//! then `auth`) and the redis crate only speaks the protocol over it
+//! (`MultiplexedConnection::new_with_config`); then `ping` and `info`.
 //!
 //! A restart is told from one run to the next: the probe remembers the previous run's
 //! `uptime_in_seconds` and `run_id`, and a lower uptime or another run id means the server
@@ -15,7 +16,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ErrorKind, RedisConnectionInfo, RedisError};
@@ -103,7 +104,7 @@ impl ConnectionSpec {
                 .map_err(|message| errors.push(FieldError::new(&key("url"), message)))
                 .ok(),
         };
-        let password = secret::resolve(
+        let password = secret::resolve_optional(
             &key("password"),
             self.password.clone(),
             self.password_file.as_deref(),
@@ -111,9 +112,7 @@ impl ConnectionSpec {
         )
         .map_err(|error| errors.push(error))
         .ok()
-        .flatten()
-        // `${REDIS_PASSWORD:-}` with the variable unset means "no password", not an empty one.
-        .filter(|password| !password.expose().is_empty());
+        .flatten();
         if let Some(db) = self.db
             && db < 0
         {
@@ -157,6 +156,7 @@ impl ConnectionSpec {
             host: parsed.host,
             port: parsed.port,
             db,
+            resolver: net::Resolver::system(),
             tls: tls.flatten(),
             info,
         })
@@ -169,7 +169,7 @@ impl ConnectionSpec {
         parsed: Option<&Parsed>,
         key: &dyn Fn(&str) -> String,
         errors: &mut Vec<FieldError>,
-    ) -> Option<Option<Arc<rustls::ClientConfig>>> {
+    ) -> Option<Option<net::TlsSettings>> {
         let url_tls = parsed.is_some_and(|parsed| parsed.tls);
         if self.tls == Some(false) && url_tls {
             errors.push(FieldError::new(
@@ -193,17 +193,10 @@ impl ConnectionSpec {
             }
             return Some(None);
         }
-        let verification = match net::verification(self.tls_verify, self.ca_file.as_deref(), cx) {
-            Ok(verification) => verification,
+        match net::TlsSettings::from_keys(self.tls_verify, self.ca_file.as_deref(), cx, &[]) {
+            Ok(settings) => Some(Some(settings)),
             Err(error) => {
                 errors.push(FieldError::new(&key(&error.key), error.message));
-                return None;
-            }
-        };
-        match crate::tls::client_config(&verification, &[]) {
-            Ok(config) => Some(Some(Arc::new(config))),
-            Err(message) => {
-                errors.push(FieldError::new(&key("tls"), message));
                 None
             }
         }
@@ -285,7 +278,8 @@ pub struct RedisConnection {
     host: String,
     port: u16,
     db: i64,
-    tls: Option<Arc<rustls::ClientConfig>>,
+    resolver: net::Resolver,
+    tls: Option<net::TlsSettings>,
     /// Holds the password: never printed (see the `Debug` impl).
     info: RedisConnectionInfo,
 }
@@ -326,15 +320,9 @@ impl RedisConnection {
     /// Opens a fresh connection, marking the phases `resolve`, `connect`, `tls` (when on) and
     /// `auth` (AUTH, SELECT and the client name, as one pipeline).
     pub async fn open(&self, ctx: &ProbeContext) -> Result<Session, Outcome> {
-        ctx.phase("resolve");
-        let addrs = net::resolve(&self.host, self.port).await?;
-        ctx.phase("connect");
-        let stream = net::connect(&addrs).await?;
+        let stream = net::open(ctx, &self.resolver, &self.host, self.port, None).await?;
         let stream = match &self.tls {
-            Some(config) => {
-                ctx.phase("tls");
-                Either::Right(net::tls_handshake(stream, config.clone(), &self.host).await?)
-            }
+            Some(tls) => Either::Right(net::tls_handshake(ctx, tls, stream, &self.host).await?),
             None => Either::Left(stream),
         };
         ctx.phase("auth");

@@ -3,7 +3,8 @@
 //! the catalog's "Gitea registry unreachable" entry, the one that leaves rollouts stuck at
 //! "Pulling image".
 //!
-//! One run, all on fresh connections (the HTTP client is built per run, with no pool):
+//! One run, all on fresh connections (a [`net::OneShot`] client: built per run, no pool, our
+//! resolver):
 //! 1. `GET /v2/` without credentials. `200` means up with no auth (`auth_scheme = "none"`); `401`
 //!    with a `Bearer` (or `Basic`) challenge also means up: that is how a registry asks for
 //!    credentials. Several `WWW-Authenticate` headers are read and the Bearer one is preferred
@@ -17,20 +18,18 @@
 //!    credentials work.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use reqwest::header::{ACCEPT, HeaderMap, WWW_AUTHENTICATE};
-use reqwest::{Client, Method, StatusCode};
+use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use tokio::time::Instant;
 use url::Url;
 
-use crate::config::secret::{self, Secret};
+use crate::config::secret::{self, Credentials};
 use crate::config::{BuildContext, FieldError};
 use crate::metrics::MetricsWriter;
-use crate::probe::transport;
+use crate::probe::net::{self, OneShot};
 use crate::probe::{ErrorClass, Observations, Outcome, ProbeContext, ProbeResult, Value};
 
 /// What a pull accepts, so the registry returns the manifest (or index) a client would get;
@@ -82,7 +81,8 @@ impl Spec {
         .map_err(|error| errors.push(error))
         .ok()
         .flatten();
-        let credentials = credentials(self.username, password)
+        // Empty user name and password (the `${VAR:-}` defaults) mean anonymous.
+        let credentials = secret::credentials("username", self.username, "password", password)
             .map_err(|error| errors.push(error))
             .ok()
             .flatten();
@@ -123,16 +123,21 @@ impl Spec {
             }
         };
 
-        let tls = transport::verification(self.tls_verify, self.ca_file.as_deref(), cx)
-            .and_then(|verification| transport::client_config(&verification, &[b"h2", b"http/1.1"]))
-            .map_err(|error| errors.push(error))
-            .ok();
+        let tls = net::TlsSettings::from_keys(
+            self.tls_verify,
+            self.ca_file.as_deref(),
+            cx,
+            net::ALPN_HTTP,
+        )
+        .map_err(|error| errors.push(error))
+        .ok();
 
         match (base, tls) {
             (Some(base), Some(tls)) if errors.is_empty() => Ok(RegistryProbe {
                 base,
                 credentials,
                 manifest,
+                resolver: net::Resolver::system(),
                 tls,
             }),
             _ => Err(errors),
@@ -163,27 +168,6 @@ fn parse_base_url(text: &str) -> Result<Url, String> {
     path.push('/');
     url.set_path(&path);
     Ok(url)
-}
-
-/// Empty user name and password (the `${VAR:-}` defaults) mean anonymous.
-fn credentials(
-    username: Option<String>,
-    password: Option<Secret>,
-) -> Result<Option<Credentials>, FieldError> {
-    let username = username.filter(|name| !name.is_empty());
-    let password = password.filter(|password| !password.expose().is_empty());
-    match (username, password) {
-        (None, None) => Ok(None),
-        (Some(username), Some(password)) => Ok(Some(Credentials { username, password })),
-        (Some(_), None) => Err(FieldError::new(
-            "username",
-            "`username` is set but `password` (or `password_file`) is empty or missing",
-        )),
-        (None, Some(_)) => Err(FieldError::new(
-            "username",
-            "`password` is set but `username` is empty or missing",
-        )),
-    }
 }
 
 /// The OCI name grammar: lowercase components separated by `/`, each `[a-z0-9]+` joined by
@@ -224,13 +208,8 @@ pub struct RegistryProbe {
     base: Url,
     credentials: Option<Credentials>,
     manifest: Option<Manifest>,
-    tls: Arc<rustls::ClientConfig>,
-}
-
-#[derive(Debug)]
-struct Credentials {
-    username: String,
-    password: Secret,
+    resolver: net::Resolver,
+    tls: net::TlsSettings,
 }
 
 #[derive(Debug)]
@@ -263,7 +242,7 @@ impl Authorization<'_> {
         match self {
             Authorization::None => request,
             Authorization::Basic(credentials) => {
-                request.basic_auth(&credentials.username, Some(credentials.password.expose()))
+                request.basic_auth(&credentials.name, Some(credentials.secret.expose()))
             }
             Authorization::Bearer(token) => request.bearer_auth(token),
         }
@@ -337,18 +316,12 @@ impl RegistryProbe {
     }
 
     async fn check(&self, ctx: &ProbeContext, seen: &mut Seen) -> Result<String, Outcome> {
-        ctx.phase("resolve");
-        let host = self.base.host_str().unwrap_or_default();
-        let port = self.base.port_or_known_default().unwrap_or(443);
-        let addrs: Vec<SocketAddr> = transport::resolve(host, port).await?;
-        let client = transport::one_shot_client(&self.tls, Some((host, &addrs)))?;
+        let client = OneShot::new(ctx, &self.resolver, &self.tls, &self.base).await?;
 
         ctx.phase("ping");
         let response = client
-            .get(self.v2_url())
-            .send()
-            .await
-            .map_err(|error| transport::classify_reqwest(error, "GET /v2/"))?;
+            .send(ctx, client.client().get(self.v2_url()), "GET /v2/")
+            .await?;
         let status = response.status();
         seen.status = Some(status.as_u16());
         let needs_more = self.credentials.is_some() || self.manifest.is_some();
@@ -379,7 +352,7 @@ impl RegistryProbe {
                     ErrorClass::HttpStatus,
                     format!(
                         "GET /v2/: {}, expected 200 or 401 (is this an OCI registry?)",
-                        describe_status(other)
+                        net::describe_status(other)
                     ),
                 ));
             }
@@ -399,7 +372,7 @@ impl RegistryProbe {
     async fn authorize<'a>(
         &'a self,
         ctx: &ProbeContext,
-        client: &Client,
+        client: &OneShot,
         challenge: Challenge,
         seen: &mut Seen,
     ) -> Result<Authorization<'a>, Outcome> {
@@ -414,7 +387,9 @@ impl RegistryProbe {
             Challenge::Bearer { realm, service } => {
                 ctx.phase("token");
                 let started = Instant::now();
-                let token = self.fetch_token(client, &realm, service.as_deref()).await;
+                let token = self
+                    .fetch_token(ctx, client, &realm, service.as_deref())
+                    .await;
                 seen.token_seconds = Some(started.elapsed().as_secs_f64());
                 token.map(Authorization::Bearer)
             }
@@ -423,7 +398,8 @@ impl RegistryProbe {
 
     async fn fetch_token(
         &self,
-        client: &Client,
+        ctx: &ProbeContext,
+        client: &OneShot,
         realm: &str,
         service: Option<&str>,
     ) -> Result<String, Outcome> {
@@ -442,26 +418,25 @@ impl RegistryProbe {
                 query.append_pair("scope", &format!("repository:{}:pull", manifest.repository));
             }
         }
-        let mut request = client.get(url);
+        let mut request = client.client().get(url);
         if let Some(credentials) = &self.credentials {
-            request =
-                request.basic_auth(&credentials.username, Some(credentials.password.expose()));
+            request = request.basic_auth(&credentials.name, Some(credentials.secret.expose()));
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|error| transport::classify_reqwest(error, "token"))?;
+        let response = client.send(ctx, request, "token").await?;
         let status = response.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             return Err(Outcome::failure(
                 ErrorClass::Auth,
-                format!("token: {}: credentials refused", describe_status(status)),
+                format!(
+                    "token: {}: credentials refused",
+                    net::describe_status(status)
+                ),
             ));
         }
         if !status.is_success() {
             return Err(Outcome::failure(
                 ErrorClass::HttpStatus,
-                format!("token: {}", describe_status(status)),
+                format!("token: {}", net::describe_status(status)),
             ));
         }
         let body: TokenResponse = response.json().await.map_err(|error| {
@@ -485,7 +460,7 @@ impl RegistryProbe {
     async fn verify(
         &self,
         ctx: &ProbeContext,
-        client: &Client,
+        client: &OneShot,
         authorization: &Authorization<'_>,
         seen: &Seen,
     ) -> Result<String, Outcome> {
@@ -493,11 +468,10 @@ impl RegistryProbe {
             return Ok("GET /v2/: 200 (no authentication required)".to_owned());
         }
         ctx.phase("verify");
-        let response = authorization
-            .apply(client.get(self.v2_url()))
-            .send()
-            .await
-            .map_err(|error| transport::classify_reqwest(error, "GET /v2/ (authenticated)"))?;
+        let request = authorization.apply(client.client().get(self.v2_url()));
+        let response = client
+            .send(ctx, request, "GET /v2/ (authenticated)")
+            .await?;
         match response.status() {
             StatusCode::OK => Ok(format!(
                 "GET /v2/: {} then 200 with credentials ({})",
@@ -508,12 +482,12 @@ impl RegistryProbe {
                 ErrorClass::Auth,
                 format!(
                     "GET /v2/ (authenticated): {}: credentials refused",
-                    describe_status(response.status())
+                    net::describe_status(response.status())
                 ),
             )),
             other => Err(Outcome::failure(
                 ErrorClass::HttpStatus,
-                format!("GET /v2/ (authenticated): {}", describe_status(other)),
+                format!("GET /v2/ (authenticated): {}", net::describe_status(other)),
             )),
         }
     }
@@ -521,7 +495,7 @@ impl RegistryProbe {
     async fn head_manifest(
         &self,
         ctx: &ProbeContext,
-        client: &Client,
+        client: &OneShot,
         manifest: &Manifest,
         authorization: &Authorization<'_>,
         seen: &mut Seen,
@@ -531,15 +505,13 @@ impl RegistryProbe {
             "HEAD manifest {}:{}",
             manifest.repository, manifest.reference
         );
-        let response = authorization
-            .apply(
-                client
-                    .request(Method::HEAD, self.manifest_url(manifest))
-                    .header(ACCEPT, MANIFEST_ACCEPT),
-            )
-            .send()
-            .await
-            .map_err(|error| transport::classify_reqwest(error, &what))?;
+        let request = authorization.apply(
+            client
+                .client()
+                .request(Method::HEAD, self.manifest_url(manifest))
+                .header(ACCEPT, MANIFEST_ACCEPT),
+        );
+        let response = client.send(ctx, request, &what).await?;
         let status = response.status();
         seen.manifest_status = Some(status.as_u16());
         match status {
@@ -561,11 +533,14 @@ impl RegistryProbe {
             )),
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(Outcome::failure(
                 ErrorClass::Auth,
-                format!("{what}: {}: not allowed to pull", describe_status(status)),
+                format!(
+                    "{what}: {}: not allowed to pull",
+                    net::describe_status(status)
+                ),
             )),
             other => Err(Outcome::failure(
                 ErrorClass::HttpStatus,
-                format!("{what}: {}", describe_status(other)),
+                format!("{what}: {}", net::describe_status(other)),
             )),
         }
     }
@@ -575,13 +550,6 @@ impl RegistryProbe {
 struct TokenResponse {
     token: Option<String>,
     access_token: Option<String>,
-}
-
-fn describe_status(status: StatusCode) -> String {
-    match status.canonical_reason() {
-        Some(reason) => format!("{} {reason}", status.as_u16()),
-        None => status.as_u16().to_string(),
-    }
 }
 
 /// The challenge to follow: Bearer if any header offers it, else Basic; none (or only garbled

@@ -4,7 +4,7 @@
 //!
 //! The request is signed as a presigned URL (query-string SigV4, valid 60 s) by rusty-s3, which
 //! is sans-IO and was checked against s3s-fs; it saves hand-writing canonical requests. The
-//! client is built per run (no pool). A `HEAD` has no body, so an S3 error code
+//! client is a [`net::OneShot`]: built per run, no pool, our resolver. A `HEAD` has no body, so an S3 error code
 //! (`SignatureDoesNotMatch`, `InvalidAccessKeyId`, `NoSuchKey`) is only known when the server
 //! repeats it in an `x-amz-error-code` header; the status decides the class either way.
 //!
@@ -12,9 +12,7 @@
 //! `s3.<region>.backblazeb2.com` and is derived from it; B2's *master* application key does not
 //! work with the S3 API, so the probe needs a normal application key.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
@@ -25,7 +23,7 @@ use url::Url;
 use crate::config::secret::{self, Secret};
 use crate::config::{BuildContext, FieldError};
 use crate::metrics::MetricsWriter;
-use crate::probe::transport;
+use crate::probe::net::{self, OneShot};
 use crate::probe::{ErrorClass, Observations, Outcome, ProbeContext, ProbeResult, Value};
 
 /// How long a presigned URL is valid: long enough for clock skew within a run, short enough
@@ -98,10 +96,16 @@ impl Spec {
         .map_err(|error| errors.push(error))
         .ok()
         .flatten();
-        let credentials = credentials(self.access_key_id, secret)
+        let key_id = self.access_key_id.map(|key_id| key_id.trim().to_owned());
+        // Empty key ID and secret (the `${VAR:-}` defaults) mean an unsigned request.
+        let credentials = secret::credentials("access_key_id", key_id, "secret_access_key", secret)
             .map_err(|error| errors.push(error))
             .ok()
-            .flatten();
+            .flatten()
+            .map(|pair| Credentials {
+                key_id: Secret::new(pair.name),
+                secret: pair.secret,
+            });
 
         let style = if self.path_style.unwrap_or(true) {
             UrlStyle::Path
@@ -122,16 +126,21 @@ impl Spec {
             _ => None,
         };
 
-        let tls = transport::verification(self.tls_verify, self.ca_file.as_deref(), cx)
-            .and_then(|verification| transport::client_config(&verification, &[b"h2", b"http/1.1"]))
-            .map_err(|error| errors.push(error))
-            .ok();
+        let tls = net::TlsSettings::from_keys(
+            self.tls_verify,
+            self.ca_file.as_deref(),
+            cx,
+            net::ALPN_HTTP,
+        )
+        .map_err(|error| errors.push(error))
+        .ok();
 
         match (bucket, tls) {
             (Some(bucket), Some(tls)) if errors.is_empty() => Ok(S3Probe {
                 bucket,
                 key: self.key,
                 credentials,
+                resolver: net::Resolver::system(),
                 tls,
             }),
             _ => Err(errors),
@@ -182,33 +191,6 @@ fn choose_region(endpoint: &Url, configured: Option<String>) -> Result<String, S
     }
 }
 
-/// Empty key ID and secret (the `${VAR:-}` defaults) mean an unsigned request.
-fn credentials(
-    key_id: Option<String>,
-    secret: Option<Secret>,
-) -> Result<Option<Credentials>, FieldError> {
-    let key_id = key_id
-        .map(|key_id| key_id.trim().to_owned())
-        .filter(|key_id| !key_id.is_empty());
-    let secret = secret.filter(|secret| !secret.expose().is_empty());
-    match (key_id, secret) {
-        (None, None) => Ok(None),
-        (Some(key_id), Some(secret)) => Ok(Some(Credentials {
-            key_id: Secret::new(key_id),
-            secret,
-        })),
-        (Some(_), None) => Err(FieldError::new(
-            "access_key_id",
-            "`access_key_id` is set but `secret_access_key` (or `secret_access_key_file`) is \
-             empty or missing",
-        )),
-        (None, Some(_)) => Err(FieldError::new(
-            "access_key_id",
-            "`secret_access_key` is set but `access_key_id` is empty or missing",
-        )),
-    }
-}
-
 // === probe ===
 
 /// A built `s3` probe.
@@ -217,7 +199,8 @@ pub struct S3Probe {
     bucket: Bucket,
     key: Option<String>,
     credentials: Option<Credentials>,
-    tls: Arc<rustls::ClientConfig>,
+    resolver: net::Resolver,
+    tls: net::TlsSettings,
 }
 
 /// Both halves are kept as secrets: the key ID is not secret by itself, but it names the
@@ -277,19 +260,13 @@ impl S3Probe {
         observations: &mut Observations,
     ) -> Result<String, Outcome> {
         let url = self.signed_url();
-        ctx.phase("resolve");
-        let host = url.host_str().unwrap_or_default().to_owned();
-        let port = url.port_or_known_default().unwrap_or(443);
-        let addrs: Vec<SocketAddr> = transport::resolve(&host, port).await?;
-        let client = transport::one_shot_client(&self.tls, Some((&host, &addrs)))?;
+        let client = OneShot::new(ctx, &self.resolver, &self.tls, &url).await?;
 
         ctx.phase("request");
         let what = format!("HEAD {}", self.object_name());
         let response = client
-            .request(Method::HEAD, url)
-            .send()
-            .await
-            .map_err(|error| transport::classify_reqwest(error, &what))?;
+            .send(ctx, client.client().request(Method::HEAD, url), &what)
+            .await?;
         let status = response.status();
         let headers = response.headers();
         let header = |name: &str| {
@@ -307,10 +284,7 @@ impl S3Probe {
         let code_note = error_code
             .map(|code| format!(" ({code})"))
             .unwrap_or_default();
-        let status_text = match status.canonical_reason() {
-            Some(reason) => format!("{} {reason}", status.as_u16()),
-            None => status.as_u16().to_string(),
-        };
+        let status_text = net::describe_status(status);
 
         match status {
             StatusCode::OK => {
@@ -400,8 +374,22 @@ mod tests {
 
     #[test]
     fn half_credentials_are_errors_and_none_means_unsigned() {
-        assert!(matches!(credentials(Some(String::new()), None), Ok(None)));
-        let error = credentials(Some("004abc".to_owned()), None).unwrap_err();
-        assert_eq!(error.key, "access_key_id");
+        let build = |keys: &str| {
+            let text = format!(
+                "endpoint = \"http://127.0.0.1:9000\"\nregion = \"us-east-1\"\nbucket = \"b\"\n{keys}"
+            );
+            toml::from_str::<Spec>(&text)
+                .unwrap()
+                .build(&BuildContext::new("."))
+        };
+        let unsigned = build("access_key_id = \"\"\nsecret_access_key = \"\"").unwrap();
+        assert!(unsigned.credentials.is_none());
+        let errors = build("access_key_id = \" 004abc \"").unwrap_err();
+        assert_eq!(errors[0].key, "access_key_id");
+        assert_eq!(
+            errors[0].message,
+            "`access_key_id` is set but `secret_access_key` (or `secret_access_key_file`) is \
+             empty or missing"
+        );
     }
 }

@@ -10,7 +10,8 @@
 //! inside one opaque `connect`, pools connections by default (so a later run may reuse an
 //! authenticated session and test nothing), and reports errors without the step they happened
 //! in. The part of SMTP a probe needs is a few lines of line-oriented protocol, so it is written
-//! here directly over tokio and tokio-rustls, where every step can be timed and named.
+//! here directly over the sockets of [`net`] (resolve, connect, TLS handshake, as every kind does
+//! them), where every step can be timed and named.
 //!
 //! When `tls = "starttls"` and the server does not offer STARTTLS, the probe fails: it never
 //! continues, let alone authenticates, in plaintext.
@@ -18,7 +19,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -28,14 +28,12 @@ use tokio::io::{
     AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader,
 };
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use crate::config::secret::{self, Secret};
+use crate::config::secret::{self, Credentials};
 use crate::config::{BuildContext, FieldError};
 use crate::metrics::MetricsWriter;
-use crate::probe::transport;
-use crate::probe::{ErrorClass, Outcome, ProbeContext, ProbeResult, Value};
+use crate::probe::{ErrorClass, Outcome, ProbeContext, ProbeResult, Value, net};
 
 /// Longest reply line accepted (RFC 5321 allows 512 octets; servers send more in practice).
 const MAX_LINE: u64 = 4096;
@@ -105,16 +103,13 @@ impl Spec {
     pub fn build(self, cx: &BuildContext) -> Result<SmtpProbe, Vec<FieldError>> {
         let mut errors = Vec::new();
         let host = self.host.trim().to_owned();
-        let server_name = match ServerName::try_from(host.clone()) {
-            Ok(name) if !host.is_empty() => Some(name),
-            _ => {
-                errors.push(FieldError::new(
-                    "host",
-                    format!("`{host}` is not a host name or IP address"),
-                ));
-                None
-            }
-        };
+        // Checked here so that a bad name is a load error; the handshake checks it again.
+        if host.is_empty() || ServerName::try_from(host.as_str()).is_err() {
+            errors.push(FieldError::new(
+                "host",
+                format!("`{host}` is not a host name or IP address"),
+            ));
+        }
         if self.tls.is_none() {
             errors.push(FieldError::new(
                 "tls",
@@ -139,7 +134,9 @@ impl Spec {
                 None
             }
         };
-        let credentials = match credentials(self.username, password) {
+        // Empty user name and password (the `${VAR:-}` defaults) mean "no AUTH".
+        let credentials = match secret::credentials("username", self.username, "password", password)
+        {
             Ok(credentials) => credentials,
             Err(error) => {
                 errors.push(error);
@@ -165,45 +162,22 @@ impl Spec {
             ));
         }
 
-        let tls = transport::verification(self.tls_verify, self.ca_file.as_deref(), cx)
-            .and_then(|verification| transport::client_config(&verification, &[]))
+        let tls = net::TlsSettings::from_keys(self.tls_verify, self.ca_file.as_deref(), cx, &[])
             .map_err(|error| errors.push(error))
             .ok();
 
-        match (server_name, tls) {
-            (Some(server_name), Some(tls)) if errors.is_empty() => Ok(SmtpProbe {
+        match tls {
+            Some(tls) if errors.is_empty() => Ok(SmtpProbe {
                 port: self.port.unwrap_or(mode.default_port()),
                 host,
                 mode,
                 credentials,
                 helo_name,
+                resolver: net::Resolver::system(),
                 tls,
-                server_name,
             }),
             _ => Err(errors),
         }
-    }
-}
-
-/// Empty user name and password (the `${VAR:-}` defaults) mean "no AUTH"; a user name without a
-/// password, or the reverse, is a mistake.
-fn credentials(
-    username: Option<String>,
-    password: Option<Secret>,
-) -> Result<Option<Credentials>, FieldError> {
-    let username = username.filter(|name| !name.is_empty());
-    let password = password.filter(|password| !password.expose().is_empty());
-    match (username, password) {
-        (None, None) => Ok(None),
-        (Some(username), Some(password)) => Ok(Some(Credentials { username, password })),
-        (Some(_), None) => Err(FieldError::new(
-            "username",
-            "`username` is set but `password` (or `password_file`) is empty or missing",
-        )),
-        (None, Some(_)) => Err(FieldError::new(
-            "username",
-            "`password` is set but `username` is empty or missing",
-        )),
     }
 }
 
@@ -217,14 +191,8 @@ pub struct SmtpProbe {
     mode: TlsMode,
     credentials: Option<Credentials>,
     helo_name: String,
-    tls: Arc<rustls::ClientConfig>,
-    server_name: ServerName<'static>,
-}
-
-#[derive(Debug)]
-struct Credentials {
-    username: String,
-    password: Secret,
+    resolver: net::Resolver,
+    tls: net::TlsSettings,
 }
 
 /// The steps of the conversation, as `failed_step` and phase names.
@@ -298,14 +266,13 @@ enum ReadError {
     Io(std::io::Error),
 }
 
-/// What the conversation saw so far; becomes the observations, whatever the verdict.
+/// What the conversation saw so far; becomes the observations, whatever the verdict. (What the
+/// connection saw, such as the certificate's expiry, [`net`] observes itself.)
 #[derive(Debug, Default)]
 struct Transcript {
     banner: Option<String>,
     reply_code: Option<u16>,
     extensions: Vec<String>,
-    tls_cert_expiry: Option<i64>,
-    tls_version: Option<String>,
     auth_mechanism: Option<&'static str>,
 }
 
@@ -355,10 +322,9 @@ impl Failure {
                 format!("not an SMTP reply: {line:?}"),
             ),
             ReadError::Io(error) if closed_by_peer(&error) => Self::closed(step),
-            ReadError::Io(error) => Self::from_outcome(
-                step,
-                transport::classify_io(&error, "read", ErrorClass::Protocol),
-            ),
+            ReadError::Io(error) => {
+                Self::from_outcome(step, net::io_failure(&error, "read", ErrorClass::Protocol))
+            }
         }
     }
 
@@ -366,10 +332,7 @@ impl Failure {
         if closed_by_peer(error) {
             return Self::closed(step);
         }
-        Self::from_outcome(
-            step,
-            transport::classify_io(error, "write", ErrorClass::Protocol),
-        )
+        Self::from_outcome(step, net::io_failure(error, "write", ErrorClass::Protocol))
     }
 
     /// The server hung up mid-conversation. Whether that shows as an empty read, a reset or a
@@ -427,8 +390,6 @@ impl SmtpProbe {
             .with("banner", transcript.banner)
             .with("reply_code", transcript.reply_code)
             .with("extensions", transcript.extensions)
-            .with("tls_cert_expiry", transcript.tls_cert_expiry)
-            .with("tls_version", transcript.tls_version)
             .with("auth_mechanism", transcript.auth_mechanism)
             .with("failed_step", failed_step)
             .with("temporary", temporary)
@@ -453,13 +414,11 @@ impl SmtpProbe {
         ctx: &ProbeContext,
         transcript: &mut Transcript,
     ) -> Result<(), Failure> {
-        ctx.phase("connect");
-        let tcp = self.connect().await?;
+        let tcp = net::open(ctx, &self.resolver, &self.host, self.port, None)
+            .await
+            .map_err(|outcome| Failure::from_outcome(Step::Connect, outcome))?;
         let mut connection = match self.mode {
-            TlsMode::Implicit => {
-                ctx.phase("tls");
-                self.handshake(tcp, transcript).await?
-            }
+            TlsMode::Implicit => self.handshake(ctx, tcp).await?,
             TlsMode::Starttls | TlsMode::None => Connection::Plain(BufReader::new(tcp)),
         };
 
@@ -490,46 +449,10 @@ impl SmtpProbe {
         Ok(())
     }
 
-    async fn connect(&self) -> Result<TcpStream, Failure> {
-        let addrs = transport::resolve(&self.host, self.port)
+    async fn handshake(&self, ctx: &ProbeContext, tcp: TcpStream) -> Result<Connection, Failure> {
+        let stream = net::tls_handshake(ctx, &self.tls, tcp, &self.host)
             .await
-            .map_err(|outcome| Failure::from_outcome(Step::Connect, outcome))?;
-        let mut last_error = None;
-        for addr in &addrs {
-            match TcpStream::connect(addr).await {
-                Ok(stream) => return Ok(stream),
-                Err(error) => last_error = Some((addr, error)),
-            }
-        }
-        Err(match last_error {
-            Some((addr, error)) => Failure::from_outcome(
-                Step::Connect,
-                transport::classify_io(&error, &addr.to_string(), ErrorClass::Connect),
-            ),
-            None => Failure::new(Step::Connect, ErrorClass::Dns, "no address to connect to"),
-        })
-    }
-
-    async fn handshake(
-        &self,
-        tcp: TcpStream,
-        transcript: &mut Transcript,
-    ) -> Result<Connection, Failure> {
-        let connector = TlsConnector::from(self.tls.clone());
-        let stream = connector
-            .connect(self.server_name.clone(), tcp)
-            .await
-            .map_err(|error| {
-                Failure::from_outcome(
-                    Step::Tls,
-                    transport::classify_io(&error, "handshake", ErrorClass::Tls),
-                )
-            })?;
-        let session = stream.get_ref().1;
-        transcript.tls_cert_expiry = session
-            .peer_certificates()
-            .and_then(crate::tls::earliest_expiry);
-        transcript.tls_version = session.protocol_version().map(tls_version_name);
+            .map_err(|outcome| Failure::from_outcome(Step::Tls, outcome))?;
         Ok(Connection::Tls(Box::new(BufReader::new(stream))))
     }
 
@@ -584,8 +507,7 @@ impl SmtpProbe {
                 "server sent data after its STARTTLS reply, before the TLS handshake",
             ));
         }
-        ctx.phase("tls");
-        self.handshake(reader.into_inner(), transcript).await
+        self.handshake(ctx, reader.into_inner()).await
     }
 }
 
@@ -626,8 +548,8 @@ async fn authenticate(
         transcript.auth_mechanism = Some("PLAIN");
         let token = BASE64.encode(format!(
             "\0{}\0{}",
-            credentials.username,
-            credentials.password.expose()
+            credentials.name,
+            credentials.secret.expose()
         ));
         send_auth(connection, &format!("AUTH PLAIN {token}")).await?;
         read_auth(connection, transcript).await?
@@ -635,9 +557,9 @@ async fn authenticate(
         transcript.auth_mechanism = Some("LOGIN");
         send_auth(connection, "AUTH LOGIN").await?;
         challenge(connection, transcript).await?;
-        send_auth(connection, &BASE64.encode(&credentials.username)).await?;
+        send_auth(connection, &BASE64.encode(&credentials.name)).await?;
         challenge(connection, transcript).await?;
-        send_auth(connection, &BASE64.encode(credentials.password.expose())).await?;
+        send_auth(connection, &BASE64.encode(credentials.secret.expose())).await?;
         read_auth(connection, transcript).await?
     } else {
         let offered = if mechanisms.is_empty() {
@@ -739,14 +661,6 @@ fn has_extension(extensions: &[String], keyword: &str) -> bool {
             .next()
             .is_some_and(|first| first.eq_ignore_ascii_case(keyword))
     })
-}
-
-fn tls_version_name(version: rustls::ProtocolVersion) -> String {
-    match version {
-        rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".to_owned(),
-        rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_owned(),
-        other => format!("{other:?}"),
-    }
 }
 
 async fn send_line<S: AsyncWrite + Unpin>(stream: &mut S, line: &str) -> std::io::Result<()> {
@@ -920,15 +834,5 @@ mod tests {
         assert_eq!(auth_mechanisms(&extensions), vec!["PLAIN", "LOGIN"]);
         assert!(has_extension(&["starttls".to_owned()], "STARTTLS"));
         assert!(!has_extension(&["STARTTLSX".to_owned()], "STARTTLS"));
-    }
-
-    #[test]
-    fn empty_credentials_mean_no_auth_and_half_credentials_are_errors() {
-        assert!(matches!(
-            credentials(Some(String::new()), Some(Secret::new(""))),
-            Ok(None)
-        ));
-        let error = credentials(Some("me".to_owned()), Some(Secret::new(""))).unwrap_err();
-        assert_eq!(error.key, "username");
     }
 }

@@ -8,13 +8,17 @@ use std::time::Duration;
 use honeyguide::probe::{ErrorClass, ProbeResult, Value};
 
 use crate::support::asynq::{Asynq, cron_entry, now_unix, now_unix_nanos, server};
+use crate::support::init;
+use crate::support::probes::{
+    assert_lines, assert_series, kind_metrics, load_with_env, run_named, strings,
+};
 use crate::support::redis::{PASSWORD, Redis};
-use crate::support::{init, kind_metrics, load_config, run_probe};
 
 /// Probes `asynq` (fails on a stall) and `asynq-observe` (`fail_on_stall = false`) on one Redis,
 /// with a 1 s stall window so that the window logic runs against real time in a short test.
 fn config(redis: &Redis, extra: &str) -> honeyguide::config::Config {
-    load_config(
+    load_with_env(
+        "",
         &format!(
             r#"
 [[probe]]
@@ -62,19 +66,6 @@ fn field(result: &ProbeResult, queue_name: &str, key: &str) -> Value {
         .unwrap_or_else(|| panic!("no {key} for queue {queue_name}"))
 }
 
-fn strings(values: &[&str]) -> Value {
-    Value::List(values.iter().map(|value| Value::from(*value)).collect())
-}
-
-fn assert_lines(metrics: &str, lines: &[&str]) {
-    for line in lines {
-        assert!(
-            metrics.lines().any(|candidate| candidate == *line),
-            "no line {line:?} in\n{metrics}"
-        );
-    }
-}
-
 /// A live worker drains the queue between two runs: not stalled, with the processed and failed
 /// deltas, the live server count, the oldest pending task's age and the counter series. Queues
 /// are found through `asynq:queues` when none are configured.
@@ -102,7 +93,7 @@ async fn healthy_worker_draining_tasks_is_not_stalled() {
     asynq.heartbeat(&worker, 10).await;
     let config = config(&redis, "");
 
-    let first = run_probe(&config, "asynq").await;
+    let first = run_named(&config, "asynq").await;
     assert!(first.ok, "{first:?}");
     assert_eq!(
         first
@@ -131,7 +122,7 @@ async fn healthy_worker_draining_tasks_is_not_stalled() {
     tokio::time::sleep(Duration::from_millis(1200)).await;
     asynq.process("default", 3, 1).await;
     asynq.heartbeat(&worker, 10).await;
-    let second = run_probe(&config, "asynq").await;
+    let second = run_named(&config, "asynq").await;
     assert!(second.ok, "{second:?}");
     assert_eq!(field(&second, "default", "stalled"), Value::Bool(false));
     assert_eq!(field(&second, "default", "stall_reason"), Value::Null);
@@ -161,11 +152,9 @@ async fn healthy_worker_draining_tasks_is_not_stalled() {
             "honeyguide_asynq_cron_late{probe=\"asynq\"} 0",
         ],
     );
-    assert!(
-        metrics.lines().any(|line| line.starts_with(
-            "honeyguide_asynq_queue_latency_seconds{probe=\"asynq\",queue=\"default\"} "
-        )),
-        "{metrics}"
+    assert_series(
+        &metrics,
+        "honeyguide_asynq_queue_latency_seconds{probe=\"asynq\",queue=\"default\"}",
     );
 }
 
@@ -199,7 +188,7 @@ async fn worker_gone_with_pending_tasks_is_stalled() {
     let config = config(&redis, "");
     let before = asynq.dump().await;
 
-    let result = run_probe(&config, "asynq").await;
+    let result = run_named(&config, "asynq").await;
     assert!(!result.ok);
     assert_eq!(result.error, Some(ErrorClass::Stalled));
     assert_eq!(
@@ -227,7 +216,7 @@ async fn worker_gone_with_pending_tasks_is_stalled() {
     assert_eq!(field(&result, "low", "latency_seconds"), Value::Float(0.0));
     assert_eq!(field(&result, "low", "latency_known"), Value::Bool(false));
 
-    let observing = run_probe(&config, "asynq-observe").await;
+    let observing = run_named(&config, "asynq-observe").await;
     assert!(observing.ok, "{observing:?}");
     assert_eq!(observing.observation("stalled"), Some(&Value::Bool(true)));
     assert!(
@@ -268,13 +257,13 @@ async fn frozen_processed_counter_is_stalled_after_the_window() {
     asynq.heartbeat(&worker, 10).await;
     let config = config(&redis, r#"queues = ["default"]"#);
 
-    let first = run_probe(&config, "asynq").await;
+    let first = run_named(&config, "asynq").await;
     assert!(first.ok, "{first:?}");
-    assert!(run_probe(&config, "asynq-observe").await.ok);
+    assert!(run_named(&config, "asynq-observe").await.ok);
 
     tokio::time::sleep(Duration::from_millis(1200)).await;
     asynq.heartbeat(&worker, 10).await;
-    let stalled = run_probe(&config, "asynq").await;
+    let stalled = run_named(&config, "asynq").await;
     assert_eq!(stalled.error, Some(ErrorClass::Stalled), "{stalled:?}");
     assert_eq!(
         stalled.message,
@@ -288,7 +277,7 @@ async fn frozen_processed_counter_is_stalled_after_the_window() {
     assert_eq!(field(&stalled, "default", "processed_delta"), Value::Int(0));
     assert!(field(&stalled, "default", "idle_seconds").as_f64().unwrap() >= 1.0);
 
-    let observed = run_probe(&config, "asynq-observe").await;
+    let observed = run_named(&config, "asynq-observe").await;
     assert!(observed.ok, "{observed:?}");
     assert_eq!(observed.observation("stalled"), Some(&Value::Bool(true)));
     assert!(
@@ -312,7 +301,7 @@ async fn paused_queue_is_paused_not_stalled() {
     asynq.pause("default").await;
     let config = config(&redis, "");
 
-    let result = run_probe(&config, "asynq").await;
+    let result = run_named(&config, "asynq").await;
     assert!(result.ok, "{result:?}");
     assert_eq!(field(&result, "default", "paused"), Value::Bool(true));
     assert_eq!(field(&result, "default", "stalled"), Value::Bool(false));
@@ -327,7 +316,8 @@ async fn paused_queue_is_paused_not_stalled() {
         ],
     );
 
-    let refused = load_config(
+    let refused = load_with_env(
+        "",
         &format!(
             r#"
 [[probe]]
@@ -339,7 +329,7 @@ redis = {{ address = "{}", password = "wrong" }}
         ),
         &[],
     );
-    let result = run_probe(&refused, "asynq").await;
+    let result = run_named(&refused, "asynq").await;
     assert_eq!(result.error, Some(ErrorClass::Auth), "{result:?}");
     assert_eq!(result.observation("stalled"), Some(&Value::Null));
     assert_eq!(result.observation("queues"), Some(&Value::Null));
@@ -367,7 +357,7 @@ async fn late_cron_entries_and_a_vanished_scheduler() {
     asynq.scheduler_beat("sched-1:1:abcd", &entries, 20).await;
     let config = config(&redis, r#"cron_grace = "30s""#);
 
-    let result = run_probe(&config, "asynq").await;
+    let result = run_named(&config, "asynq").await;
     assert!(result.ok, "{result:?}");
     assert_eq!(
         result.observation("scheduler_entries"),
@@ -411,7 +401,7 @@ async fn late_cron_entries_and_a_vanished_scheduler() {
     );
 
     asynq.scheduler_beat("sched-1:1:abcd", &entries, -5).await;
-    let gone = run_probe(&config, "asynq").await;
+    let gone = run_named(&config, "asynq").await;
     assert_eq!(gone.observation("scheduler_gone"), Some(&Value::Bool(true)));
     assert_eq!(gone.observation("scheduler_entries"), Some(&Value::Int(0)));
     assert!(

@@ -7,8 +7,8 @@ use std::time::Duration;
 use honeyguide::probe::{ErrorClass, Value};
 
 use crate::support::certs::TestCa;
-use crate::support::dnsmasq::{Dnsmasq, DohFront, DotFront, Zone, silent_udp};
-use crate::support::probes::{errors, load, metrics, observation, run_loaded, run_one};
+use crate::support::dnsmasq::{Dnsmasq, Zone, doh_front, dot_front, silent_udp};
+use crate::support::probes::{errors, load, metrics, observation, run_loaded, run_one, strings};
 use crate::support::{TempDir, init};
 
 fn zone() -> Zone {
@@ -23,10 +23,6 @@ fn zone() -> Zone {
 
 fn probe_toml(extra: &str) -> String {
     format!("[[probe]]\nname = \"dns-test\"\nkind = \"dns\"\ntimeout = \"3s\"\n{extra}\n")
-}
-
-fn strings(values: &[&str]) -> Value {
-    Value::from(values.to_vec())
 }
 
 /// A name whose answers are all in `expect_any_of`, asked over UDP and TCP, passes; every
@@ -326,7 +322,7 @@ async fn dns_over_tls_verifies_the_server_name() {
     let ca = TestCa::new();
     let dir = TempDir::new("dns");
     let ca_path = ca.write_pem(dir.path());
-    let dot = DotFront::start(&ca.leaf(&["dns.test"]), dns.addr).await;
+    let dot = dot_front(&ca.leaf(&["dns.test"]), dns.addr).await;
 
     let good = format!("tls://{}#dns.test", dot.addr);
     let toml = probe_toml(&format!(
@@ -350,10 +346,7 @@ async fn dns_over_tls_verifies_the_server_name() {
     assert_eq!(result.error, Some(ErrorClass::Dns), "{result:?}");
     assert_eq!(
         observation(&result, &["resolvers", &wrong, "message"]),
-        &Value::from(
-            "io error: invalid peer certificate: certificate not valid for name \"other.test\"; \
-             certificate is only valid for DnsName(\"dns.test\")"
-        )
+        &Value::from("certificate not valid for name other.test (it is valid for dns.test)")
     );
 }
 
@@ -366,7 +359,7 @@ async fn dns_over_https_answers_through_http2() {
     let ca = TestCa::new();
     let dir = TempDir::new("dns");
     let ca_path = ca.write_pem(dir.path());
-    let doh = DohFront::start(&ca.leaf(&["doh.test"]), dns.addr).await;
+    let doh = doh_front(&ca.leaf(&["doh.test"]), dns.addr).await;
 
     let good = format!("https://{}#doh.test", doh.addr);
     let toml = probe_toml(&format!(
@@ -408,8 +401,7 @@ async fn a_refused_tcp_resolver_says_so() {
     assert_eq!(
         result.message,
         format!(
-            "probe.test A: no resolver gave an answer (1 of 1): {resolver}: \
-             io error: Connection refused (os error 111)"
+            "probe.test A: no resolver gave an answer (1 of 1): {resolver}: connection refused"
         )
     );
 }

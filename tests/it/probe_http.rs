@@ -4,12 +4,14 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use honeyguide::config::{self, Config, Source};
-use honeyguide::metrics::MetricsWriter;
-use honeyguide::probe::{self, ErrorClass, Kind, ProbeResult, Value};
+use honeyguide::probe::{ErrorClass, Kind, ProbeResult, Value};
 
 use crate::support::certs::TestCa;
 use crate::support::http_server::{HttpServer, RawBehaviour, RawServer, Route};
+use crate::support::probes::{
+    assert_line, assert_no_series, assert_series, errors, kind_metrics_of, load, load_shipped,
+    load_with_env, observation, parse, phase_names, run_loaded,
+};
 use crate::support::{self, TempDir};
 
 // === helpers ===
@@ -21,23 +23,9 @@ fn probe_toml(keys: &str) -> String {
     format!("[[probe]]\nname = \"web\"\nkind = \"http\"\n{keys}\n")
 }
 
-fn parse(text: &str) -> Config {
-    let source = Source::new("probes.toml", text.to_owned());
-    config::parse(&source, &|_| None).unwrap_or_else(|errors| panic!("config errors:\n{errors}"))
-}
-
-fn parse_error(text: &str) -> String {
-    let source = Source::new("probes.toml", text.to_owned());
-    match config::parse(&source, &|_| None) {
-        Ok(_) => panic!("config unexpectedly valid:\n{text}"),
-        Err(errors) => errors.to_string(),
-    }
-}
-
 /// Builds the probe `web` from `keys` and runs it once with `timeout`.
 async fn run_with(keys: &str, timeout: Duration) -> ProbeResult {
-    let config = parse(&probe_toml(keys));
-    probe::execute(config.probes[0].probe.clone(), timeout).await
+    run_loaded(&load("", &probe_toml(keys)), 0, timeout).await
 }
 
 async fn run(keys: &str) -> ProbeResult {
@@ -45,39 +33,7 @@ async fn run(keys: &str) -> ProbeResult {
 }
 
 fn metrics(result: &ProbeResult) -> String {
-    let mut writer = MetricsWriter::new();
-    probe::write_kind_metrics(Kind::Http, &[("web", result)], &mut writer);
-    writer.finish()
-}
-
-fn observed<'a>(result: &'a ProbeResult, key: &str) -> &'a Value {
-    result
-        .observation(key)
-        .unwrap_or_else(|| panic!("no observation `{key}` in {:?}", result.observations))
-}
-
-fn text(value: &str) -> Value {
-    Value::Str(value.to_owned())
-}
-
-fn phase_names(result: &ProbeResult) -> Vec<&'static str> {
-    result.phases.iter().map(|(name, _)| *name).collect()
-}
-
-fn assert_line(metrics: &str, line: &str) {
-    assert!(
-        metrics.lines().any(|candidate| candidate == line),
-        "missing line `{line}` in:\n{metrics}"
-    );
-}
-
-fn assert_no_series(metrics: &str, family: &str) {
-    assert!(
-        !metrics
-            .lines()
-            .any(|line| line.starts_with(&format!("{family}{{"))),
-        "unexpected `{family}` series in:\n{metrics}"
-    );
+    kind_metrics_of(Kind::Http, &[("web", result)])
 }
 
 /// TLS material for `api.test`: a CA file in `dir` and leaves to serve.
@@ -118,17 +74,20 @@ async fn a_healthy_target_is_ok() {
         result.message,
         format!("got 200 over HTTP/1.1 from {}", server.addr())
     );
-    assert_eq!(observed(&result, "status"), &Value::Int(200));
-    assert_eq!(observed(&result, "http_version"), &text("HTTP/1.1"));
+    assert_eq!(observation(&result, &["status"]), &Value::Int(200));
     assert_eq!(
-        observed(&result, "remote_addr"),
-        &text(&server.addr().to_string())
+        observation(&result, &["http_version"]),
+        &Value::from("HTTP/1.1")
     );
-    assert_eq!(observed(&result, "resolved_ips"), &Value::Null);
-    assert_eq!(observed(&result, "tls_cert_expiry"), &Value::Null);
-    assert_eq!(observed(&result, "cdn_error"), &Value::Bool(false));
-    assert_eq!(observed(&result, "redirects"), &Value::Int(0));
-    assert_eq!(observed(&result, "body_matched"), &Value::Null);
+    assert_eq!(
+        observation(&result, &["remote_addr"]),
+        &Value::from(server.addr().to_string())
+    );
+    assert_eq!(observation(&result, &["resolved_ips"]), &Value::Null);
+    assert_eq!(observation(&result, &["tls_cert_expiry"]), &Value::Null);
+    assert_eq!(observation(&result, &["cdn_error"]), &Value::Bool(false));
+    assert_eq!(observation(&result, &["redirects"]), &Value::Int(0));
+    assert_eq!(observation(&result, &["body_matched"]), &Value::Null);
     assert_eq!(
         phase_names(&result),
         ["connect", "first_byte", "transfer"],
@@ -142,10 +101,9 @@ async fn a_healthy_target_is_ok() {
     assert_line(&metrics, "probe_http_redirects{probe=\"web\"} 0");
     assert_line(&metrics, "honeyguide_http_cdn_error{probe=\"web\"} 0");
     for phase in ["connect", "processing", "transfer"] {
-        let prefix = format!("probe_http_duration_seconds{{probe=\"web\",phase=\"{phase}\"}} ");
-        assert!(
-            metrics.lines().any(|line| line.starts_with(&prefix)),
-            "no {phase} duration in:\n{metrics}"
+        assert_series(
+            &metrics,
+            &format!("probe_http_duration_seconds{{probe=\"web\",phase=\"{phase}\"}}"),
         );
     }
     assert!(!metrics.contains("phase=\"resolve\"") && !metrics.contains("phase=\"tls\""));
@@ -166,7 +124,7 @@ async fn a_500_is_an_http_status_error() {
     assert!(!result.ok);
     assert_eq!(result.error, Some(ErrorClass::HttpStatus));
     assert_eq!(result.message, "got 500, expected 200-299");
-    assert_eq!(observed(&result, "status"), &Value::Int(500));
+    assert_eq!(observation(&result, &["status"]), &Value::Int(500));
     assert_line(
         &metrics(&result),
         "probe_http_status_code{probe=\"web\"} 500",
@@ -202,10 +160,10 @@ async fn a_closed_port_is_a_connect_error() {
     assert_eq!(result.error, Some(ErrorClass::Connect));
     assert_eq!(
         result.message,
-        format!("connection refused by 127.0.0.1:{port}")
+        format!("cannot connect to 127.0.0.1:{port}: connection refused")
     );
-    assert_eq!(observed(&result, "status"), &Value::Null);
-    assert_eq!(observed(&result, "remote_addr"), &Value::Null);
+    assert_eq!(observation(&result, &["status"]), &Value::Null);
+    assert_eq!(observation(&result, &["remote_addr"]), &Value::Null);
     let metrics = metrics(&result);
     assert_line(&metrics, "probe_http_status_code{probe=\"web\"} 0");
     assert_no_series(&metrics, "honeyguide_http_cdn_error");
@@ -227,12 +185,15 @@ async fn a_target_that_never_answers_times_out_waiting_for_the_first_byte() {
 
     assert_eq!(result.error, Some(ErrorClass::Timeout));
     assert_eq!(result.message, "timed out after 300ms during first_byte");
-    assert_eq!(observed(&result, "timeout_phase"), &text("first_byte"));
+    assert_eq!(
+        observation(&result, &["timeout_phase"]),
+        &Value::from("first_byte")
+    );
     assert_eq!(phase_names(&result), ["connect", "first_byte"]);
     // What the run learned before it hung is still reported.
     assert_eq!(
-        observed(&result, "remote_addr"),
-        &text(&server.addr().to_string())
+        observation(&result, &["remote_addr"]),
+        &Value::from(server.addr().to_string())
     );
 }
 
@@ -255,12 +216,12 @@ async fn a_body_that_does_not_match_is_an_assertion_error() {
         failed.message,
         r#"body does not match `"status":\s*"ok"` (21 bytes read)"#
     );
-    assert_eq!(observed(&failed, "body_matched"), &Value::Bool(false));
-    assert_eq!(observed(&failed, "status"), &Value::Int(200));
+    assert_eq!(observation(&failed, &["body_matched"]), &Value::Bool(false));
+    assert_eq!(observation(&failed, &["status"]), &Value::Int(200));
 
     let matched = run(&format!("url = \"{url}\"\nexpect_body = 'degraded'")).await;
     assert!(matched.ok, "{}", matched.message);
-    assert_eq!(observed(&matched, "body_matched"), &Value::Bool(true));
+    assert_eq!(observation(&matched, &["body_matched"]), &Value::Bool(true));
 }
 
 /// The configured method, headers and body are sent as configured, and `User-Agent` and
@@ -313,8 +274,11 @@ async fn the_body_is_read_up_to_the_limit() {
         result.message,
         "body does not match `needle` (4096 bytes read, cut at body_limit)"
     );
-    assert_eq!(observed(&result, "body_truncated"), &Value::Bool(true));
-    assert_eq!(observed(&result, "content_length"), &Value::Int(5006));
+    assert_eq!(
+        observation(&result, &["body_truncated"]),
+        &Value::Bool(true)
+    );
+    assert_eq!(observation(&result, &["content_length"]), &Value::Int(5006));
 }
 
 // === redirects ===
@@ -334,8 +298,8 @@ async fn redirects_are_reported_or_followed() {
     let reported = run(&format!("url = \"{}\"", server.url("/old"))).await;
     assert_eq!(reported.error, Some(ErrorClass::HttpStatus));
     assert_eq!(reported.message, "got 302, expected 200-299");
-    assert_eq!(observed(&reported, "location"), &text("/new"));
-    assert_eq!(observed(&reported, "redirects"), &Value::Int(0));
+    assert_eq!(observation(&reported, &["location"]), &Value::from("/new"));
+    assert_eq!(observation(&reported, &["redirects"]), &Value::Int(0));
 
     let followed = run(&format!(
         "url = \"{}\"\nfollow_redirects = true",
@@ -350,7 +314,7 @@ async fn redirects_are_reported_or_followed() {
             server.addr()
         )
     );
-    assert_eq!(observed(&followed, "redirects"), &Value::Int(1));
+    assert_eq!(observation(&followed, &["redirects"]), &Value::Int(1));
     assert_line(&metrics(&followed), "probe_http_redirects{probe=\"web\"} 1");
 
     let looping = run(&format!(
@@ -363,7 +327,7 @@ async fn redirects_are_reported_or_followed() {
         looping.message,
         "gave up after 10 redirects (the last answer was another 302)"
     );
-    assert_eq!(observed(&looping, "redirects"), &Value::Int(10));
+    assert_eq!(observation(&looping, &["redirects"]), &Value::Int(10));
     let requests = server.requests();
     assert_eq!(
         requests.iter().filter(|seen| seen.path == "/loop").count(),
@@ -429,13 +393,16 @@ async fn a_name_is_resolved_and_its_addresses_observed() {
     let result = run(&format!("url = \"http://localhost:{}/\"", server.port())).await;
 
     assert!(result.ok, "{}", result.message);
-    let Value::List(addresses) = observed(&result, "resolved_ips") else {
+    let Value::List(addresses) = observation(&result, &["resolved_ips"]) else {
         panic!("resolved_ips is not a list: {:?}", result.observations);
     };
-    assert!(addresses.contains(&text("127.0.0.1")), "{addresses:?}");
+    assert!(
+        addresses.contains(&Value::from("127.0.0.1")),
+        "{addresses:?}"
+    );
     assert_eq!(
-        observed(&result, "remote_addr"),
-        &text(&server.addr().to_string())
+        observation(&result, &["remote_addr"]),
+        &Value::from(server.addr().to_string())
     );
     assert_eq!(
         phase_names(&result),
@@ -474,10 +441,10 @@ async fn an_expired_certificate_is_a_tls_error() {
     assert_eq!(result.error, Some(ErrorClass::Tls));
     assert_eq!(
         result.message,
-        "certificate expired (not valid after 2021-01-01T00:00:00Z)"
+        "TLS handshake failed: certificate expired (not valid after 2021-01-01T00:00:00Z)"
     );
     assert_eq!(
-        observed(&result, "tls_cert_expiry"),
+        observation(&result, &["tls_cert_expiry"]),
         &Value::Int(EXPIRED_AT)
     );
     assert_eq!(phase_names(&result), ["connect", "tls"]);
@@ -508,7 +475,7 @@ async fn a_certificate_for_another_name_is_a_tls_error() {
     assert_eq!(result.error, Some(ErrorClass::Tls));
     assert_eq!(
         result.message,
-        "certificate not valid for name api.test (it is valid for other.test)"
+        "TLS handshake failed: certificate not valid for name api.test (it is valid for other.test)"
     );
 }
 
@@ -533,7 +500,8 @@ async fn an_untrusted_issuer_is_a_tls_error() {
     assert_eq!(result.error, Some(ErrorClass::Tls));
     assert_eq!(
         result.message,
-        "certificate issued by an unknown authority (not in the trusted roots)"
+        "TLS handshake failed: certificate issued by an unknown authority (not in the trusted \
+         roots)"
     );
 }
 
@@ -561,10 +529,13 @@ async fn tls_verify_false_accepts_bad_certificates_and_still_reports_expiry() {
 
         assert!(result.ok, "{}", result.message);
         assert_eq!(
-            observed(&result, "tls_cert_expiry"),
+            observation(&result, &["tls_cert_expiry"]),
             &Value::Int(EXPIRED_AT)
         );
-        assert_eq!(observed(&result, "tls_version"), &text("TLSv1.3"));
+        assert_eq!(
+            observation(&result, &["tls_version"]),
+            &Value::from("TLSv1.3")
+        );
         assert_eq!(
             phase_names(&result),
             ["connect", "tls", "first_byte", "transfer"]
@@ -595,8 +566,8 @@ async fn a_plain_text_port_behind_an_https_url_is_a_tls_error() {
     assert_eq!(result.error, Some(ErrorClass::Tls));
     assert_eq!(
         result.message,
-        "the server did not answer with TLS (is this a plain-text port?): received corrupt \
-         message of type InvalidContentType"
+        "TLS handshake failed: the server did not answer with TLS (is this a plain-text port?): \
+         received corrupt message of type InvalidContentType"
     );
 }
 
@@ -639,7 +610,10 @@ async fn http2_is_negotiated_by_alpn() {
     .await;
 
     assert!(result.ok, "{}", result.message);
-    assert_eq!(observed(&result, "http_version"), &text("HTTP/2"));
+    assert_eq!(
+        observation(&result, &["http_version"]),
+        &Value::from("HTTP/2")
+    );
     assert_line(&metrics(&result), "probe_http_version{probe=\"web\"} 2");
     let seen = &server.requests()[0];
     assert_eq!(seen.version, http::Version::HTTP_2);
@@ -683,10 +657,10 @@ async fn connect_to_pins_the_connection_and_keeps_host_and_sni() {
     .await;
     assert!(pinned.ok, "{}", pinned.message);
     assert_eq!(
-        observed(&pinned, "remote_addr"),
-        &text(&format!("127.0.0.3:{port}"))
+        observation(&pinned, &["remote_addr"]),
+        &Value::from(format!("127.0.0.3:{port}"))
     );
-    assert_eq!(observed(&pinned, "resolved_ips"), &Value::Null);
+    assert_eq!(observation(&pinned, &["resolved_ips"]), &Value::Null);
     let seen = node_3.requests();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].host.as_deref(), Some(&*format!("api.test:{port}")));
@@ -734,11 +708,14 @@ async fn a_cloudflare_522_page_is_a_cdn_error() {
         "got 522, expected 200-299; Cloudflare at FRA generated it \
          (error 522: connection to the origin timed out)"
     );
-    assert_eq!(observed(&result, "cdn_error"), &Value::Bool(true));
-    assert_eq!(observed(&result, "cdn_error_code"), &Value::Int(522));
-    assert_eq!(observed(&result, "cdn_colo"), &text("FRA"));
-    assert_eq!(observed(&result, "cf_ray"), &text(RAY));
-    assert_eq!(observed(&result, "server"), &text("cloudflare"));
+    assert_eq!(observation(&result, &["cdn_error"]), &Value::Bool(true));
+    assert_eq!(observation(&result, &["cdn_error_code"]), &Value::Int(522));
+    assert_eq!(observation(&result, &["cdn_colo"]), &Value::from("FRA"));
+    assert_eq!(observation(&result, &["cf_ray"]), &Value::from(RAY));
+    assert_eq!(
+        observation(&result, &["server"]),
+        &Value::from("cloudflare")
+    );
     let metrics = metrics(&result);
     assert_line(&metrics, "honeyguide_http_cdn_error{probe=\"web\"} 1");
     assert_line(
@@ -779,8 +756,8 @@ async fn a_cloudflare_json_error_is_a_cdn_error() {
         result.message,
         "got 502, expected 200-299; Cloudflare at FRA generated it (error 502)"
     );
-    assert_eq!(observed(&result, "cdn_error"), &Value::Bool(true));
-    assert_eq!(observed(&result, "cdn_error_code"), &Value::Int(502));
+    assert_eq!(observation(&result, &["cdn_error"]), &Value::Bool(true));
+    assert_eq!(observation(&result, &["cdn_error_code"]), &Value::Int(502));
     let seen = &server.requests()[0];
     assert_eq!(seen.headers["accept"], "application/json");
 }
@@ -807,9 +784,9 @@ async fn an_origin_502_through_cloudflare_is_not_a_cdn_error() {
         result.message,
         "got 502, expected 200-299; from the origin, passed through Cloudflare at FRA"
     );
-    assert_eq!(observed(&result, "cdn_error"), &Value::Bool(false));
-    assert_eq!(observed(&result, "cdn_error_code"), &Value::Null);
-    assert_eq!(observed(&result, "cdn_colo"), &text("FRA"));
+    assert_eq!(observation(&result, &["cdn_error"]), &Value::Bool(false));
+    assert_eq!(observation(&result, &["cdn_error_code"]), &Value::Null);
+    assert_eq!(observation(&result, &["cdn_colo"]), &Value::from("FRA"));
     let metrics = metrics(&result);
     assert_line(&metrics, "honeyguide_http_cdn_error{probe=\"web\"} 0");
     assert_no_series(&metrics, "honeyguide_http_cdn_error_code");
@@ -822,12 +799,12 @@ async fn an_origin_502_through_cloudflare_is_not_a_cdn_error() {
 fn a_bad_url_is_a_config_error() {
     let text = probe_toml("url = \"http//missing-colon\"");
     assert_eq!(
-        parse_error(&text),
+        errors("", &text),
         "probes.toml:4:7: probe[web].url: not a valid URL: relative URL without a base"
     );
     let ftp = probe_toml("url = \"ftp://files.example/\"");
     assert_eq!(
-        parse_error(&ftp),
+        errors("", &ftp),
         "probes.toml:4:7: probe[web].url: the scheme must be `http` or `https`, not `ftp`"
     );
 }
@@ -837,7 +814,7 @@ fn a_bad_url_is_a_config_error() {
 fn a_bad_regex_is_a_config_error() {
     let text = probe_toml("url = \"http://127.0.0.1/\"\nexpect_body = \"(unclosed\"");
     assert_eq!(
-        parse_error(&text),
+        errors("", &text),
         "probes.toml:5:15: probe[web].expect_body: not a valid regular expression: unclosed group"
     );
 }
@@ -847,7 +824,7 @@ fn a_bad_regex_is_a_config_error() {
 fn a_bad_expect_status_is_a_config_error() {
     let text = probe_toml("url = \"http://127.0.0.1/\"\nexpect_status = [200, 700, \"2yy\"]");
     assert_eq!(
-        parse_error(&text),
+        errors("", &text),
         "probes.toml:5:17: probe[web].expect_status: `700`, `2yy` are not a status code \
          (100-599), a range like \"200-299\" or a class like \"2xx\""
     );
@@ -858,7 +835,7 @@ fn a_bad_expect_status_is_a_config_error() {
 fn an_unknown_key_is_a_config_error() {
     let text = probe_toml("url = \"http://127.0.0.1/\"\ntimout = \"5s\"");
     assert_eq!(
-        parse_error(&text),
+        errors("", &text),
         "probes.toml:5:1: probe[web].timout: unknown field `timout`, expected one of `url`, `method`, \
          `headers`, `body`, `connect_to`, `expect_status`, `expect_body`, `tls_verify`, \
          `ca_file`, `follow_redirects`, `body_limit`; did you mean `timeout`?"
@@ -872,7 +849,7 @@ fn all_problems_are_reported_at_once() {
         "url = \"http://127.0.0.1/\"\nmethod = \"FETCH\"\nconnect_to = \"node-1\"\nbody_limit = 0",
     );
     assert_eq!(
-        parse_error(&text),
+        errors("", &text),
         "probes.toml:5:10: probe[web].method: unsupported method `FETCH`, expected one of GET, \
          HEAD, POST, PUT, PATCH, DELETE, OPTIONS\n\
          probes.toml:6:14: probe[web].connect_to: `node-1` is not an IP address or IP:port, like \
@@ -884,23 +861,17 @@ fn all_problems_are_reported_at_once() {
 /// Header values may be secrets: they appear neither in errors nor in the probe's `Debug`.
 #[test]
 fn header_values_never_show() {
-    let lookup = |name: &str| match name {
-        "TOKEN" => Some("s3cr3t-token".to_owned()),
-        "BROKEN" => Some("s3cr3t\nline".to_owned()),
-        _ => None,
-    };
+    let env = [("TOKEN", "s3cr3t-token"), ("BROKEN", "s3cr3t\nline")];
     let good = probe_toml(
         "url = \"http://127.0.0.1/\"\nheaders = { Authorization = \"Token ${TOKEN}\" }\nbody = \"${TOKEN}\"",
     );
-    let config = config::parse(&Source::new("probes.toml", good), &lookup).unwrap();
+    let config = load_with_env("", &good, &env);
     let debug = format!("{:?}", config.probes[0].probe);
     assert!(!debug.contains("s3cr3t"), "{debug}");
     assert!(debug.contains("authorization"), "{debug}");
 
     let bad = probe_toml("url = \"http://127.0.0.1/\"\nheaders = { X-Key = \"${BROKEN}\" }");
-    let errors = config::parse(&Source::new("probes.toml", bad), &lookup)
-        .unwrap_err()
-        .to_string();
+    let errors = parse("", &bad, &env).unwrap_err().to_string();
     assert_eq!(
         errors,
         "probes.toml:5:11: probe[web].headers.X-Key: not a valid header value (control \
@@ -912,10 +883,7 @@ fn header_values_never_show() {
 /// under the names the rules use.
 #[test]
 fn the_shipped_probes_toml_validates() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/probes.toml");
-    let text = std::fs::read_to_string(path).unwrap();
-    let config = config::parse(&Source::new(path, text), &|_| None)
-        .unwrap_or_else(|errors| panic!("shipped probes.toml is invalid:\n{errors}"));
+    let config = load_shipped();
     let kinds: BTreeMap<&str, Kind> = config
         .probes
         .iter()

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use honeyguide::probe::{ErrorClass, ProbeResult, Value};
 
+use crate::support::init;
 use crate::support::pgbouncer::PgBouncer;
 use crate::support::postgres::{DATABASE, PASSWORD, Postgres, USER};
-use crate::support::{init, kind_metrics, load_config, run_probe};
+use crate::support::probes::{assert_series, kind_metrics, load_with_env, phase_names, run_named};
 
 /// `db-direct` straight to Postgres and `db-pooler` through PgBouncer, both TLS with the test CA,
 /// as the honeyDue probes.toml has them (the pooler's password comes in through a dsn).
@@ -44,24 +45,21 @@ fn assert_failed(result: &ProbeResult, class: ErrorClass) {
     assert_eq!(result.error, Some(class), "{}", result.message);
 }
 
-fn phase_names(result: &ProbeResult) -> Vec<&'static str> {
-    result.phases.iter().map(|(name, _)| *name).collect()
-}
-
 /// Both paths answer over verified TLS: each run reports the server version, that TLS was used,
-/// the query time, every phase in order, and the per-phase metric series; the password from the
-/// dsn appears nowhere.
+/// the query time, where it connected and the certificate's expiry, every phase in order, and the
+/// per-phase metric series; the password from the dsn appears nowhere.
 #[tokio::test]
 async fn pooler_and_direct_both_answer_over_tls() {
     init();
     let postgres = Postgres::start();
     let pooler = PgBouncer::start(&postgres);
-    let config = load_config(
+    let config = load_with_env(
+        "",
         &probes_toml(&postgres, pooler.port()),
         &[("DB_PASSWORD", PASSWORD)],
     );
 
-    let direct = run_probe(&config, "db-direct").await;
+    let direct = run_named(&config, "db-direct").await;
     assert!(direct.ok, "{direct:?}");
     assert_eq!(direct.observation("tls"), Some(&Value::Bool(true)));
     let version = direct.observation("server_version").and_then(Value::as_str);
@@ -81,8 +79,27 @@ async fn pooler_and_direct_both_answer_over_tls() {
         ["resolve", "connect", "tls", "startup", "query"]
     );
     assert!(direct.message.contains("(TLS)"), "{}", direct.message);
+    // hickory answers `localhost` with both loopback addresses; IPv4 comes first and is used.
+    assert_eq!(
+        direct.observation("resolved_ips"),
+        Some(&Value::List(vec![
+            Value::from("127.0.0.1"),
+            Value::from("::1")
+        ]))
+    );
+    assert_eq!(
+        direct.observation("remote_addr"),
+        Some(&Value::from(format!("127.0.0.1:{}", postgres.port())))
+    );
+    assert!(
+        direct
+            .observation("tls_cert_expiry")
+            .and_then(Value::as_i64)
+            .is_some(),
+        "{direct:?}"
+    );
 
-    let pooled = run_probe(&config, "db-pooler").await;
+    let pooled = run_named(&config, "db-pooler").await;
     assert!(pooled.ok, "{pooled:?}\n{}", pooler.log());
     assert_eq!(pooled.observation("tls"), Some(&Value::Bool(true)));
     assert_eq!(
@@ -104,11 +121,9 @@ async fn pooler_and_direct_both_answer_over_tls() {
     let metrics = kind_metrics(&config, &[("db-direct", &direct), ("db-pooler", &pooled)]);
     for probe in ["db-direct", "db-pooler"] {
         for phase in ["resolve", "connect", "tls", "startup", "query"] {
-            let prefix =
-                format!("probe_postgres_duration_seconds{{probe=\"{probe}\",phase=\"{phase}\"}} ");
-            assert!(
-                metrics.lines().any(|line| line.starts_with(&prefix)),
-                "no {prefix} in\n{metrics}"
+            assert_series(
+                &metrics,
+                &format!("probe_postgres_duration_seconds{{probe=\"{probe}\",phase=\"{phase}\"}}"),
             );
         }
     }
@@ -122,8 +137,9 @@ async fn pooler_and_direct_both_answer_over_tls() {
     );
 }
 
-/// Without TLS (`sslmode = "disable"`) there is no `tls` phase and `tls` reads false; with a CA
-/// that did not sign the server's certificate the handshake fails with class `tls`; a hung
+/// Without TLS (`sslmode = "disable"`) there is no `tls` phase and `tls` reads false (and an IP
+/// address has no `resolve` phase); with a CA that did not sign the server's certificate the
+/// handshake fails with class `tls`, the rejected certificate's expiry still observed; a hung
 /// server (SIGSTOP) is class `timeout`, naming the phase it hung in.
 #[tokio::test]
 async fn plaintext_untrusted_and_hung() {
@@ -131,7 +147,8 @@ async fn plaintext_untrusted_and_hung() {
     let postgres = Postgres::start();
     let other_ca_dir = crate::support::TempDir::new("other-ca");
     let other_ca = crate::support::certs::TestCa::new().write_pem(other_ca_dir.path());
-    let config = load_config(
+    let config = load_with_env(
+        "",
         &format!(
             r#"
 [[probe]]
@@ -173,15 +190,14 @@ timeout = "1s"
         &[],
     );
 
-    let plain = run_probe(&config, "plain").await;
+    let plain = run_named(&config, "plain").await;
     assert!(plain.ok, "{plain:?}");
     assert_eq!(plain.observation("tls"), Some(&Value::Bool(false)));
-    assert_eq!(
-        phase_names(&plain),
-        ["resolve", "connect", "startup", "query"]
-    );
+    assert_eq!(phase_names(&plain), ["connect", "startup", "query"]);
+    assert_eq!(plain.observation("resolved_ips"), Some(&Value::Null));
+    assert_eq!(plain.observation("tls_cert_expiry"), Some(&Value::Null));
 
-    let untrusted = run_probe(&config, "untrusted").await;
+    let untrusted = run_named(&config, "untrusted").await;
     assert_failed(&untrusted, ErrorClass::Tls);
     assert!(
         untrusted
@@ -191,9 +207,16 @@ timeout = "1s"
         untrusted.message
     );
     assert_eq!(untrusted.observation("tls"), Some(&Value::Bool(false)));
+    assert!(
+        untrusted
+            .observation("tls_cert_expiry")
+            .and_then(Value::as_i64)
+            .is_some(),
+        "{untrusted:?}"
+    );
 
     postgres.pause();
-    let hung = run_probe(&config, "hung").await;
+    let hung = run_named(&config, "hung").await;
     postgres.resume();
     assert_failed(&hung, ErrorClass::Timeout);
     assert_eq!(hung.message, "timed out after 1s during tls");
@@ -206,14 +229,15 @@ async fn pooler_down_direct_up() {
     init();
     let postgres = Postgres::start();
     let mut pooler = PgBouncer::start(&postgres);
-    let config = load_config(
+    let config = load_with_env(
+        "",
         &probes_toml(&postgres, pooler.port()),
         &[("DB_PASSWORD", PASSWORD)],
     );
-    assert!(run_probe(&config, "db-pooler").await.ok);
+    assert!(run_named(&config, "db-pooler").await.ok);
 
     pooler.stop();
-    let pooled = run_probe(&config, "db-pooler").await;
+    let pooled = run_named(&config, "db-pooler").await;
     assert_failed(&pooled, ErrorClass::Connect);
     assert!(
         pooled.message.ends_with(": connection refused"),
@@ -221,7 +245,7 @@ async fn pooler_down_direct_up() {
         pooled.message
     );
     assert_eq!(phase_names(&pooled), ["resolve", "connect"]);
-    let direct = run_probe(&config, "db-direct").await;
+    let direct = run_named(&config, "db-direct").await;
     assert!(direct.ok, "{direct:?}");
 }
 
@@ -233,21 +257,22 @@ async fn postgres_down_fails_both_paths() {
     init();
     let mut postgres = Postgres::start();
     let pooler = PgBouncer::start(&postgres);
-    let config = load_config(
+    let config = load_with_env(
+        "",
         &probes_toml(&postgres, pooler.port()),
         &[("DB_PASSWORD", PASSWORD)],
     );
-    assert!(run_probe(&config, "db-pooler").await.ok);
+    assert!(run_named(&config, "db-pooler").await.ok);
 
     postgres.stop();
-    let direct = run_probe(&config, "db-direct").await;
+    let direct = run_named(&config, "db-direct").await;
     assert_failed(&direct, ErrorClass::Connect);
     assert!(
         direct.message.ends_with(": connection refused"),
         "{}",
         direct.message
     );
-    let pooled = run_probe(&config, "db-pooler").await;
+    let pooled = run_named(&config, "db-pooler").await;
     assert_failed(&pooled, ErrorClass::Connect);
     assert_eq!(
         pooled.message,
@@ -261,12 +286,13 @@ async fn wrong_password_is_auth() {
     init();
     let postgres = Postgres::start();
     let pooler = PgBouncer::start(&postgres);
-    let config = load_config(
+    let config = load_with_env(
+        "",
         &probes_toml(&postgres, pooler.port()),
         &[("DB_PASSWORD", "not-the-password")],
     );
     for name in ["db-direct", "db-pooler"] {
-        let result = run_probe(&config, name).await;
+        let result = run_named(&config, name).await;
         assert_failed(&result, ErrorClass::Auth);
         assert!(
             result.message.starts_with("authentication failed: "),
@@ -287,7 +313,8 @@ async fn missing_database_is_not_found() {
     init();
     let postgres = Postgres::start();
     let pooler = PgBouncer::start(&postgres);
-    let config = load_config(
+    let config = load_with_env(
+        "",
         &format!(
             r#"
 [[probe]]
@@ -315,13 +342,13 @@ sslmode = "disable"
         ),
         &[],
     );
-    let direct = run_probe(&config, "direct").await;
+    let direct = run_named(&config, "direct").await;
     assert_failed(&direct, ErrorClass::NotFound);
     assert_eq!(
         direct.message,
         "database not found: database \"nosuchdb\" does not exist (SQLSTATE 3D000)"
     );
-    let pooled = run_probe(&config, "pooled").await;
+    let pooled = run_named(&config, "pooled").await;
     assert_failed(&pooled, ErrorClass::NotFound);
     assert!(
         pooled.message.starts_with("database not found: "),
@@ -340,7 +367,8 @@ async fn twenty_concurrent_runs_through_pgbouncer_succeed() {
     postgres.psql(GOOSE_TABLE);
     postgres.psql("INSERT INTO goose_db_version (version_id, is_applied) VALUES (1, true)");
     let pooler = PgBouncer::start(&postgres);
-    let config = load_config(
+    let config = load_with_env(
+        "",
         &format!(
             r#"
 [[probe]]
@@ -394,7 +422,8 @@ const GOOSE_TABLE: &str = "CREATE TABLE goose_db_version (\
 async fn goose_schema_precondition() {
     init();
     let postgres = Postgres::start();
-    let config = load_config(
+    let config = load_with_env(
+        "",
         &format!(
             r#"
 [[probe]]
@@ -414,7 +443,7 @@ expect_version_at_least = 20240301
         &[],
     );
 
-    let missing = run_probe(&config, "db-direct").await;
+    let missing = run_named(&config, "db-direct").await;
     assert_failed(&missing, ErrorClass::Schema);
     assert_eq!(
         missing.message,
@@ -433,7 +462,7 @@ expect_version_at_least = 20240301
         "INSERT INTO goose_db_version (version_id, is_applied) VALUES \
          (0, true), (20240101, true), (20240201, true), (20240301, true), (20240301, false)",
     );
-    let rolled_back = run_probe(&config, "db-direct").await;
+    let rolled_back = run_named(&config, "db-direct").await;
     assert_failed(&rolled_back, ErrorClass::Schema);
     assert_eq!(
         rolled_back.message,
@@ -451,7 +480,7 @@ expect_version_at_least = 20240301
 
     // Current goose deletes the row on down: the latest row is applied again but too old.
     postgres.psql("DELETE FROM goose_db_version WHERE version_id = 20240301");
-    let too_old = run_probe(&config, "db-direct").await;
+    let too_old = run_named(&config, "db-direct").await;
     assert_failed(&too_old, ErrorClass::Schema);
     assert_eq!(
         too_old.message,
@@ -464,7 +493,7 @@ expect_version_at_least = 20240301
     );
 
     postgres.psql("INSERT INTO goose_db_version (version_id, is_applied) VALUES (20240301, true)");
-    let migrated = run_probe(&config, "db-direct").await;
+    let migrated = run_named(&config, "db-direct").await;
     assert!(migrated.ok, "{migrated:?}");
     assert_eq!(
         migrated.observation("goose_version"),

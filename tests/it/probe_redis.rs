@@ -1,14 +1,16 @@
 //! The `redis` probe against a real redis-server: the "Redis pod died (state lost)" and "Redis at
 //! maxmemory / wrong policy" entries of the failure catalog, and refused credentials.
 
-use honeyguide::probe::{ErrorClass, ProbeResult, Value};
+use honeyguide::probe::{ErrorClass, Value};
 
 use crate::support::certs::TestCa;
+use crate::support::probes::{assert_series, kind_metrics, load_with_env, phase_names, run_named};
 use crate::support::redis::{PASSWORD, Redis};
-use crate::support::{TempDir, free_port, init, kind_metrics, load_config, run_probe};
+use crate::support::{TempDir, free_port, init};
 
 fn redis_probe(address: &str, password: &str) -> honeyguide::config::Config {
-    load_config(
+    load_with_env(
+        "",
         &format!(
             r#"
 [[probe]]
@@ -21,10 +23,6 @@ timeout = "5s"
         ),
         &[("REDIS_PASSWORD", password)],
     )
-}
-
-fn phase_names(result: &ProbeResult) -> Vec<&'static str> {
-    result.phases.iter().map(|(name, _)| *name).collect()
 }
 
 /// A Redis at its memory limit with the `noeviction` policy (the catalog's "wrong policy") is
@@ -41,12 +39,9 @@ async fn memory_limit_and_policy_are_observed() {
         .unwrap();
     let config = redis_probe(&redis.address(), PASSWORD);
 
-    let result = run_probe(&config, "redis").await;
+    let result = run_named(&config, "redis").await;
     assert!(result.ok, "{result:?}");
-    assert_eq!(
-        phase_names(&result),
-        ["resolve", "connect", "auth", "ping", "info"]
-    );
+    assert_eq!(phase_names(&result), ["connect", "auth", "ping", "info"]);
     let observed = |key: &str| result.observation(key).cloned().unwrap_or(Value::Null);
     assert_eq!(observed("maxmemory_policy"), Value::from("noeviction"));
     assert_eq!(observed("maxmemory"), Value::Int(1024 * 1024));
@@ -77,15 +72,12 @@ async fn memory_limit_and_policy_are_observed() {
     ] {
         assert!(metrics.contains(line), "no {line:?} in\n{metrics}");
     }
-    for prefix in [
-        "honeyguide_redis_uptime_seconds{probe=\"redis\"} ",
-        "honeyguide_redis_connected_clients{probe=\"redis\"} ",
-        "honeyguide_redis_ping_seconds{probe=\"redis\"} ",
+    for series in [
+        "honeyguide_redis_uptime_seconds{probe=\"redis\"}",
+        "honeyguide_redis_connected_clients{probe=\"redis\"}",
+        "honeyguide_redis_ping_seconds{probe=\"redis\"}",
     ] {
-        assert!(
-            metrics.lines().any(|line| line.starts_with(prefix)),
-            "no {prefix} in\n{metrics}"
-        );
+        assert_series(&metrics, series);
     }
 }
 
@@ -106,14 +98,14 @@ async fn restart_with_empty_keyspace_is_reported() {
         .unwrap();
     drop(client);
     let config = redis_probe(&redis.address(), PASSWORD);
-    let before = run_probe(&config, "redis").await;
+    let before = run_named(&config, "redis").await;
     assert!(before.ok, "{before:?}");
     assert_eq!(before.observation("keys"), Some(&Value::Int(1)));
     let uptime_before = before.observation("uptime_seconds").cloned().unwrap();
 
     redis.kill();
     let _redis = Redis::start_on(port, &[]);
-    let after = run_probe(&config, "redis").await;
+    let after = run_named(&config, "redis").await;
     assert!(after.ok, "{after:?}");
     assert_eq!(after.observation("restarted"), Some(&Value::Bool(true)));
     assert_eq!(after.observation("keys"), Some(&Value::Int(0)));
@@ -129,7 +121,7 @@ async fn restart_with_empty_keyspace_is_reported() {
         after.message
     );
 
-    let later = run_probe(&config, "redis").await;
+    let later = run_named(&config, "redis").await;
     assert_eq!(later.observation("restarted"), Some(&Value::Bool(false)));
 }
 
@@ -139,7 +131,7 @@ async fn restart_with_empty_keyspace_is_reported() {
 async fn refused_credentials_are_auth_and_no_server_is_connect() {
     init();
     let redis = Redis::start(&[]);
-    let wrong = run_probe(&redis_probe(&redis.address(), "not-the-password"), "redis").await;
+    let wrong = run_named(&redis_probe(&redis.address(), "not-the-password"), "redis").await;
     assert!(!wrong.ok);
     assert_eq!(wrong.error, Some(ErrorClass::Auth), "{}", wrong.message);
     assert_eq!(
@@ -150,14 +142,14 @@ async fn refused_credentials_are_auth_and_no_server_is_connect() {
     assert_eq!(wrong.observation("restarted"), Some(&Value::Null));
     assert_eq!(wrong.observation("keys"), Some(&Value::Null));
 
-    let missing = run_probe(&redis_probe(&redis.address(), ""), "redis").await;
+    let missing = run_named(&redis_probe(&redis.address(), ""), "redis").await;
     assert_eq!(missing.error, Some(ErrorClass::Auth), "{}", missing.message);
     assert_eq!(
         missing.message,
         "authentication failed: the server requires a password and none is configured"
     );
 
-    let nobody = run_probe(
+    let nobody = run_named(
         &redis_probe(&format!("127.0.0.1:{}", free_port()), PASSWORD),
         "redis",
     )
@@ -172,7 +164,7 @@ async fn refused_credentials_are_auth_and_no_server_is_connect() {
 }
 
 /// Over TLS (`tls = true` with a private CA) the probe verifies the certificate, adds a `tls`
-/// phase, and its target says `rediss://`.
+/// phase, observes the TLS version and the certificate's expiry, and its target says `rediss://`.
 #[tokio::test]
 async fn tls_with_a_private_ca() {
     init();
@@ -180,7 +172,8 @@ async fn tls_with_a_private_ca() {
     let ca_dir = TempDir::new("redis-ca");
     let ca_file = ca.write_pem(ca_dir.path());
     let redis = Redis::start_tls(&ca);
-    let config = load_config(
+    let config = load_with_env(
+        "",
         &format!(
             r#"
 [[probe]]
@@ -196,11 +189,22 @@ password = "{PASSWORD}"
         ),
         &[],
     );
-    let result = run_probe(&config, "redis-tls").await;
+    let result = run_named(&config, "redis-tls").await;
     assert!(result.ok, "{result:?}");
     assert_eq!(
         phase_names(&result),
         ["resolve", "connect", "tls", "auth", "ping", "info"]
+    );
+    assert_eq!(
+        result.observation("tls_version"),
+        Some(&Value::from("TLSv1.3"))
+    );
+    assert!(
+        result
+            .observation("tls_cert_expiry")
+            .and_then(Value::as_i64)
+            .is_some(),
+        "{result:?}"
     );
     assert_eq!(
         config.probes[0].probe.target(),
@@ -214,7 +218,8 @@ password = "{PASSWORD}"
 async fn hung_server_times_out_naming_the_phase() {
     init();
     let redis = Redis::start(&[]);
-    let config = load_config(
+    let config = load_with_env(
+        "",
         &format!(
             r#"
 [[probe]]
@@ -230,7 +235,7 @@ interval = "1s"
         &[],
     );
     redis.pause();
-    let result = run_probe(&config, "redis").await;
+    let result = run_named(&config, "redis").await;
     redis.resume();
     assert_eq!(result.error, Some(ErrorClass::Timeout), "{result:?}");
     assert_eq!(result.message, "timed out after 500ms during auth");

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use honeyguide::probe::{ErrorClass, Value};
 
-use crate::support::probes::{errors, load, metrics, run_loaded, run_one};
+use crate::support::probes::{errors, load, metrics, phase_names, run_loaded, run_one};
 use crate::support::smtpd::{Misbehaving, Misbehavior, PASSWORD, Smtpd, TEMPFAIL_USER, USER};
 use crate::support::{TempDir, free_port, init};
 
@@ -35,8 +35,8 @@ fn extensions(result: &honeyguide::probe::ProbeResult) -> Vec<String> {
 }
 
 /// STARTTLS submission with AUTH: every step passes, the extensions are the post-TLS ones
-/// (AUTH is only offered after STARTTLS), the certificate expiry is observed, each step is timed
-/// in the metrics, and no mail is sent.
+/// (AUTH is only offered after STARTTLS), the address and the certificate expiry are observed,
+/// each step is timed in the metrics, and no mail is sent.
 #[tokio::test]
 async fn starttls_with_auth_passes_every_step() {
     init();
@@ -66,6 +66,10 @@ async fn starttls_with_auth_passes_every_step() {
     assert_eq!(result.observations["temporary"], Value::Null);
     assert_eq!(result.observations["auth_mechanism"], Value::from("PLAIN"));
     assert_eq!(result.observations["tls_version"], Value::from("TLSv1.3"));
+    assert_eq!(
+        result.observations["remote_addr"],
+        Value::from(format!("127.0.0.1:{}", server.starttls_port))
+    );
     assert!(
         extensions(&result).contains(&"AUTH LOGIN PLAIN".to_owned()),
         "{result:?}"
@@ -76,9 +80,8 @@ async fn starttls_with_auth_passes_every_step() {
     );
     let expiry = result.observations["tls_cert_expiry"].as_i64().unwrap();
     assert!(expiry > jiff::Timestamp::now().as_second(), "{expiry}");
-    let phases: Vec<&str> = result.phases.iter().map(|(name, _)| *name).collect();
     assert_eq!(
-        phases,
+        phase_names(&result),
         [
             "connect", "banner", "ehlo", "starttls", "tls", "ehlo", "auth", "quit"
         ]
@@ -124,8 +127,10 @@ async fn implicit_tls_with_auth_passes() {
     );
     let result = run_one(dir.path(), &toml).await;
     assert!(result.ok, "{result:?}\n{}", server.log());
-    let phases: Vec<&str> = result.phases.iter().map(|(name, _)| *name).collect();
-    assert_eq!(phases, ["connect", "tls", "banner", "ehlo", "auth", "quit"]);
+    assert_eq!(
+        phase_names(&result),
+        ["connect", "tls", "banner", "ehlo", "auth", "quit"]
+    );
     assert!(
         result.message.starts_with("implicit TLS: 220 "),
         "{}",
@@ -229,7 +234,8 @@ async fn untrusted_certificate_is_a_tls_failure() {
     assert_eq!(result.error, Some(ErrorClass::Tls), "{result:?}");
     assert_eq!(
         result.message,
-        "tls: handshake: certificate issued by an unknown authority (not in the trusted roots)"
+        "tls: TLS handshake failed: certificate issued by an unknown authority (not in the \
+         trusted roots)"
     );
     assert_eq!(result.observations["failed_step"], Value::from("tls"));
 }
@@ -246,7 +252,7 @@ async fn stopped_server_is_a_connect_failure() {
     assert_eq!(result.error, Some(ErrorClass::Connect), "{result:?}");
     assert_eq!(
         result.message,
-        format!("connect: 127.0.0.1:{port}: Connection refused (os error 111)")
+        format!("connect: cannot connect to 127.0.0.1:{port}: connection refused")
     );
     assert_eq!(result.observations["failed_step"], Value::from("connect"));
     assert_eq!(result.observations["banner"], Value::Null);

@@ -8,17 +8,16 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use serde::Deserialize;
 use url::Url;
 
-use super::client::{Client, TlsClient};
+use super::client::Client;
 use super::{HttpProbe, RequestTemplate};
 use crate::config::{BuildContext, FieldError, Secret};
-use crate::tls::Verification;
+use crate::probe::net;
 
 /// How much of a body is read when `body_limit` is not set.
 pub(crate) const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
@@ -47,8 +46,7 @@ pub struct Spec {
     /// A regular expression the body must match.
     expect_body: Option<String>,
     /// Verify the server's certificate chain and name (default `true`).
-    #[serde(default = "enabled")]
-    tls_verify: bool,
+    tls_verify: Option<bool>,
     /// A PEM file of CA certificates to trust instead of the system roots.
     ca_file: Option<PathBuf>,
     /// Follow redirects, up to ten (default `false`: a redirect is the answer).
@@ -56,10 +54,6 @@ pub struct Spec {
     follow_redirects: bool,
     /// How much of the body to read, in bytes or as `"64KiB"`, `"1MiB"` (default 1 MiB).
     body_limit: Option<IntOrText>,
-}
-
-fn enabled() -> bool {
-    true
 }
 
 impl Spec {
@@ -91,62 +85,54 @@ impl Spec {
         };
         let needs_tls =
             self.follow_redirects || url.as_ref().is_some_and(|url| url.scheme() == "https");
-        let tls = self.tls_client(cx, needs_tls, &mut errors);
+        let tls = self.tls_settings(cx, needs_tls, &mut errors);
 
         match (url, method, headers, expect_status, body_limit) {
             (Some(url), Some(method), Some(headers), Some(expect_status), Some(body_limit))
                 if errors.is_empty() =>
             {
                 Ok(HttpProbe {
-                    request: Box::new(RequestTemplate {
+                    request: RequestTemplate {
                         url,
                         method,
                         headers,
                         body: self.body.map(Secret::new),
-                    }),
+                    },
                     connect_to,
                     expect_status,
                     expect_body,
                     follow_redirects: self.follow_redirects,
                     body_limit,
-                    client: Box::new(Client::new(tls)),
+                    client: Client::new(tls),
                 })
             }
             _ => Err(errors),
         }
     }
 
-    /// The TLS settings, when the probe may speak TLS. A `ca_file` is read even when it may not
-    /// be needed, so a wrong path is found at load time rather than at the first redirect.
-    fn tls_client(
+    /// The TLS settings, when the probe may speak TLS. A `ca_file` is checked and read even when
+    /// it may not be needed, so a wrong path is found at load time rather than at the first
+    /// redirect; the system roots are only loaded when needed.
+    fn tls_settings(
         &self,
         cx: &BuildContext,
         needs_tls: bool,
         errors: &mut Vec<FieldError>,
-    ) -> Option<TlsClient> {
-        let verification = match (self.tls_verify, &self.ca_file) {
-            (false, Some(_)) => {
-                errors.push(FieldError::new(
-                    "ca_file",
-                    "has no effect with `tls_verify = false`: remove one of the two",
-                ));
-                return None;
-            }
-            (false, None) => Verification::Disabled,
-            (true, Some(path)) => match crate::tls::roots_from_pem_file(&cx.path(path)) {
-                Ok(roots) => Verification::Roots(Arc::new(roots)),
-                Err(message) => {
-                    errors.push(FieldError::new("ca_file", message));
-                    return None;
-                }
-            },
-            (true, None) if needs_tls => Verification::Roots(cx.system_roots()),
-            (true, None) => return None,
-        };
+    ) -> Option<net::TlsSettings> {
+        if !needs_tls && self.ca_file.is_none() {
+            return None;
+        }
+        let verification = net::verification(self.tls_verify, self.ca_file.as_deref(), cx)
+            .map_err(|error| errors.push(error))
+            .ok()?;
         if !needs_tls {
             return None;
         }
-        keep(TlsClient::new(&verification), "tls_verify", errors)
+        keep(
+            net::TlsSettings::new(&verification, net::ALPN_HTTP),
+            "tls_verify",
+            errors,
+        )
     }
 }
 

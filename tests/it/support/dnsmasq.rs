@@ -9,8 +9,12 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 
 use super::certs::Leaf;
 use super::{ChildGuard, TempDir, free_port_on, require_binary, wait_for_tcp};
@@ -129,31 +133,35 @@ pub fn silent_udp() -> (UdpSocket, String) {
     (socket, format!("udp://{addr}"))
 }
 
-/// A DNS-over-TLS server: TLS terminated here, the DNS-over-TCP stream passed to `upstream`.
-pub struct DotFront {
+/// A TLS server on loopback that hands each accepted connection to a handler; stopped on drop.
+pub struct TlsFront {
     pub addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl DotFront {
-    pub async fn start(leaf: &Leaf, upstream: SocketAddr) -> Self {
-        let acceptor = TlsAcceptor::from(Arc::new(leaf.server_config(&[])));
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind dot");
-        let addr = listener.local_addr().expect("dot addr");
+impl TlsFront {
+    async fn start<F, Fut>(leaf: &Leaf, alpn: &[&[u8]], serve: F) -> Self
+    where
+        F: Fn(TlsStream<TcpStream>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let acceptor = TlsAcceptor::from(Arc::new(leaf.server_config(alpn)));
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind tls front");
+        let addr = listener.local_addr().expect("tls front addr");
+        let serve = Arc::new(serve);
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
                 let acceptor = acceptor.clone();
+                let serve = serve.clone();
                 tokio::spawn(async move {
-                    let Ok(mut tls) = acceptor.accept(stream).await else {
-                        return;
-                    };
-                    let Ok(mut plain) = TcpStream::connect(upstream).await else {
-                        return;
-                    };
-                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                    if let Ok(tls) = acceptor.accept(stream).await {
+                        serve(tls).await;
+                    }
                 });
             }
         });
@@ -161,72 +169,52 @@ impl DotFront {
     }
 }
 
-impl Drop for DotFront {
+impl Drop for TlsFront {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// A DNS-over-TLS server: TLS terminated here, the DNS-over-TCP stream passed to `upstream`.
+pub async fn dot_front(leaf: &Leaf, upstream: SocketAddr) -> TlsFront {
+    TlsFront::start(leaf, &[], move |mut tls| async move {
+        let Ok(mut plain) = TcpStream::connect(upstream).await else {
+            return;
+        };
+        let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+    })
+    .await
 }
 
 /// A DNS-over-HTTPS server (RFC 8484, HTTP/2 POST of `application/dns-message`), relaying each
-/// query to `upstream` over UDP.
-pub struct DohFront {
-    pub addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl DohFront {
-    pub async fn start(leaf: &Leaf, upstream: SocketAddr) -> Self {
-        use http_body_util::{BodyExt, Full};
-        use hyper::service::service_fn;
-        use hyper_util::rt::{TokioExecutor, TokioIo};
-
-        let acceptor = TlsAcceptor::from(Arc::new(leaf.server_config(&[b"h2"])));
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind doh");
-        let addr = listener.local_addr().expect("doh addr");
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
+/// query to `upstream` over UDP; any path but `/dns-query` is a 404.
+pub async fn doh_front(leaf: &Leaf, upstream: SocketAddr) -> TlsFront {
+    TlsFront::start(leaf, &[b"h2"], move |tls| async move {
+        let service = service_fn(
+            move |request: hyper::Request<hyper::body::Incoming>| async move {
+                let path_ok = request.uri().path() == "/dns-query";
+                let query = request.into_body().collect().await?.to_bytes();
+                let answer = if path_ok {
+                    relay_udp(&query, upstream).await
+                } else {
+                    None
                 };
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(stream).await else {
-                        return;
-                    };
-                    let service = service_fn(
-                        move |request: hyper::Request<hyper::body::Incoming>| async move {
-                            let path_ok = request.uri().path() == "/dns-query";
-                            let query = request.into_body().collect().await?.to_bytes();
-                            let answer = if path_ok {
-                                relay_udp(&query, upstream).await
-                            } else {
-                                None
-                            };
-                            let response = match answer {
-                                Some(answer) => hyper::Response::builder()
-                                    .header("content-type", "application/dns-message")
-                                    .body(Full::new(bytes::Bytes::from(answer))),
-                                None => hyper::Response::builder()
-                                    .status(404)
-                                    .body(Full::new(bytes::Bytes::new())),
-                            };
-                            Ok::<_, hyper::Error>(response.expect("response"))
-                        },
-                    );
-                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(tls), service)
-                        .await;
-                });
-            }
-        });
-        Self { addr, task }
-    }
-}
-
-impl Drop for DohFront {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+                let response = match answer {
+                    Some(answer) => hyper::Response::builder()
+                        .header("content-type", "application/dns-message")
+                        .body(Full::new(bytes::Bytes::from(answer))),
+                    None => hyper::Response::builder()
+                        .status(404)
+                        .body(Full::new(bytes::Bytes::new())),
+                };
+                Ok::<_, hyper::Error>(response.expect("response"))
+            },
+        );
+        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .serve_connection(TokioIo::new(tls), service)
+            .await;
+    })
+    .await
 }
 
 async fn relay_udp(query: &[u8], upstream: SocketAddr) -> Option<Vec<u8>> {
