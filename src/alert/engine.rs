@@ -720,3 +720,6 @@ fn instant_of(then: Timestamp, now: Instant, at: Timestamp) -> Instant {
         Err(_) => now,
     }
 }
+
+#[cfg(test)]
+mod tests;
