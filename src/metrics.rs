@@ -24,6 +24,7 @@ pub fn render(snapshot: &Snapshot) -> String {
     let mut out = MetricsWriter::new();
     write_probe_series(snapshot, &mut out);
     write_kind_series(snapshot, &mut out);
+    crate::alert::write_metrics(&snapshot.alerts, &mut out);
     write_daemon_series(snapshot, &mut out);
     out.finish()
 }

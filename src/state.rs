@@ -5,23 +5,36 @@
 //! anything: they ask the task for a [`Snapshot`], an immutable, cheaply cloned picture. Per-probe
 //! views are `Arc`s updated copy-on-write, so a snapshot costs one `Arc` clone per probe and is
 //! cached until the next change.
+//!
+//! After results arrive (and at least once a second, so `for` durations elapse without new
+//! results) the task asks the [`Classifier`] for the current diagnoses and publishes them on a
+//! `watch` channel to the alert task; the alert task publishes its view back the same way, so
+//! the snapshot carries alerts too and `/status` and `/metrics` render one consistent picture.
+//! Neither direction ever blocks the state task. Probe history is handed to the store with a
+//! non-blocking send and restored from it at start.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use tokio::sync::{mpsc, oneshot};
-use tokio::time::Instant;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::{Instant, MissedTickBehavior};
 
+use crate::alert::{AlertsView, Evaluation};
+use crate::catalog::Diagnosis;
 use crate::config::Config;
 use crate::metrics::Histogram;
 use crate::probe::{ErrorClass, Kind, ProbeResult};
+use crate::store::{HistoryRow, StoreHandle};
 
 /// Runs remembered per probe, for rules (`failure_ratio(n)`) and uptime.
 pub const HISTORY_LEN: usize = 100;
 /// Runs shown per probe in `/status`.
 pub const STATUS_HISTORY_LEN: usize = 20;
+
+/// The classifier runs at least this often, so `for` durations elapse without new results.
+pub const EVALUATION_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Upper bounds of the scheduler-lag histogram, in seconds.
 pub const LAG_BUCKETS: [f64; 12] = [
@@ -43,6 +56,46 @@ pub struct ProbeRun {
     pub checked_at: Timestamp,
     /// How late the run started compared to its schedule.
     pub lag: Duration,
+}
+
+// === classification ===
+
+/// Turns the probes' current state into the full list of diagnoses holding now. The failure
+/// catalog implements it; the state task calls it after results and once a second.
+///
+/// It is `&mut self` because a classifier keeps time (`for` durations: since when a rule holds).
+pub trait Classifier: Send + 'static {
+    /// Every diagnosis that holds now (pending or active), given every probe's state.
+    fn classify(
+        &mut self,
+        probes: &[Arc<ProbeView>],
+        now: Instant,
+        at: Timestamp,
+    ) -> Vec<Diagnosis>;
+}
+
+/// No rules: never diagnoses anything. What runs until a catalog is connected.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoRules;
+
+impl Classifier for NoRules {
+    fn classify(&mut self, _: &[Arc<ProbeView>], _: Instant, _: Timestamp) -> Vec<Diagnosis> {
+        Vec::new()
+    }
+}
+
+impl<F> Classifier for F
+where
+    F: FnMut(&[Arc<ProbeView>], Instant, Timestamp) -> Vec<Diagnosis> + Send + 'static,
+{
+    fn classify(
+        &mut self,
+        probes: &[Arc<ProbeView>],
+        now: Instant,
+        at: Timestamp,
+    ) -> Vec<Diagnosis> {
+        self(probes, now, at)
+    }
 }
 
 // === per-probe view ===
@@ -162,6 +215,34 @@ impl ProbeView {
         });
     }
 
+    /// Fills the history from the store after a restart (oldest first): `/status` shows it and
+    /// rules reading failure ratios see it. `latest` stays empty until the first run, and the
+    /// run counters count from this start.
+    pub fn restore_history(&mut self, rows: &[HistoryRow], now: Instant, at: Timestamp) {
+        let skip = rows.len().saturating_sub(HISTORY_LEN);
+        for row in &rows[skip..] {
+            if self.history.len() == HISTORY_LEN {
+                self.history.pop_front();
+            }
+            let ago = Duration::try_from(at.duration_since(row.checked_at)).unwrap_or_default();
+            let point_at = now.checked_sub(ago).unwrap_or(now);
+            self.history.push_back(HistoryPoint {
+                ok: row.ok,
+                error: row.error,
+                duration: row.duration,
+                at: point_at,
+                checked_at: row.checked_at,
+            });
+            if row.ok {
+                self.consecutive_failures = 0;
+                self.last_ok = Some(point_at);
+                self.last_ok_at = Some(row.checked_at);
+            } else {
+                self.consecutive_failures += 1;
+            }
+        }
+    }
+
     /// Share of the last `n` runs that failed (0 when there are none).
     pub fn failure_ratio(&self, n: usize) -> f64 {
         let recent: Vec<_> = self.history.iter().rev().take(n).collect();
@@ -194,6 +275,8 @@ pub struct Snapshot {
     pub scheduler_lag: Histogram,
     /// When the daemon started (wall clock).
     pub started_at: Timestamp,
+    /// Alerts, silences and notifier health, as the alert task last published them.
+    pub alerts: Arc<AlertsView>,
 }
 
 /// A request to the state task.
@@ -228,6 +311,12 @@ pub struct StateTask {
     cached: Option<Arc<Snapshot>>,
     results: mpsc::Receiver<ProbeRun>,
     queries: mpsc::Receiver<Query>,
+    classifier: Box<dyn Classifier>,
+    evaluations: Option<watch::Sender<Evaluation>>,
+    alerts: Option<watch::Receiver<Arc<AlertsView>>>,
+    alerts_view: Arc<AlertsView>,
+    history: Option<StoreHandle>,
+    history_dropped: u64,
 }
 
 /// Capacity of the results channel: enough to absorb a burst without making probes wait.
@@ -260,6 +349,12 @@ impl StateTask {
             cached: None,
             results,
             queries,
+            classifier: Box::new(NoRules),
+            evaluations: None,
+            alerts: None,
+            alerts_view: Arc::new(AlertsView::default()),
+            history: None,
+            history_dropped: 0,
         };
         (
             task,
@@ -270,16 +365,71 @@ impl StateTask {
         )
     }
 
+    /// Uses `classifier` to diagnose after results.
+    #[must_use]
+    pub fn with_classifier(mut self, classifier: Box<dyn Classifier>) -> Self {
+        self.classifier = classifier;
+        self
+    }
+
+    /// Publishes diagnoses on `evaluations` and includes the alert task's `view` in snapshots.
+    #[must_use]
+    pub fn with_alerts(
+        mut self,
+        evaluations: watch::Sender<Evaluation>,
+        view: watch::Receiver<Arc<AlertsView>>,
+    ) -> Self {
+        self.alerts_view = view.borrow().clone();
+        self.evaluations = Some(evaluations);
+        self.alerts = Some(view);
+        self
+    }
+
+    /// Appends every result to the store's history, after filling the views from `restored`.
+    #[must_use]
+    pub fn with_history(
+        mut self,
+        store: StoreHandle,
+        restored: &std::collections::BTreeMap<String, Vec<HistoryRow>>,
+    ) -> Self {
+        let (now, at) = (Instant::now(), Timestamp::now());
+        for view in &mut self.probes {
+            if let Some(rows) = restored.get(&view.name) {
+                Arc::make_mut(view).restore_history(rows, now, at);
+            }
+        }
+        self.history = Some(store);
+        self
+    }
+
     /// Processes results and queries until every result sender is gone (the scheduler stopped).
     pub async fn run(mut self) {
+        let mut evaluate = tokio::time::interval(EVALUATION_INTERVAL);
+        evaluate.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut alerts = self.alerts.take();
         loop {
             tokio::select! {
                 biased;
                 Some(query) = self.queries.recv() => self.answer(query),
                 run = self.results.recv() => match run {
-                    Some(run) => self.apply(run),
+                    Some(run) => {
+                        self.apply(run);
+                        // Classify once per burst of results, not once per result.
+                        if self.results.is_empty() {
+                            self.evaluate();
+                            evaluate.reset();
+                        }
+                    }
                     None => break,
                 },
+                changed = changed(alerts.as_mut()), if alerts.is_some() => match changed {
+                    Some(view) => {
+                        self.alerts_view = view;
+                        self.cached = None;
+                    }
+                    None => alerts = None,
+                },
+                _ = evaluate.tick() => self.evaluate(),
             }
         }
         // Keep answering readers while the server drains, until they hang up too.
@@ -293,8 +443,38 @@ impl StateTask {
             return;
         };
         self.scheduler_lag.observe(run.lag.as_secs_f64());
+        if let Some(store) = &self.history {
+            let row = HistoryRow {
+                probe: view.name.clone(),
+                ok: run.result.ok,
+                error: run.result.error,
+                duration: run.result.duration,
+                checked_at: run.checked_at,
+            };
+            if !store.append_history(row) {
+                self.history_dropped += 1;
+                if self.history_dropped.is_power_of_two() {
+                    tracing::warn!(
+                        dropped = self.history_dropped,
+                        "the store is behind: probe history rows were dropped"
+                    );
+                }
+            }
+        }
         Arc::make_mut(view).record(run.result, run.at, run.checked_at);
         self.cached = None;
+    }
+
+    /// Runs the classifier and publishes its diagnoses to the alert task.
+    fn evaluate(&mut self) {
+        let Some(evaluations) = &self.evaluations else {
+            return;
+        };
+        let diagnoses = self
+            .classifier
+            .classify(&self.probes, Instant::now(), Timestamp::now());
+        let settled = self.probes.iter().all(|view| view.latest.is_some());
+        evaluations.send_replace(Evaluation { diagnoses, settled });
     }
 
     fn answer(&mut self, query: Query) {
@@ -313,8 +493,19 @@ impl StateTask {
             probes: self.probes.clone(),
             scheduler_lag: self.scheduler_lag.clone(),
             started_at: self.started_at,
+            alerts: self.alerts_view.clone(),
         });
         self.cached = Some(snapshot.clone());
         snapshot
+    }
+}
+
+/// The next view the alert task publishes; `None` once it is gone (or was never connected), so
+/// the select arm can be switched off.
+async fn changed(view: Option<&mut watch::Receiver<Arc<AlertsView>>>) -> Option<Arc<AlertsView>> {
+    let view = view?;
+    match view.changed().await {
+        Ok(()) => Some(view.borrow_and_update().clone()),
+        Err(_) => None,
     }
 }

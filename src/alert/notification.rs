@@ -166,6 +166,34 @@ impl Content {
     }
 }
 
+/// The message `honeyguide test-alert` sends: one informational alert that says nothing is
+/// wrong, through the normal rendering of the notifier.
+pub fn test_notification(notifier: &str, at: Timestamp) -> Notification {
+    Notification {
+        id: new_id(&mut fastrand::Rng::new()),
+        notifier: notifier.to_owned(),
+        purpose: Purpose::Test,
+        created_at: at,
+        alerts: vec![AlertMessage {
+            status: MessageStatus::Firing,
+            reason: Reason::Test,
+            alert: Content {
+                id: "honeyguide-test".to_owned(),
+                title: "Test notification from honeyguide".to_owned(),
+                severity: Severity::Info,
+                labels: BTreeMap::new(),
+                summary: "Nothing is wrong: this checks that honeyguide's notifications reach you."
+                    .to_owned(),
+                recovery: "Nothing to do.".to_owned(),
+                runbook: String::new(),
+                evidence: Vec::new(),
+                since: at,
+            },
+            ends_at: None,
+        }],
+    }
+}
+
 /// A fresh notification id: 128 random bits in hex. Not a secret, only unique.
 pub fn new_id(rng: &mut fastrand::Rng) -> String {
     format!("{:016x}{:016x}", rng.u64(..), rng.u64(..))

@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use super::status::{ProbeStatus, Status};
+use super::status::{AlertStatus, ProbeStatus, Status};
 
 /// Renders the page.
 pub fn render(status: &Status) -> String {
@@ -15,7 +15,11 @@ pub fn render(status: &Status) -> String {
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
         "<meta http-equiv=\"refresh\" content=\"15\">",
         "<title>honeyguide</title></head><body>",
-        "<h1>honeyguide</h1><table><thead><tr>",
+        "<h1>honeyguide</h1>"
+    ));
+    write_alerts(&mut html, status);
+    html.push_str(concat!(
+        "<h2>Probes</h2><table><thead><tr>",
         "<th>probe</th><th>state</th><th>latency</th><th>message</th>",
         "</tr></thead><tbody>"
     ));
@@ -24,6 +28,45 @@ pub fn render(status: &Status) -> String {
     }
     html.push_str("</tbody></table></body></html>\n");
     html
+}
+
+/// Alerts first: what is wrong and, for alerts not notified, why not.
+fn write_alerts(html: &mut String, status: &Status) {
+    html.push_str("<h2>Alerts</h2>");
+    if status.alerts.is_empty() {
+        html.push_str("<p>No alerts.</p>");
+        return;
+    }
+    html.push_str(
+        "<table><thead><tr><th>alert</th><th>state</th><th>severity</th><th>since</th>\
+         <th>notified</th></tr></thead><tbody>",
+    );
+    for alert in &status.alerts {
+        let _ = write!(
+            html,
+            "<tr><td>{} <small>({})</small></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&alert.title),
+            escape(&alert.id),
+            alert.state,
+            alert.severity,
+            escape(&alert.since),
+            escape(&held_by(alert)),
+        );
+    }
+    html.push_str("</tbody></table>");
+}
+
+fn held_by(alert: &AlertStatus) -> String {
+    if let Some(inhibitor) = &alert.inhibited_by {
+        return format!("no: inhibited by {inhibitor}");
+    }
+    if !alert.silenced_by.is_empty() {
+        return format!("no: silenced by {}", alert.silenced_by.join(", "));
+    }
+    match &alert.last_notified {
+        Some(at) => format!("last {at}"),
+        None => "not yet".to_owned(),
+    }
 }
 
 fn write_row(html: &mut String, probe: &ProbeStatus) {

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use honeyguide::config::{self, Source};
+use honeyguide::state::{Classifier, NoRules};
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -17,26 +18,50 @@ pub struct TestDaemon {
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), honeyguide::app::AppError>>>,
     client: reqwest::Client,
-    _dir: TempDir,
+    dir: Option<TempDir>,
 }
 
 impl TestDaemon {
     /// Starts a daemon for `probes_toml` (written to a temp dir, so relative paths resolve there).
     pub async fn start(probes_toml: &str) -> Self {
+        Self::start_with(probes_toml, Box::new(NoRules)).await
+    }
+
+    /// Starts a daemon whose diagnoses come from `classifier`.
+    pub async fn start_with(probes_toml: &str, classifier: Box<dyn Classifier>) -> Self {
+        Self::start_in(TempDir::new("daemon"), probes_toml, classifier).await
+    }
+
+    /// Starts a daemon in `dir` (e.g. the one a stopped daemon left, with its store). Unless the
+    /// file has a `[store]` section, the store is `honeyguide.db` in `dir`, never in the
+    /// working directory.
+    pub async fn start_in(
+        dir: TempDir,
+        probes_toml: &str,
+        classifier: Box<dyn Classifier>,
+    ) -> Self {
         super::init();
-        let dir = TempDir::new("daemon");
         let path = dir.path().join("probes.toml");
         std::fs::write(&path, probes_toml).expect("write probes.toml");
         let source = Source::new(&path, probes_toml.to_owned());
-        let config = config::parse(&source, &|_| None).unwrap_or_else(|errors| panic!("{errors}"));
+        let mut config =
+            config::parse(&source, &|_| None).unwrap_or_else(|errors| panic!("{errors}"));
+        if !probes_toml.contains("[store]") {
+            config.store.path = dir.path().join("honeyguide.db");
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let base_url = format!("http://{}", listener.local_addr().expect("addr"));
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(honeyguide::app::run(config, listener, async move {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(honeyguide::app::run_with(
+            config,
+            listener,
+            async move {
+                let _ = stopped.await;
+            },
+            classifier,
+        ));
         Self {
             base_url,
             stop: Some(stop),
@@ -45,8 +70,19 @@ impl TestDaemon {
                 .timeout(Duration::from_secs(10))
                 .build()
                 .expect("client"),
-            _dir: dir,
+            dir: Some(dir),
         }
+    }
+
+    /// The daemon's directory (its probes.toml and store).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.as_ref().expect("dir").path()
+    }
+
+    /// A request builder with the daemon's client, for the API.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.base_url))
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
@@ -95,6 +131,12 @@ impl TestDaemon {
     /// Stops the daemon the way SIGTERM does and waits for it to finish.
     pub async fn stop(mut self) {
         self.shutdown().await;
+    }
+
+    /// Stops the daemon and hands back its directory, to start another daemon on the same store.
+    pub async fn stop_keeping_dir(mut self) -> TempDir {
+        self.shutdown().await;
+        self.dir.take().expect("dir")
     }
 
     async fn shutdown(&mut self) {
