@@ -21,6 +21,7 @@ pub mod redis;
 pub mod registry;
 pub mod s3;
 pub mod smtp;
+pub mod transport;
 
 use std::collections::BTreeMap;
 use std::fmt;

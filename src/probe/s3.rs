@@ -1,40 +1,407 @@
-//! The `s3` probe kind. Not implemented yet: configuring it is a load error.
+//! The `s3` probe kind: a SigV4-signed `HEAD` of an object (or of the bucket) on an
+//! S3-compatible store, Backblaze B2 first. It feeds the catalog's "Backblaze B2 outage" entry:
+//! uploads and uncached downloads fail when this does.
+//!
+//! The request is signed as a presigned URL (query-string SigV4, valid 60 s) by rusty-s3, which
+//! is sans-IO and was checked against s3s-fs; it saves hand-writing canonical requests. The
+//! client is built per run (no pool). A `HEAD` has no body, so an S3 error code
+//! (`SignatureDoesNotMatch`, `InvalidAccessKeyId`, `NoSuchKey`) is only known when the server
+//! repeats it in an `x-amz-error-code` header; the status decides the class either way.
+//!
+//! B2 specifics (`docs/probes/s3.md`): the region is the `<region>` of
+//! `s3.<region>.backblazeb2.com` and is derived from it; B2's *master* application key does not
+//! work with the S3 API, so the probe needs a normal application key.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use rusty_s3::{Bucket, S3Action, UrlStyle};
 use serde::Deserialize;
+use url::Url;
 
+use crate::config::secret::{self, Secret};
 use crate::config::{BuildContext, FieldError};
 use crate::metrics::MetricsWriter;
-use crate::probe::{ErrorClass, Outcome, ProbeContext, ProbeResult};
+use crate::probe::transport;
+use crate::probe::{ErrorClass, Observations, Outcome, ProbeContext, ProbeResult, Value};
+
+/// How long a presigned URL is valid: long enough for clock skew within a run, short enough
+/// that a leaked URL is useless.
+const SIGNATURE_VALIDITY: Duration = Duration::from_secs(60);
+
+// === Spec ===
 
 /// The keys of a `kind = "s3"` probe.
 #[derive(Debug, Deserialize)]
-pub struct Spec {}
-
-/// A built `s3` probe.
-#[derive(Debug)]
-pub struct S3Probe {}
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// The S3 endpoint, e.g. `https://s3.us-west-004.backblazeb2.com`.
+    endpoint: String,
+    /// SigV4 region; derived from a B2 endpoint (`s3.<region>.backblazeb2.com`), else required.
+    region: Option<String>,
+    /// The bucket.
+    bucket: String,
+    /// Object to `HEAD` (a canary); without it the bucket itself is checked (HeadBucket).
+    key: Option<String>,
+    /// Access key ID (B2: the application key's keyID). Empty with an empty secret means an
+    /// unsigned request (a public bucket).
+    access_key_id: Option<String>,
+    /// Secret access key (B2: the application key); at most one of this and `_file`.
+    secret_access_key: Option<String>,
+    /// File holding the secret access key.
+    secret_access_key_file: Option<PathBuf>,
+    /// Path-style URLs (`endpoint/bucket/key`, default true) or virtual-host style
+    /// (`bucket.endpoint/key`).
+    path_style: Option<bool>,
+    /// Verify the server certificate (default true).
+    tls_verify: Option<bool>,
+    /// CA certificates (PEM) to verify the server with, instead of the system roots.
+    ca_file: Option<PathBuf>,
+}
 
 impl Spec {
     /// Validates the keys into a runnable probe.
-    pub fn build(self, _cx: &BuildContext) -> Result<S3Probe, Vec<FieldError>> {
-        Err(vec![FieldError::new(
-            "kind",
-            "the `s3` probe kind is not implemented yet",
-        )])
+    pub fn build(self, cx: &BuildContext) -> Result<S3Probe, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let endpoint = parse_endpoint(&self.endpoint)
+            .map_err(|message| errors.push(FieldError::new("endpoint", message)))
+            .ok();
+        let region = endpoint.as_ref().and_then(|endpoint| {
+            choose_region(endpoint, self.region)
+                .map_err(|message| errors.push(FieldError::new("region", message)))
+                .ok()
+        });
+
+        let bucket_name = self.bucket.trim().to_owned();
+        if bucket_name.is_empty() || bucket_name.contains('/') {
+            errors.push(FieldError::new(
+                "bucket",
+                format!("`{bucket_name}` is not a bucket name"),
+            ));
+        }
+        if self.key.as_deref() == Some("") {
+            errors.push(FieldError::new(
+                "key",
+                "must not be empty; leave it out to check the bucket itself",
+            ));
+        }
+
+        let secret = secret::resolve(
+            "secret_access_key",
+            self.secret_access_key,
+            self.secret_access_key_file.as_deref(),
+            &cx.base_dir,
+        )
+        .map_err(|error| errors.push(error))
+        .ok()
+        .flatten();
+        let credentials = credentials(self.access_key_id, secret)
+            .map_err(|error| errors.push(error))
+            .ok()
+            .flatten();
+
+        let style = if self.path_style.unwrap_or(true) {
+            UrlStyle::Path
+        } else {
+            UrlStyle::VirtualHost
+        };
+        let bucket = match (&endpoint, &region) {
+            (Some(endpoint), Some(region)) if !bucket_name.is_empty() => {
+                Bucket::new(endpoint.clone(), style, bucket_name.clone(), region.clone())
+                    .map_err(|error| {
+                        errors.push(FieldError::new(
+                            "bucket",
+                            format!("cannot address bucket `{bucket_name}`: {error:?}"),
+                        ));
+                    })
+                    .ok()
+            }
+            _ => None,
+        };
+
+        let tls = transport::verification(self.tls_verify, self.ca_file.as_deref(), cx)
+            .and_then(|verification| transport::client_config(&verification, &[b"h2", b"http/1.1"]))
+            .map_err(|error| errors.push(error))
+            .ok();
+
+        match (bucket, tls) {
+            (Some(bucket), Some(tls)) if errors.is_empty() => Ok(S3Probe {
+                bucket,
+                key: self.key,
+                credentials,
+                tls,
+            }),
+            _ => Err(errors),
+        }
     }
+}
+
+fn parse_endpoint(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text.trim()).map_err(|error| format!("`{text}` is not a URL: {error}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("`{text}` must be an http:// or https:// URL"));
+    }
+    if url.host_str().is_none() {
+        return Err(format!("`{text}` has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(
+            "put credentials in `access_key_id` and `secret_access_key`, not in the URL".to_owned(),
+        );
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("`{text}` may not have a query or fragment"));
+    }
+    Ok(url)
+}
+
+/// The `<region>` of a Backblaze B2 S3 host, `s3.<region>.backblazeb2.com`.
+fn b2_region(endpoint: &Url) -> Option<String> {
+    let host = endpoint.host_str()?.to_ascii_lowercase();
+    let region = host.strip_prefix("s3.")?.strip_suffix(".backblazeb2.com")?;
+    (!region.is_empty() && !region.contains('.')).then(|| region.to_owned())
+}
+
+fn choose_region(endpoint: &Url, configured: Option<String>) -> Result<String, String> {
+    let configured = configured.map(|region| region.trim().to_owned());
+    match (configured, b2_region(endpoint)) {
+        (Some(region), Some(derived)) if region != derived => Err(format!(
+            "`{region}` does not match the endpoint's region `{derived}`; B2 signs with the \
+             region in its host name"
+        )),
+        (Some(region), _) if region.is_empty() => Err("must not be empty".to_owned()),
+        (Some(region), _) => Ok(region),
+        (None, Some(derived)) => Ok(derived),
+        (None, None) => Err(
+            "required (only derived for Backblaze B2 endpoints, s3.<region>.backblazeb2.com)"
+                .to_owned(),
+        ),
+    }
+}
+
+/// Empty key ID and secret (the `${VAR:-}` defaults) mean an unsigned request.
+fn credentials(
+    key_id: Option<String>,
+    secret: Option<Secret>,
+) -> Result<Option<Credentials>, FieldError> {
+    let key_id = key_id
+        .map(|key_id| key_id.trim().to_owned())
+        .filter(|key_id| !key_id.is_empty());
+    let secret = secret.filter(|secret| !secret.expose().is_empty());
+    match (key_id, secret) {
+        (None, None) => Ok(None),
+        (Some(key_id), Some(secret)) => Ok(Some(Credentials {
+            key_id: Secret::new(key_id),
+            secret,
+        })),
+        (Some(_), None) => Err(FieldError::new(
+            "access_key_id",
+            "`access_key_id` is set but `secret_access_key` (or `secret_access_key_file`) is \
+             empty or missing",
+        )),
+        (None, Some(_)) => Err(FieldError::new(
+            "access_key_id",
+            "`secret_access_key` is set but `access_key_id` is empty or missing",
+        )),
+    }
+}
+
+// === probe ===
+
+/// A built `s3` probe.
+#[derive(Debug)]
+pub struct S3Probe {
+    bucket: Bucket,
+    key: Option<String>,
+    credentials: Option<Credentials>,
+    tls: Arc<rustls::ClientConfig>,
+}
+
+/// Both halves are kept as secrets: the key ID is not secret by itself, but it names the
+/// account and has no business in logs either.
+#[derive(Debug)]
+struct Credentials {
+    key_id: Secret,
+    secret: Secret,
 }
 
 impl S3Probe {
-    /// Makes one attempt.
-    pub async fn run(&self, _ctx: &ProbeContext) -> Outcome {
-        Outcome::failure(ErrorClass::Internal, "not implemented")
+    /// Makes one attempt: one signed `HEAD`.
+    pub async fn run(&self, ctx: &ProbeContext) -> Outcome {
+        let mut observations = Observations::from([
+            ("status".to_owned(), Value::Null),
+            ("request_id".to_owned(), Value::Null),
+        ]);
+        let outcome = match self.head(ctx, &mut observations).await {
+            Ok(message) => Outcome::success(message),
+            Err(outcome) => outcome,
+        };
+        ctx.end_phase();
+        outcome.with_all(observations)
     }
 
-    /// What is probed, for humans.
+    /// What is probed, for humans: `s3://bucket/key at endpoint`, no credentials.
     pub fn target(&self) -> String {
-        String::new()
+        format!("{} at {}", self.object_name(), self.bucket.base_url())
+    }
+
+    fn object_name(&self) -> String {
+        match &self.key {
+            Some(key) => format!("s3://{}/{key}", self.bucket.name()),
+            None => format!("s3://{}", self.bucket.name()),
+        }
+    }
+
+    fn signed_url(&self) -> Url {
+        let credentials = self.credentials.as_ref().map(|credentials| {
+            rusty_s3::Credentials::new(credentials.key_id.expose(), credentials.secret.expose())
+        });
+        match &self.key {
+            Some(key) => self
+                .bucket
+                .head_object(credentials.as_ref(), key)
+                .sign(SIGNATURE_VALIDITY),
+            None => self
+                .bucket
+                .head_bucket(credentials.as_ref())
+                .sign(SIGNATURE_VALIDITY),
+        }
+    }
+
+    async fn head(
+        &self,
+        ctx: &ProbeContext,
+        observations: &mut Observations,
+    ) -> Result<String, Outcome> {
+        let url = self.signed_url();
+        ctx.phase("resolve");
+        let host = url.host_str().unwrap_or_default().to_owned();
+        let port = url.port_or_known_default().unwrap_or(443);
+        let addrs: Vec<SocketAddr> = transport::resolve(&host, port).await?;
+        let client = transport::one_shot_client(&self.tls, Some((&host, &addrs)))?;
+
+        ctx.phase("request");
+        let what = format!("HEAD {}", self.object_name());
+        let response = client
+            .request(Method::HEAD, url)
+            .send()
+            .await
+            .map_err(|error| transport::classify_reqwest(error, &what))?;
+        let status = response.status();
+        let headers = response.headers();
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned)
+        };
+        observations.insert("status".to_owned(), Value::from(status.as_u16()));
+        observations.insert(
+            "request_id".to_owned(),
+            Value::from(header("x-amz-request-id")),
+        );
+        let error_code = header("x-amz-error-code");
+        let code_note = error_code
+            .map(|code| format!(" ({code})"))
+            .unwrap_or_default();
+        let status_text = match status.canonical_reason() {
+            Some(reason) => format!("{} {reason}", status.as_u16()),
+            None => status.as_u16().to_string(),
+        };
+
+        match status {
+            StatusCode::OK => {
+                let size = header("content-length").and_then(|length| length.parse::<u64>().ok());
+                if self.key.is_some() {
+                    observations.insert("content_length".to_owned(), Value::from(size));
+                }
+                Ok(match (&self.key, size) {
+                    (Some(_), Some(size)) => format!("{what}: {status_text}, {size} bytes"),
+                    _ => format!("{what}: {status_text}"),
+                })
+            }
+            StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => {
+                let why = if self.credentials.is_none() {
+                    "the request is unsigned (no credentials configured) and access was denied"
+                } else {
+                    "credentials refused (SignatureDoesNotMatch, InvalidAccessKeyId, a key \
+                     without access to the bucket, or a clock off by more than 15 minutes)"
+                };
+                Err(Outcome::failure(
+                    ErrorClass::Auth,
+                    format!("{what}: {status_text}{code_note}: {why}"),
+                ))
+            }
+            StatusCode::NOT_FOUND => {
+                let missing = if self.key.is_some() {
+                    "no such object (or bucket)"
+                } else {
+                    "no such bucket"
+                };
+                Err(Outcome::failure(
+                    ErrorClass::NotFound,
+                    format!("{what}: {status_text}{code_note}: {missing}"),
+                ))
+            }
+            other => Err(Outcome::failure(
+                ErrorClass::HttpStatus,
+                format!(
+                    "{what}: {status_text}{code_note}{}",
+                    if other.is_server_error() {
+                        ": the storage service is failing"
+                    } else {
+                        ""
+                    }
+                ),
+            )),
+        }
     }
 }
 
+// === metrics ===
+
 /// Writes the `s3`-specific series.
-pub fn write_metrics(_probes: &[(&str, &ProbeResult)], _out: &mut MetricsWriter) {}
+pub fn write_metrics(probes: &[(&str, &ProbeResult)], out: &mut MetricsWriter) {
+    for (name, result) in probes {
+        if let Some(status) = result.observation("status").and_then(Value::as_f64) {
+            out.gauge(
+                "probe_http_status_code",
+                "HTTP status of the probe's main request (for S3: the signed HEAD).",
+                &[("probe", name)],
+                status,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn b2_region_comes_from_the_host() {
+        let endpoint = parse_endpoint("https://s3.us-west-004.backblazeb2.com").unwrap();
+        assert_eq!(choose_region(&endpoint, None).unwrap(), "us-west-004");
+        assert!(choose_region(&endpoint, Some("us-east-005".to_owned())).is_err());
+        let other = parse_endpoint("https://minio.internal:9000").unwrap();
+        assert!(
+            choose_region(&other, None)
+                .unwrap_err()
+                .starts_with("required")
+        );
+        assert_eq!(
+            choose_region(&other, Some("eu-1".to_owned())).unwrap(),
+            "eu-1"
+        );
+    }
+
+    #[test]
+    fn half_credentials_are_errors_and_none_means_unsigned() {
+        assert!(matches!(credentials(Some(String::new()), None), Ok(None)));
+        let error = credentials(Some("004abc".to_owned()), None).unwrap_err();
+        assert_eq!(error.key, "access_key_id");
+    }
+}

@@ -17,4 +17,8 @@
 )]
 
 mod daemon;
+mod probe_dns;
+mod probe_registry;
+mod probe_s3;
+mod probe_smtp;
 mod support;

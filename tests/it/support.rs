@@ -11,6 +11,11 @@
 
 pub mod certs;
 pub mod daemon;
+pub mod dnsmasq;
+pub mod probes;
+pub mod registry;
+pub mod s3;
+pub mod smtpd;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
