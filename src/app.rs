@@ -6,8 +6,8 @@
 //! tests run a whole daemon on `127.0.0.1:0` and stop it when they like. [`run_with`] also takes
 //! the [`Classifier`] that turns probe state into diagnoses.
 //!
-//! Shutdown order: stop scheduling new runs; let runs in flight finish (each is bounded by its
-//! timeout) and report; stop the heartbeats and the server; let deliveries in flight finish (for
+//! Shutdown order: stop the heartbeats; stop scheduling new runs; let runs in flight finish
+//! (each is bounded by its timeout) and report; stop the server; let deliveries in flight finish (for
 //! at most [`DELIVERY_DRAIN`]) so they are recorded and not repeated after restart; save the
 //! alert state; then the state task and the store stop.
 
@@ -152,7 +152,10 @@ pub async fn run_with(
         let max_concurrent = config.scheduler.max_concurrent;
         tokio::spawn(async move {
             scheduler::run(&probes, max_concurrent, results, stop).await;
-            stopped.cancel();
+            // With no probes there is nothing to schedule, and nothing is wrong.
+            if !probes.is_empty() {
+                stopped.cancel();
+            }
         })
     };
 
@@ -191,12 +194,13 @@ pub async fn run_with(
 
     shutdown.await;
     tracing::info!("shutting down: finishing probe runs in flight");
+    // A stopping honeyguide stops vouching for itself first.
+    heartbeat_stop.cancel();
+    while heartbeats.join_next().await.is_some() {}
     stop.cancel();
     if let Err(error) = scheduler.await {
         tracing::warn!(%error, "scheduler ended abnormally");
     }
-    heartbeat_stop.cancel();
-    while heartbeats.join_next().await.is_some() {}
     server_stop.cancel();
     let served = server.await;
     delivery_stop.cancel();

@@ -402,16 +402,23 @@ impl StateTask {
         self
     }
 
-    /// Processes results and queries until every result sender is gone (the scheduler stopped).
+    /// Processes results, queries and evaluations until every result sender is gone (the
+    /// scheduler stopped) and every reader has hung up (the server stopped). Readers keep being
+    /// answered, and diagnoses published, while the daemon drains, and when there are no probes
+    /// at all (the scheduler then has nothing to run and stops at once).
     pub async fn run(mut self) {
         let mut evaluate = tokio::time::interval(EVALUATION_INTERVAL);
         evaluate.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut alerts = self.alerts.take();
-        loop {
+        let (mut results_open, mut queries_open) = (true, true);
+        while results_open || queries_open {
             tokio::select! {
                 biased;
-                Some(query) = self.queries.recv() => self.answer(query),
-                run = self.results.recv() => match run {
+                query = self.queries.recv(), if queries_open => match query {
+                    Some(query) => self.answer(query),
+                    None => queries_open = false,
+                },
+                run = self.results.recv(), if results_open => match run {
                     Some(run) => {
                         self.apply(run);
                         // Classify once per burst of results, not once per result.
@@ -420,7 +427,7 @@ impl StateTask {
                             evaluate.reset();
                         }
                     }
-                    None => break,
+                    None => results_open = false,
                 },
                 changed = changed(alerts.as_mut()), if alerts.is_some() => match changed {
                     Some(view) => {
@@ -431,10 +438,6 @@ impl StateTask {
                 },
                 _ = evaluate.tick() => self.evaluate(),
             }
-        }
-        // Keep answering readers while the server drains, until they hang up too.
-        while let Some(query) = self.queries.recv().await {
-            self.answer(query);
         }
     }
 

@@ -16,6 +16,7 @@
     reason = "the harness waits for real server processes in real time"
 )]
 
+mod alerting;
 mod daemon;
 mod probe_dns;
 mod probe_registry;
