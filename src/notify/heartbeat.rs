@@ -23,7 +23,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::dispatch::DeliveryReport;
 use super::{NotifyError, display_url, http_client, parse_http_url};
-use crate::alert::DeliveryResult;
 use crate::config::{BuildContext, FieldError, HumanDuration};
 use crate::state::StateHandle;
 
@@ -230,10 +229,6 @@ pub async fn run(
                 DeliveryReport::failed(&name, &error)
             }
         };
-        debug_assert!(matches!(
-            report.result,
-            DeliveryResult::Delivered | DeliveryResult::Failed
-        ));
         if reports.send(report).await.is_err() {
             return;
         }

@@ -74,6 +74,7 @@ async fn notifier(daemon: &TestDaemon, name: &str) -> Value {
 /// `/status` and `/metrics` tell the story.
 #[tokio::test]
 async fn fire_then_resolve_sends_exactly_two_signed_webhooks() {
+    crate::support::init();
     let receiver = Receiver::start().await;
     let script = Script::new();
     let daemon = TestDaemon::start_with(&webhook_toml(&receiver, ""), script.classifier()).await;
@@ -158,6 +159,7 @@ async fn fire_then_resolve_sends_exactly_two_signed_webhooks() {
 /// Failure modes that start together arrive as one message listing all of them.
 #[tokio::test]
 async fn alerts_starting_together_arrive_in_one_message() {
+    crate::support::init();
     let receiver = Receiver::start().await;
     let script = Script::new();
     let daemon = TestDaemon::start_with(
@@ -185,6 +187,7 @@ async fn alerts_starting_together_arrive_in_one_message() {
 /// once the inhibiting failure mode is gone while it still holds.
 #[tokio::test]
 async fn inhibited_alerts_are_shown_not_sent_then_sent_when_the_inhibitor_ends() {
+    crate::support::init();
     let receiver = Receiver::start().await;
     let script = Script::new();
     let daemon = TestDaemon::start_with(&webhook_toml(&receiver, ""), script.classifier()).await;
@@ -239,6 +242,7 @@ async fn inhibited_alerts_are_shown_not_sent_then_sent_when_the_inhibitor_ends()
 /// A firing alert is re-sent after the repeat interval.
 #[tokio::test]
 async fn a_firing_alert_is_repeated() {
+    crate::support::init();
     let receiver = Receiver::start().await;
     let script = Script::new();
     let daemon = TestDaemon::start_with(
@@ -271,6 +275,7 @@ async fn a_firing_alert_is_repeated() {
 /// id is sent every time, and the failures are counted.
 #[tokio::test]
 async fn a_failing_receiver_is_retried_with_the_same_idempotency_key() {
+    crate::support::init();
     let receiver = Receiver::start().await;
     receiver.fail_next(2);
     let script = Script::new();
@@ -295,6 +300,7 @@ async fn a_failing_receiver_is_retried_with_the_same_idempotency_key() {
 /// sent); when the silence expires while the alert still fires, the alert is sent.
 #[tokio::test]
 async fn an_api_silence_suppresses_and_its_expiry_renotifies() {
+    crate::support::init();
     let off = TestDaemon::start("").await;
     let response = off
         .request(Method::GET, "/api/silences")
@@ -391,6 +397,7 @@ async fn an_api_silence_suppresses_and_its_expiry_renotifies() {
 /// restart; maintenance windows from the file cannot be deleted through the API.
 #[tokio::test]
 async fn deleting_a_silence_expires_it_and_silences_survive_restart() {
+    crate::support::init();
     let receiver = Receiver::start().await;
     let script = Script::new();
     let toml = webhook_toml(
@@ -476,6 +483,7 @@ async fn deleting_a_silence_expires_it_and_silences_survive_restart() {
 /// is delivered exactly once afterwards; the restored alert is not announced a second time.
 #[tokio::test]
 async fn an_undelivered_notification_survives_a_restart_and_is_delivered_once() {
+    crate::support::init();
     let mut receiver = Receiver::start().await;
     receiver.stop();
     let script = Script::new();
@@ -513,6 +521,7 @@ async fn an_undelivered_notification_survives_a_restart_and_is_delivered_once() 
 /// delivery.
 #[tokio::test]
 async fn the_heartbeat_pings_while_healthy() {
+    crate::support::init();
     let receiver = Receiver::start().await;
     let daemon = TestDaemon::start(&format!(
         "[[notifier]]\nname = \"deadman\"\nkind = \"heartbeat\"\nurl = \"{}\"\ninterval = \"1s\"\ntimeout = \"1s\"\n",

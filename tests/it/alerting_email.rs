@@ -131,6 +131,7 @@ fn decode(headers: &str, body: &str) -> String {
 /// notification id.
 #[tokio::test]
 async fn email_over_starttls_and_implicit_tls_with_auth() {
+    crate::support::init();
     let server = Smtpd::start();
     let ca = server.ca_file.display().to_string();
     let toml = format!(
@@ -229,6 +230,7 @@ async fn email_over_starttls_and_implicit_tls_with_auth() {
 /// server is back it arrives exactly once.
 #[tokio::test]
 async fn an_smtp_outage_delays_the_email_only_and_it_arrives_once() {
+    crate::support::init();
     let ca = TestCa::new();
     let dir = TempDir::new("smtp-outage");
     let ca_file = ca.write_pem(dir.path());
@@ -288,6 +290,7 @@ async fn an_smtp_outage_delays_the_email_only_and_it_arrives_once() {
 /// server answered), honeyguide stays healthy, and the password appears nowhere.
 #[tokio::test]
 async fn a_wrong_smtp_password_is_a_clear_error_not_a_crash() {
+    crate::support::init();
     let server = Smtpd::start();
     let ca = server.ca_file.display().to_string();
     let toml = format!(
@@ -351,6 +354,7 @@ fn honeyguide(args: &[&str], dir: &std::path::Path) -> std::process::Output {
 /// a wrong password it exits 1 naming the SMTP error; an unknown name is a usage error (2).
 #[tokio::test]
 async fn test_alert_sends_one_message_or_explains_why_not() {
+    crate::support::init();
     let server = Smtpd::start();
     let ca = server.ca_file.display().to_string();
     let dir = TempDir::new("test-alert");

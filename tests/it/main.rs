@@ -17,6 +17,7 @@
 )]
 
 mod alerting;
+mod alerting_alertmanager;
 mod alerting_email;
 mod daemon;
 mod probe_dns;

@@ -115,6 +115,7 @@ pub struct Receiver {
 
 impl Receiver {
     pub async fn start() -> Self {
+        super::init();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         Self::serve(listener, Shared::default())
     }
@@ -230,6 +231,7 @@ pub struct Alertmanager {
 
 impl Alertmanager {
     pub async fn start(webhook: &str) -> Self {
+        super::init();
         let binary = require_binary("prometheus-alertmanager", "prometheus-alertmanager");
         let dir = TempDir::new("alertmanager");
         let config = dir.path().join("am.yml");
