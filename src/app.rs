@@ -4,7 +4,7 @@
 //!
 //! [`run`] takes the listener and the shutdown signal as arguments instead of creating them, so
 //! tests run a whole daemon on `127.0.0.1:0` and stop it when they like. [`run_with`] also takes
-//! the [`Classifier`] that turns probe state into diagnoses.
+//! the [`DiagnosisSource`] that turns probe state into diagnoses.
 //!
 //! Shutdown order: stop the heartbeats; stop scheduling new runs; let runs in flight finish
 //! (each is bounded by its timeout) and report; stop the server; let deliveries in flight finish (for
@@ -30,7 +30,7 @@ use crate::notify::dispatch::{self, BACKOFF_MAX, BACKOFF_MIN, Lane};
 use crate::notify::{Notifier, heartbeat};
 use crate::scheduler;
 use crate::server::{self, AppState};
-use crate::state::{Classifier, NoRules, StateTask};
+use crate::state::{DiagnosisSource, NoRules, StateTask};
 use crate::store::{StoreError, StoreHandle};
 
 /// How long shutdown waits for deliveries in flight before abandoning them (they are then
@@ -62,7 +62,7 @@ pub async fn run_with(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    classifier: Box<dyn Classifier>,
+    classifier: Box<dyn DiagnosisSource>,
 ) -> Result<(), AppError> {
     let store = StoreHandle::open(&config.store.path).await?;
     let loaded = store.load().await?;

@@ -7,7 +7,7 @@
 //! cached until the next change.
 //!
 //! After results arrive (and at least once a second, so `for` durations elapse without new
-//! results) the task asks the [`Classifier`] for the current diagnoses and publishes them on a
+//! results) the task asks the [`DiagnosisSource`] for the current diagnoses and publishes them on a
 //! `watch` channel to the alert task; the alert task publishes its view back the same way, so
 //! the snapshot carries alerts too and `/status` and `/metrics` render one consistent picture.
 //! Neither direction ever blocks the state task. Probe history is handed to the store with a
@@ -60,11 +60,12 @@ pub struct ProbeRun {
 
 // === classification ===
 
-/// Turns the probes' current state into the full list of diagnoses holding now. The failure
-/// catalog implements it; the state task calls it after results and once a second.
+/// Turns the probes' current state into the full list of diagnoses holding now: the seam where
+/// the failure catalog's classifier plugs in (tests plug in a closure). The state task calls it
+/// after results and once a second, and publishes the result to the alert task.
 ///
 /// It is `&mut self` because a classifier keeps time (`for` durations: since when a rule holds).
-pub trait Classifier: Send + 'static {
+pub trait DiagnosisSource: Send + 'static {
     /// Every diagnosis that holds now (pending or active), given every probe's state.
     fn classify(
         &mut self,
@@ -78,13 +79,13 @@ pub trait Classifier: Send + 'static {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoRules;
 
-impl Classifier for NoRules {
+impl DiagnosisSource for NoRules {
     fn classify(&mut self, _: &[Arc<ProbeView>], _: Instant, _: Timestamp) -> Vec<Diagnosis> {
         Vec::new()
     }
 }
 
-impl<F> Classifier for F
+impl<F> DiagnosisSource for F
 where
     F: FnMut(&[Arc<ProbeView>], Instant, Timestamp) -> Vec<Diagnosis> + Send + 'static,
 {
@@ -311,7 +312,7 @@ pub struct StateTask {
     cached: Option<Arc<Snapshot>>,
     results: mpsc::Receiver<ProbeRun>,
     queries: mpsc::Receiver<Query>,
-    classifier: Box<dyn Classifier>,
+    classifier: Box<dyn DiagnosisSource>,
     evaluations: Option<watch::Sender<Evaluation>>,
     alerts: Option<watch::Receiver<Arc<AlertsView>>>,
     alerts_view: Arc<AlertsView>,
@@ -367,7 +368,7 @@ impl StateTask {
 
     /// Uses `classifier` to diagnose after results.
     #[must_use]
-    pub fn with_classifier(mut self, classifier: Box<dyn Classifier>) -> Self {
+    pub fn with_classifier(mut self, classifier: Box<dyn DiagnosisSource>) -> Self {
         self.classifier = classifier;
         self
     }

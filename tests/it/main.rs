@@ -19,6 +19,7 @@
 mod alerting;
 mod alerting_alertmanager;
 mod alerting_email;
+mod alerting_restart;
 mod daemon;
 mod probe_dns;
 mod probe_registry;

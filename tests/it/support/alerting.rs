@@ -14,7 +14,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use honeyguide::catalog::{Diagnosis, DiagnosisState, Evidence, Severity};
-use honeyguide::state::{Classifier, ProbeView};
+use honeyguide::state::{DiagnosisSource, ProbeView};
 use serde_json::Value;
 use tokio::net::TcpListener;
 
@@ -36,7 +36,7 @@ impl Script {
         *self.0.lock().unwrap() = diagnoses;
     }
 
-    pub fn classifier(&self) -> Box<dyn Classifier> {
+    pub fn classifier(&self) -> Box<dyn DiagnosisSource> {
         let current = self.0.clone();
         Box::new(
             move |_: &[Arc<ProbeView>], _: tokio::time::Instant, _: jiff::Timestamp| {

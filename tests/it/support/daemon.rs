@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use honeyguide::config::{self, Source};
-use honeyguide::state::{Classifier, NoRules};
+use honeyguide::state::{DiagnosisSource, NoRules};
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -28,7 +28,7 @@ impl TestDaemon {
     }
 
     /// Starts a daemon whose diagnoses come from `classifier`.
-    pub async fn start_with(probes_toml: &str, classifier: Box<dyn Classifier>) -> Self {
+    pub async fn start_with(probes_toml: &str, classifier: Box<dyn DiagnosisSource>) -> Self {
         Self::start_in(TempDir::new("daemon"), probes_toml, classifier).await
     }
 
@@ -38,7 +38,7 @@ impl TestDaemon {
     pub async fn start_in(
         dir: TempDir,
         probes_toml: &str,
-        classifier: Box<dyn Classifier>,
+        classifier: Box<dyn DiagnosisSource>,
     ) -> Self {
         super::init();
         let path = dir.path().join("probes.toml");
