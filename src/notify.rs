@@ -228,10 +228,12 @@ pub enum NotifyError {
 }
 
 impl NotifyError {
-    /// A request error, described without the noise reqwest adds.
-    pub fn http(url: &str, error: &reqwest::Error) -> Self {
+    /// A request error with its causes, without the full URL reqwest would print (its path
+    /// or query may be a secret: a Slack hook, a healthchecks.io UUID).
+    pub fn http(url: &str, error: reqwest::Error) -> Self {
+        let error = error.without_url();
         let mut message = error.to_string();
-        let mut source = std::error::Error::source(error);
+        let mut source = std::error::Error::source(&error);
         while let Some(cause) = source {
             message = format!("{message}: {cause}");
             source = cause.source();
@@ -313,4 +315,15 @@ pub fn display_url(url: &url::Url) -> String {
     shown.set_query(None);
     shown.set_fragment(None);
     shown.to_string()
+}
+
+/// Only the scheme, host and port of a URL, for messages about URLs whose path is a secret
+/// (Slack and similar webhooks, healthchecks.io ping URLs): `https://hooks.slack.com/…`.
+pub fn display_origin(url: &url::Url) -> String {
+    let origin = url.origin().ascii_serialization();
+    if url.path() == "/" && url.query().is_none() {
+        format!("{origin}/")
+    } else {
+        format!("{origin}/…")
+    }
 }

@@ -139,6 +139,7 @@ pub struct AlertTask {
     wakes: BTreeMap<String, Arc<Notify>>,
     stats: Vec<NotifierStats>,
     unsaved: Option<Changes>,
+    store_failing: bool,
     rng: fastrand::Rng,
 }
 
@@ -166,6 +167,7 @@ impl AlertTask {
             wakes: wiring.wakes,
             stats: wiring.stats,
             unsaved: None,
+            store_failing: false,
             rng: fastrand::Rng::new(),
         };
         task.publish();
@@ -248,6 +250,9 @@ impl AlertTask {
         }
         match self.store.commit(changes.clone()).await {
             Ok(depths) => {
+                if std::mem::take(&mut self.store_failing) {
+                    tracing::info!("alert state saved again; held notifications are queued");
+                }
                 for (notifier, depth) in depths {
                     if let Some(stats) = self.stats.iter_mut().find(|stats| stats.name == notifier)
                     {
@@ -259,8 +264,12 @@ impl AlertTask {
                 }
             }
             Err(error) => {
-                // Nothing is delivered that is not stored; keep it and try again next round.
-                tracing::error!(%error, "cannot save alert state; notifications are held until it works");
+                // Nothing is delivered that is not stored; keep it and try again next round
+                // (at least once a second), saying so once rather than every time.
+                if !self.store_failing {
+                    tracing::error!(%error, "cannot save alert state; notifications are held until it works");
+                }
+                self.store_failing = true;
                 self.unsaved = Some(changes);
             }
         }

@@ -664,6 +664,18 @@ fn load_notifier(
             );
         }
     }
+    if kind == Some(NotifierKind::Alertmanager)
+        && let Some(send_resolved) = common
+            .send_resolved
+            .as_ref()
+            .filter(|send| !*send.get_ref())
+    {
+        sink.push(
+            &send_resolved.span(),
+            &format!("{label}.send_resolved"),
+            "Alertmanager is always sent resolves (they end the alert there); remove this key",
+        );
+    }
     let send_resolved = common.send_resolved.is_none_or(Spanned::into_inner);
     let notifier = built?;
     valid_name.then(|| {

@@ -183,7 +183,7 @@ async fn push(request: reqwest::RequestBuilder, shown: &str) -> Result<(), Notif
     let response = request
         .send()
         .await
-        .map_err(|error| NotifyError::http(shown, &error))?;
+        .map_err(|error| NotifyError::http(shown, error))?;
     let status = response.status();
     if status.is_success() {
         return Ok(());

@@ -22,7 +22,7 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use super::dispatch::DeliveryReport;
-use super::{NotifyError, display_url, http_client, parse_http_url};
+use super::{NotifyError, display_origin, http_client, parse_http_url};
 use crate::config::{BuildContext, FieldError, HumanDuration};
 use crate::state::StateHandle;
 
@@ -102,9 +102,9 @@ impl Spec {
 }
 
 impl HeartbeatNotifier {
-    /// The URL, without its query string.
+    /// Where it sends, without the path (which may be the secret part of the URL).
     pub fn target(&self) -> String {
-        display_url(&self.url)
+        display_origin(&self.url)
     }
 
     /// Time between pings.
@@ -122,7 +122,7 @@ impl HeartbeatNotifier {
         let response = request
             .send()
             .await
-            .map_err(|error| NotifyError::http(&shown, &error))?;
+            .map_err(|error| NotifyError::http(&shown, error))?;
         let status = response.status();
         if status.is_success() {
             return Ok(());

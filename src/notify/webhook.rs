@@ -19,7 +19,7 @@ use http::{HeaderName, HeaderValue};
 use serde::Deserialize;
 use sha2::Sha256;
 
-use super::{DeliveryContext, NotifyError, display_url, http_client, parse_http_url, render};
+use super::{DeliveryContext, NotifyError, display_origin, http_client, parse_http_url, render};
 use crate::alert::notification::Notification;
 use crate::config::{BuildContext, FieldError, HumanDuration, Secret, secret};
 
@@ -112,9 +112,9 @@ impl Spec {
 }
 
 impl WebhookNotifier {
-    /// The URL, without its query string.
+    /// Where it sends, without the path (which may be the secret part of the URL).
     pub fn target(&self) -> String {
-        display_url(&self.url)
+        display_origin(&self.url)
     }
 
     /// POSTs the payload once.
@@ -145,7 +145,7 @@ impl WebhookNotifier {
             .body(body)
             .send()
             .await
-            .map_err(|error| NotifyError::http(&shown, &error))?;
+            .map_err(|error| NotifyError::http(&shown, error))?;
         let status = response.status();
         if status.is_success() {
             return Ok(());

@@ -193,6 +193,7 @@ severities = ["critical"]
 name = "am"
 kind = "alertmanager"
 urls = []
+send_resolved = false
 
 [[maintenance]]
 name = "everything"
@@ -215,11 +216,12 @@ weekly = { day = "thursday-ish", start = "25:00", end = "13:30", timezone = "Mar
         "probes.toml:18:8: notifier[mail].kind: unknown notifier kind, expected one of `email`, `webhook`, `alertmanager`, `heartbeat`",
         "probes.toml:24:14: notifier[beat]: a heartbeat is not sent alerts, so it takes no `severities`, `alerts` or `send_resolved`",
         "probes.toml:29:8: notifier[am].urls: name at least one Alertmanager URL",
-        "probes.toml:31:1: maintenance[everything].alerts: say which alerts it silences",
-        "probes.toml:34:7: maintenance[everything].end: must be after `start`",
-        "probes.toml:39:18: maintenance[weekly].weekly.day: `thursday-ish` is not a day",
-        "probes.toml:39:42: maintenance[weekly].weekly.start: `25:00` is not a time of day like \"11:30\"",
-        "probes.toml:39:77: maintenance[weekly].weekly.timezone: `Mars/Olympus` is not a time zone name",
+        "probes.toml:30:17: notifier[am].send_resolved: Alertmanager is always sent resolves",
+        "probes.toml:32:1: maintenance[everything].alerts: say which alerts it silences",
+        "probes.toml:35:7: maintenance[everything].end: must be after `start`",
+        "probes.toml:40:18: maintenance[weekly].weekly.day: `thursday-ish` is not a day",
+        "probes.toml:40:42: maintenance[weekly].weekly.start: `25:00` is not a time of day like \"11:30\"",
+        "probes.toml:40:77: maintenance[weekly].weekly.timezone: `Mars/Olympus` is not a time zone name",
     ];
     for line in expected {
         assert!(
