@@ -3,8 +3,9 @@
 //! [`Config`], and stops them in order.
 //!
 //! [`run`] takes the listener and the shutdown signal as arguments instead of creating them, so
-//! tests run a whole daemon on `127.0.0.1:0` and stop it when they like. [`run_with`] also takes
-//! the [`DiagnosisSource`] that turns probe state into diagnoses.
+//! tests run a whole daemon on `127.0.0.1:0` and stop it when they like. [`run_with`] also says
+//! where the alert engine's diagnoses come from ([`Diagnoses`]): the catalog, or a feed the
+//! caller controls.
 //!
 //! Shutdown order: stop the heartbeats; stop scheduling new runs; let runs in flight finish
 //! (each is bounded by its timeout) and report; stop the server; let deliveries in flight finish (for
@@ -25,12 +26,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::alert::task::Wiring;
 use crate::alert::{AlertTask, Engine, Evaluation, NotifierStats, Settings, Target};
+use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::notify::dispatch::{self, BACKOFF_MAX, BACKOFF_MIN, Lane};
 use crate::notify::{Notifier, heartbeat};
 use crate::scheduler;
 use crate::server::{self, AppState};
-use crate::state::{DiagnosisSource, NoRules, StateTask};
+use crate::state::StateTask;
 use crate::store::{StoreError, StoreHandle};
 
 /// How long shutdown waits for deliveries in flight before abandoning them (they are then
@@ -48,21 +50,34 @@ pub enum AppError {
     Store(#[from] StoreError),
 }
 
-/// Runs the daemon until `shutdown` completes, with no failure catalog connected.
+/// Where the alert engine's diagnoses come from.
+#[derive(Debug)]
+pub enum Diagnoses {
+    /// The catalog's classifier in the state task: what the daemon does.
+    Catalog,
+    /// A feed the caller publishes to, e.g. a test scripting failure modes without rules and
+    /// probes. The catalog still runs and shows its diagnoses in `/status`.
+    Feed(watch::Receiver<Evaluation>),
+}
+
+/// Runs the daemon until `shutdown` completes, diagnosing the failure modes of `catalog`
+/// (validated against `config`'s probes).
 pub async fn run(
     config: Config,
+    catalog: Arc<Catalog>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AppError> {
-    run_with(config, listener, shutdown, Box::new(NoRules)).await
+    run_with(config, catalog, listener, shutdown, Diagnoses::Catalog).await
 }
 
-/// Runs the daemon until `shutdown` completes, diagnosing with `classifier`.
+/// Runs the daemon until `shutdown` completes, alerting on `diagnoses`.
 pub async fn run_with(
     config: Config,
+    catalog: Arc<Catalog>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    classifier: Box<dyn DiagnosisSource>,
+    diagnoses: Diagnoses,
 ) -> Result<(), AppError> {
     let store = StoreHandle::open(&config.store.path).await?;
     let loaded = store.load().await?;
@@ -79,7 +94,11 @@ pub async fn run_with(
     );
 
     // The alert task and what feeds it.
-    let (evaluations_tx, evaluations) = watch::channel(Evaluation::default());
+    let (evaluations_tx, from_catalog) = watch::channel(Evaluation::default());
+    let evaluations = match diagnoses {
+        Diagnoses::Catalog => from_catalog,
+        Diagnoses::Feed(feed) => feed,
+    };
     let (reports_tx, reports) = mpsc::channel(256);
     let wakes: BTreeMap<String, Arc<Notify>> = config
         .notifiers
@@ -113,9 +132,8 @@ pub async fn run_with(
         stats,
     });
 
-    let (state_task, results, state) = StateTask::new(&config);
+    let (state_task, results, state) = StateTask::new(&config, catalog);
     let state_task = state_task
-        .with_classifier(classifier)
         .with_alerts(evaluations_tx, alerts_view)
         .with_history(store.clone(), &history);
     let state_task = tokio::spawn(state_task.run());

@@ -1,13 +1,138 @@
 //! The failure catalog: `alerts/*.toml` rules, and the diagnoses they produce.
 //!
-//! Not implemented yet (issue: the failure catalog as data). This module already fixes the
-//! [`Diagnosis`] type, the contract between the classifier and the alert engine.
+//! Each file of `alerts/` describes one failure mode of the monitored stack: what users see, a
+//! CEL expression over the latest probe results that recognises it, how long it must hold, what
+//! to do about it, and which other modes it explains (and so inhibits). [`load`] validates the
+//! whole directory against the configured probes, reporting every problem at once with its file,
+//! line and column, into an immutable [`Catalog`]. The [`Classifier`], owned by the state task,
+//! evaluates the rules as results arrive and keeps the current [`Diagnosis`] list, the contract
+//! with the alert engine.
+//!
+//! - `load`: reading and validating rule files;
+//! - `expr`: compiling, checking and evaluating the `when` expressions (the CEL context);
+//! - `classifier`: from probe views to diagnoses, incrementally;
+//! - `position`: mapping positions inside a TOML string back to the file;
+//! - `synthetic`: the typical results rules are type-checked against at load.
+//!
+//! Rules know nothing of notifiers; probes know nothing of rules. `docs/writing-rules.md` is the
+//! rule author's guide.
+
+mod classifier;
+mod expr;
+mod load;
+mod position;
+mod synthetic;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use jiff::Timestamp;
 use tokio::time::Instant;
+
+pub use classifier::{Classifier, RuleStats, RuleStatus, TIME_DEPENDENT_PERIOD};
+
+use crate::config::{Config, ConfigErrors, Source};
+use crate::probe::Kind;
+
+use expr::{Evaluator, Expression};
+
+// === loading ===
+
+/// The configured probes a catalog is checked against: name -> kind.
+pub type ProbeKinds = BTreeMap<String, Kind>;
+
+/// The probes of a validated config, for [`load`].
+pub fn probe_kinds(config: &Config) -> ProbeKinds {
+    config
+        .probes
+        .iter()
+        .map(|probe| (probe.name.clone(), probe.kind()))
+        .collect()
+}
+
+/// Reads and validates every `*.toml` file of `dir` against the configured `probes`. Fails with
+/// every problem found, each with its file, line, column and key.
+pub fn load(dir: &Path, probes: &ProbeKinds) -> Result<Catalog, ConfigErrors> {
+    let sources = load::read_dir(dir)?;
+    parse(&sources, probes)
+}
+
+/// Validates already-read rule files (the file names matter: an id must equal its file's stem).
+pub fn parse(sources: &[Source], probes: &ProbeKinds) -> Result<Catalog, ConfigErrors> {
+    load::parse(sources, probes)
+}
+
+/// The validated failure modes, in file-name order. Immutable; share it in an `Arc`.
+#[derive(Debug)]
+pub struct Catalog {
+    modes: Vec<FailureMode>,
+    evaluator: Evaluator,
+}
+
+impl Catalog {
+    /// A catalog without failure modes (nothing is ever diagnosed).
+    pub fn empty() -> Self {
+        Self {
+            modes: Vec::new(),
+            evaluator: Evaluator::new(),
+        }
+    }
+
+    /// Every failure mode, in file-name order (for `honeyguide catalog`).
+    pub fn modes(&self) -> &[FailureMode] {
+        &self.modes
+    }
+
+    /// The failure mode with this id.
+    pub fn get(&self, id: &str) -> Option<&FailureMode> {
+        self.modes.iter().find(|mode| mode.id == id)
+    }
+}
+
+/// One failure mode: a validated rule file.
+#[derive(Debug)]
+pub struct FailureMode {
+    /// Kebab-case id, equal to the file stem; also the alert name.
+    pub id: String,
+    /// One-line title.
+    pub title: String,
+    /// How bad.
+    pub severity: Severity,
+    /// The CEL expression, as written.
+    pub when: String,
+    /// How long `when` must hold before the diagnosis is active.
+    pub for_duration: Duration,
+    /// What users see.
+    pub symptom: String,
+    /// What to do (markdown).
+    pub recovery: String,
+    /// Link or anchor to the runbook.
+    pub runbook: String,
+    /// Ids of the modes this one suppresses while active.
+    pub inhibits: Vec<String>,
+    /// Extra labels for routing.
+    pub labels: BTreeMap<String, String>,
+    /// The file it was loaded from.
+    pub file: PathBuf,
+    expression: Expression,
+}
+
+impl FailureMode {
+    /// The probes `when` reads, in order of first mention: the evidence of a diagnosis.
+    pub fn probes(&self) -> &[String] {
+        &self.expression.probes
+    }
+
+    /// Whether `when` can change without a new probe result (it reads `now` or calls
+    /// `seconds_since_ok()`), so it is re-evaluated on every classifier pass.
+    pub fn is_time_dependent(&self) -> bool {
+        self.expression.time_dependent
+    }
+}
+
+// === diagnoses ===
 
 /// How bad a failure mode is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -426,11 +426,13 @@ fn load_probe(
     let interval =
         positive(common.interval, &format!("{label}.interval"), sink).unwrap_or(defaults.interval);
     let timeout_span = common.timeout.as_ref().map(Spanned::span);
-    let timeout =
-        positive(common.timeout, &format!("{label}.timeout"), sink).unwrap_or(defaults.timeout);
-    if timeout > interval {
+    // Without a timeout of its own, a probe gets the default capped at its interval: a fast
+    // probe (`interval = "1s"`) should not need a timeout line just to be valid.
+    let timeout = positive(common.timeout, &format!("{label}.timeout"), sink)
+        .unwrap_or(defaults.timeout.min(interval));
+    if let Some(timeout_span) = timeout_span.filter(|_| timeout > interval) {
         sink.push(
-            &timeout_span.unwrap_or(span.clone()),
+            &timeout_span,
             &format!("{label}.timeout"),
             format!(
                 "timeout ({}) must not be longer than the interval ({})",
@@ -550,7 +552,7 @@ where
             .collect(),
         _ => BTreeMap::new(),
     };
-    let spec: S = sink.deserialize(value, label)?;
+    let spec: S = sink.deserialize_with_hints(value, label, &COMMON_KEYS)?;
     match build(spec, cx) {
         Ok(built) => Some(built),
         Err(errors) => {
@@ -570,5 +572,74 @@ where
             }
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_text(text: &str) -> Result<Config, ConfigErrors> {
+        parse(&Source::new("probes.toml", text.to_owned()), &|_| None)
+    }
+
+    fn probe(name: &str, extra: &str) -> String {
+        format!(
+            "[[probe]]\nname = \"{name}\"\nkind = \"http\"\nurl = \"http://127.0.0.1/\"\n{extra}\n"
+        )
+    }
+
+    /// A probe without its own timeout gets the default, capped at its interval.
+    #[test]
+    fn default_timeout_is_capped_at_the_interval() {
+        let config = parse_text(&probe("fast", "interval = \"1s\"")).unwrap();
+        assert_eq!(config.probes[0].timeout, Duration::from_secs(1));
+        let config = parse_text(&probe("slow", "")).unwrap();
+        assert_eq!(config.probes[0].interval, DEFAULT_INTERVAL);
+        assert_eq!(config.probes[0].timeout, DEFAULT_TIMEOUT);
+    }
+
+    /// An explicit timeout longer than the interval is an error at the timeout's position.
+    #[test]
+    fn explicit_timeout_longer_than_interval_is_an_error() {
+        let errors = parse_text(&probe("p", "interval = \"5s\"\ntimeout = \"6s\"")).unwrap_err();
+        assert_eq!(
+            errors.to_string(),
+            "probes.toml:6:11: probe[p].timeout: timeout (6s) must not be longer than the interval (5s)"
+        );
+    }
+
+    /// Every problem is reported in one go, in file order.
+    #[test]
+    fn duplicates_unknown_sections_and_bad_names_are_all_reported() {
+        let text = format!(
+            "[serve]\nlisten = \"x\"\n\n{}\n{}\n{}",
+            probe("a", ""),
+            probe("a", ""),
+            probe("bad name", "")
+        );
+        let errors = parse_text(&text).unwrap_err().to_string();
+        let lines: Vec<&str> = errors.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "probes.toml:1:2: serve: unknown section, expected one of `server`, `scheduler`, `defaults`, `probe`, `alerting`, `store`, `api`, `notifier`, `maintenance`",
+                "probes.toml:11:8: probe[a].name: duplicate probe name `a`",
+                "probes.toml:17:8: probe[bad name].name: `bad name` is not a valid probe name: use letters, digits, `-`, `_` and `.`",
+            ]
+        );
+    }
+
+    /// `${VAR}` comes from the lookup, `${VAR:-default}` falls back.
+    #[test]
+    fn values_are_interpolated_from_the_environment() {
+        let text = "[server]\nlisten = \"${LISTEN:-127.0.0.1:1}\"\n";
+        let config = parse(&Source::new("p.toml", text.to_owned()), &|name| {
+            (name == "LISTEN").then(|| "127.0.0.1:7777".to_owned())
+        })
+        .unwrap();
+        assert_eq!(config.server.listen, "127.0.0.1:7777".parse().unwrap());
+        let config = parse_text(text).unwrap();
+        assert_eq!(config.server.listen, "127.0.0.1:1".parse().unwrap());
     }
 }

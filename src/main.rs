@@ -1,14 +1,17 @@
 //! The `honeyguide` command: `run` (the daemon), `check` (run probes once), `validate`,
-//! `test-alert` (send a test notification through one notifier).
+//! `catalog` (list the failure modes), `test-alert` (send a test notification through one
+//! notifier).
 //!
 //! Exit codes: 0 success, 1 `check` found failing probes or `test-alert` could not deliver,
 //! 2 bad configuration or usage.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use honeyguide::catalog::{self, Catalog};
 use honeyguide::config::{self, Config, ConfigErrors};
 use honeyguide::probe::{self, ProbeResult};
 
@@ -52,6 +55,11 @@ enum Command {
         #[command(flatten)]
         paths: Paths,
     },
+    /// List the failure modes of the rules: what each recognises, from which probes.
+    Catalog {
+        #[command(flatten)]
+        paths: Paths,
+    },
     /// Send a test notification through one notifier now (bypassing the outbox); exit 1 with
     /// the reason if it cannot be delivered.
     TestAlert {
@@ -81,16 +89,18 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal; journald and kubectl logs get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
 fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run { paths } => {
-            let Some(config) = load_config(&paths.config) else {
+            let Some((config, catalog)) = load_all(&paths) else {
                 return Ok(ExitCode::from(2));
             };
-            runtime()?.block_on(run_daemon(config))?;
+            runtime()?.block_on(run_daemon(config, catalog))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { paths, probes } => {
@@ -105,13 +115,25 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             };
             runtime()?.block_on(test_alert(&config, &notifier))
         }
-        Command::Validate { paths } => Ok(match load_config(&paths.config) {
-            Some(config) => {
+        Command::Validate { paths } => Ok(match load_all(&paths) {
+            Some((config, catalog)) => {
                 println!(
                     "{}: {} probes, ok",
                     config.path.display(),
                     config.probes.len()
                 );
+                println!(
+                    "{}: {} failure modes, ok",
+                    paths.alerts.display(),
+                    catalog.modes().len()
+                );
+                ExitCode::SUCCESS
+            }
+            None => ExitCode::from(2),
+        }),
+        Command::Catalog { paths } => Ok(match load_all(&paths) {
+            Some((_, catalog)) => {
+                print!("{}", render_catalog(&catalog));
                 ExitCode::SUCCESS
             }
             None => ExitCode::from(2),
@@ -144,7 +166,26 @@ fn load_config(path: &Path) -> Option<Config> {
     }
 }
 
-async fn run_daemon(config: Config) -> anyhow::Result<()> {
+/// Loads the config, then the rules checked against its probes, printing every problem.
+fn load_all(paths: &Paths) -> Option<(Config, Arc<Catalog>)> {
+    let config = load_config(&paths.config)?;
+    match catalog::load(&paths.alerts, &catalog::probe_kinds(&config)) {
+        Ok(catalog) => Some((config, Arc::new(catalog))),
+        Err(ConfigErrors(errors)) => {
+            for error in &errors {
+                eprintln!("{error}");
+            }
+            eprintln!(
+                "honeyguide: {} problem(s) in {}",
+                errors.len(),
+                paths.alerts.display()
+            );
+            None
+        }
+    }
+}
+
+async fn run_daemon(config: Config, catalog: Arc<Catalog>) -> anyhow::Result<()> {
     let listen = config.server.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -152,10 +193,11 @@ async fn run_daemon(config: Config) -> anyhow::Result<()> {
     tracing::info!(
         %listen,
         probes = config.probes.len(),
+        failure_modes = catalog.modes().len(),
         config = %config.path.display(),
         "honeyguide started"
     );
-    honeyguide::app::run(config, listener, shutdown_signal()).await?;
+    honeyguide::app::run(config, catalog, listener, shutdown_signal()).await?;
     tracing::info!("honeyguide stopped");
     Ok(())
 }
@@ -278,6 +320,46 @@ fn render_table(rows: &[(&str, &str, &ProbeResult)]) -> String {
             "{name:<name_width$}  {kind:<8}  {verdict:<6}  {error:<11}  {millis:>9}  {}\n",
             result.message
         ));
+    }
+    out
+}
+
+/// One line per failure mode: id, severity, `for`, the probes it reads, and its title.
+fn render_catalog(catalog: &Catalog) -> String {
+    let rows: Vec<[String; 4]> = catalog
+        .modes()
+        .iter()
+        .map(|mode| {
+            [
+                mode.id.clone(),
+                mode.severity.as_str().to_owned(),
+                humantime::format_duration(mode.for_duration).to_string(),
+                mode.probes().join(","),
+            ]
+        })
+        .collect();
+    let header = ["ID", "SEVERITY", "FOR", "PROBES"];
+    let widths: Vec<usize> = (0..header.len())
+        .map(|column| {
+            rows.iter()
+                .map(|row| row[column].len())
+                .chain([header[column].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: [&str; 4], title: &str| {
+        let mut line = String::new();
+        for (cell, width) in cells.iter().zip(&widths) {
+            line.push_str(&format!("{cell:<width$}  "));
+        }
+        line.push_str(title);
+        line.push('\n');
+        line
+    };
+    let mut out = line(header, "TITLE");
+    for (mode, row) in catalog.modes().iter().zip(&rows) {
+        out.push_str(&line([&row[0], &row[1], &row[2], &row[3]], &mode.title));
     }
     out
 }

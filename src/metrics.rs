@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
+use crate::catalog::{Diagnosis, DiagnosisState};
 use crate::probe::{self, Kind, ProbeResult};
 use crate::state::Snapshot;
 
@@ -24,6 +25,7 @@ pub fn render(snapshot: &Snapshot) -> String {
     let mut out = MetricsWriter::new();
     write_probe_series(snapshot, &mut out);
     write_kind_series(snapshot, &mut out);
+    write_diagnosis_series(snapshot, &mut out);
     crate::alert::write_metrics(&snapshot.alerts, &mut out);
     write_daemon_series(snapshot, &mut out);
     out.finish()
@@ -133,6 +135,61 @@ fn write_kind_series(snapshot: &Snapshot, out: &mut MetricsWriter) {
     }
 }
 
+/// One series per failure mode, whether diagnosed or not, so that absent and healthy differ.
+fn write_diagnosis_series(snapshot: &Snapshot, out: &mut MetricsWriter) {
+    out.family(
+        "honeyguide_diagnosis_active",
+        MetricType::Gauge,
+        "Whether the failure mode is diagnosed and confirmed (held for its `for`), inhibited or not.",
+    );
+    out.family(
+        "honeyguide_diagnosis_inhibited",
+        MetricType::Gauge,
+        "Whether the failure mode is diagnosed but explained by another active one (not notified).",
+    );
+    out.family(
+        "honeyguide_rule_evaluations_total",
+        MetricType::Counter,
+        "Evaluations of the failure mode's rule with every probe it reads known.",
+    );
+    out.family(
+        "honeyguide_rule_errors_total",
+        MetricType::Counter,
+        "Evaluations of the failure mode's rule that failed (it does not fire meanwhile).",
+    );
+    let diagnoses: HashMap<&str, &Diagnosis> = snapshot
+        .diagnoses
+        .iter()
+        .map(|diagnosis| (diagnosis.id.as_str(), diagnosis))
+        .collect();
+    for (mode, stats) in snapshot.catalog.modes().iter().zip(&snapshot.rules) {
+        let diagnosis = diagnoses.get(mode.id.as_str());
+        let active = diagnosis.is_some_and(|d| d.state == DiagnosisState::Active);
+        let inhibited = diagnosis.is_some_and(|d| d.inhibited_by.is_some());
+        let id = mode.id.as_str();
+        out.sample(
+            "honeyguide_diagnosis_active",
+            &[("id", id), ("severity", mode.severity.as_str())],
+            if active { 1.0 } else { 0.0 },
+        );
+        out.sample(
+            "honeyguide_diagnosis_inhibited",
+            &[("id", id)],
+            if inhibited { 1.0 } else { 0.0 },
+        );
+        out.sample(
+            "honeyguide_rule_evaluations_total",
+            &[("id", id)],
+            stats.evaluations as f64,
+        );
+        out.sample(
+            "honeyguide_rule_errors_total",
+            &[("id", id)],
+            stats.errors as f64,
+        );
+    }
+}
+
 /// honeyguide's own health.
 fn write_daemon_series(snapshot: &Snapshot, out: &mut MetricsWriter) {
     out.histogram(
@@ -140,6 +197,12 @@ fn write_daemon_series(snapshot: &Snapshot, out: &mut MetricsWriter) {
         "How late probe runs started compared to their schedule.",
         &[],
         &snapshot.scheduler_lag,
+    );
+    out.gauge(
+        "honeyguide_scheduler_lag_max_seconds",
+        "The latest any probe run has started since honeyguide started.",
+        &[],
+        snapshot.scheduler_lag_max.as_secs_f64(),
     );
     out.gauge(
         "honeyguide_probes",

@@ -16,6 +16,7 @@
 pub mod asynq;
 pub mod dns;
 pub mod http;
+pub mod net;
 pub mod postgres;
 pub mod redis;
 pub mod registry;
@@ -555,6 +556,9 @@ pub struct ProbeContext {
 struct Timings {
     current: Option<(&'static str, Instant)>,
     done: Vec<(&'static str, Duration)>,
+    /// Facts learned along the way (resolved addresses, the peer's certificate), kept so that a
+    /// run cut off at its timeout still reports them.
+    partial: Observations,
 }
 
 impl ProbeContext {
@@ -565,6 +569,7 @@ impl ProbeContext {
             timings: Arc::new(Mutex::new(Timings {
                 current: None,
                 done: Vec::new(),
+                partial: Observations::new(),
             })),
         }
     }
@@ -596,6 +601,16 @@ impl ProbeContext {
     /// Records a phase measured elsewhere (e.g. inside a library callback).
     pub fn record(&self, name: &'static str, duration: Duration) {
         self.lock().done.push((name, duration));
+    }
+
+    /// Records a fact as soon as it is known. If the run then times out, the result still
+    /// carries it; if the run finishes, the outcome's own observations take precedence.
+    pub fn observe(&self, key: &str, value: impl Into<Value>) {
+        self.lock().partial.insert(key.to_owned(), value.into());
+    }
+
+    fn take_partial(&self) -> Observations {
+        std::mem::take(&mut self.lock().partial)
     }
 
     /// The phase in progress, if any.
@@ -663,11 +678,13 @@ where
             timed_out(&ctx, timeout)
         }
     };
+    let mut observations = ctx.take_partial();
+    observations.extend(outcome.observations);
     ProbeResult {
         ok: outcome.ok,
         error: outcome.error,
         message: outcome.message,
-        observations: outcome.observations,
+        observations,
         duration: started.elapsed(),
         phases: ctx.take_phases(),
     }
@@ -711,6 +728,7 @@ mod tests {
         let result = execute_with(Duration::from_secs(2), |ctx| async move {
             ctx.phase("connect");
             tokio::time::sleep(Duration::from_millis(100)).await;
+            ctx.observe("remote_addr", "192.0.2.1:443");
             ctx.phase("first_byte");
             std::future::pending::<()>().await;
             Outcome::success("unreachable")
@@ -725,6 +743,10 @@ mod tests {
         );
         assert_eq!(result.phase("connect"), Some(Duration::from_millis(100)));
         assert_eq!(result.duration, Duration::from_secs(2));
+        assert_eq!(
+            result.observation("remote_addr"),
+            Some(&Value::Str("192.0.2.1:443".into()))
+        );
     }
 
     /// A probe bug that panics is a failed result of class `internal`, not a crash.

@@ -6,12 +6,15 @@
 //! views are `Arc`s updated copy-on-write, so a snapshot costs one `Arc` clone per probe and is
 //! cached until the next change.
 //!
-//! After results arrive (and at least once a second, so `for` durations elapse without new
-//! results) the task asks the [`DiagnosisSource`] for the current diagnoses and publishes them on a
-//! `watch` channel to the alert task; the alert task publishes its view back the same way, so
-//! the snapshot carries alerts too and `/status` and `/metrics` render one consistent picture.
+//! The task also owns the [`Classifier`]: each result marks the rules reading its probe, which
+//! are evaluated right away, and a one-second tick confirms pending diagnoses whose `for` has
+//! elapsed and re-evaluates time-dependent rules. The diagnoses are part of the snapshot.
+//!
+//! When the diagnoses (or whether every probe has reported yet) change, the task publishes them
+//! on a `watch` channel to the alert task; the alert task publishes its view back the same way,
+//! so the snapshot carries alerts too and `/status` and `/metrics` render one consistent picture.
 //! Neither direction ever blocks the state task. Probe history is handed to the store with a
-//! non-blocking send and restored from it at start.
+//! non-blocking send, and restored from it at start.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -19,10 +22,10 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 
 use crate::alert::{AlertsView, Evaluation};
-use crate::catalog::Diagnosis;
+use crate::catalog::{Catalog, Classifier, Diagnosis, RuleStats};
 use crate::config::Config;
 use crate::metrics::Histogram;
 use crate::probe::{ErrorClass, Kind, ProbeResult};
@@ -33,12 +36,12 @@ pub const HISTORY_LEN: usize = 100;
 /// Runs shown per probe in `/status`.
 pub const STATUS_HISTORY_LEN: usize = 20;
 
-/// The classifier runs at least this often, so `for` durations elapse without new results.
-pub const EVALUATION_INTERVAL: Duration = Duration::from_secs(1);
-
 /// Upper bounds of the scheduler-lag histogram, in seconds.
-pub const LAG_BUCKETS: [f64; 12] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+/// Fine at the low end: lag is normally well under a millisecond, and the benchmark reads its
+/// p50/p99 from these buckets.
+pub const LAG_BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
 ];
 
 // === results in ===
@@ -56,47 +59,6 @@ pub struct ProbeRun {
     pub checked_at: Timestamp,
     /// How late the run started compared to its schedule.
     pub lag: Duration,
-}
-
-// === classification ===
-
-/// Turns the probes' current state into the full list of diagnoses holding now: the seam where
-/// the failure catalog's classifier plugs in (tests plug in a closure). The state task calls it
-/// after results and once a second, and publishes the result to the alert task.
-///
-/// It is `&mut self` because a classifier keeps time (`for` durations: since when a rule holds).
-pub trait DiagnosisSource: Send + 'static {
-    /// Every diagnosis that holds now (pending or active), given every probe's state.
-    fn classify(
-        &mut self,
-        probes: &[Arc<ProbeView>],
-        now: Instant,
-        at: Timestamp,
-    ) -> Vec<Diagnosis>;
-}
-
-/// No rules: never diagnoses anything. What runs until a catalog is connected.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct NoRules;
-
-impl DiagnosisSource for NoRules {
-    fn classify(&mut self, _: &[Arc<ProbeView>], _: Instant, _: Timestamp) -> Vec<Diagnosis> {
-        Vec::new()
-    }
-}
-
-impl<F> DiagnosisSource for F
-where
-    F: FnMut(&[Arc<ProbeView>], Instant, Timestamp) -> Vec<Diagnosis> + Send + 'static,
-{
-    fn classify(
-        &mut self,
-        probes: &[Arc<ProbeView>],
-        now: Instant,
-        at: Timestamp,
-    ) -> Vec<Diagnosis> {
-        self(probes, now, at)
-    }
 }
 
 // === per-probe view ===
@@ -130,7 +92,23 @@ pub struct ProbeView {
     pub runs_ok: u64,
     /// Failed runs since start, by error class.
     pub runs_failed: BTreeMap<ErrorClass, u64>,
+    /// Runs per wall-clock hour, oldest first, for uptime over the last day.
+    pub hourly: VecDeque<HourBucket>,
 }
+
+/// Runs that finished within one wall-clock hour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HourBucket {
+    /// Hours since the Unix epoch.
+    pub hour: i64,
+    /// Successful runs in that hour.
+    pub ok: u32,
+    /// All runs in that hour.
+    pub total: u32,
+}
+
+/// Hour buckets kept: a day, plus the hour in progress.
+const HOURS_KEPT: usize = 25;
 
 /// A result with when it arrived.
 #[derive(Clone, Debug)]
@@ -182,6 +160,7 @@ impl ProbeView {
             last_ok_at: None,
             runs_ok: 0,
             runs_failed: BTreeMap::new(),
+            hourly: VecDeque::with_capacity(HOURS_KEPT),
         }
     }
 
@@ -209,6 +188,7 @@ impl ProbeView {
                 .entry(result.error.unwrap_or(ErrorClass::Internal))
                 .or_default() += 1;
         }
+        self.count_hourly(result.ok, checked_at);
         self.latest = Some(Checked {
             result,
             at,
@@ -216,9 +196,29 @@ impl ProbeView {
         });
     }
 
-    /// Fills the history from the store after a restart (oldest first): `/status` shows it and
-    /// rules reading failure ratios see it. `latest` stays empty until the first run, and the
-    /// run counters count from this start.
+    fn count_hourly(&mut self, ok: bool, checked_at: Timestamp) {
+        let hour = checked_at.as_second().div_euclid(3600);
+        match self.hourly.back_mut() {
+            Some(bucket) if bucket.hour == hour => {
+                bucket.total += 1;
+                bucket.ok += u32::from(ok);
+            }
+            _ => {
+                if self.hourly.len() == HOURS_KEPT {
+                    self.hourly.pop_front();
+                }
+                self.hourly.push_back(HourBucket {
+                    hour,
+                    ok: u32::from(ok),
+                    total: 1,
+                });
+            }
+        }
+    }
+
+    /// Fills the history from the store after a restart (oldest first): `/status` shows it,
+    /// uptime counts it, and rules reading failure ratios see it. `latest` stays empty until the
+    /// first run, and the run counters count from this start.
     pub fn restore_history(&mut self, rows: &[HistoryRow], now: Instant, at: Timestamp) {
         let skip = rows.len().saturating_sub(HISTORY_LEN);
         for row in &rows[skip..] {
@@ -234,6 +234,7 @@ impl ProbeView {
                 at: point_at,
                 checked_at: row.checked_at,
             });
+            self.count_hourly(row.ok, row.checked_at);
             if row.ok {
                 self.consecutive_failures = 0;
                 self.last_ok = Some(point_at);
@@ -242,6 +243,20 @@ impl ProbeView {
                 self.consecutive_failures += 1;
             }
         }
+    }
+
+    /// Share of successful runs over the 24 hours before `now` (hour granularity), or `None`
+    /// without runs in that time.
+    pub fn uptime_24h(&self, now: Timestamp) -> Option<f64> {
+        let current = now.as_second().div_euclid(3600);
+        let (ok, total) = self
+            .hourly
+            .iter()
+            .filter(|bucket| bucket.hour > current - 24)
+            .fold((0u64, 0u64), |(ok, total), bucket| {
+                (ok + u64::from(bucket.ok), total + u64::from(bucket.total))
+            });
+        (total > 0).then(|| ok as f64 / total as f64)
     }
 
     /// Share of the last `n` runs that failed (0 when there are none).
@@ -274,11 +289,23 @@ pub struct Snapshot {
     pub probes: Vec<Arc<ProbeView>>,
     /// How late runs started, across all probes.
     pub scheduler_lag: Histogram,
+    /// The latest run start of any probe (the histogram cannot tell).
+    pub scheduler_lag_max: Duration,
     /// When the daemon started (wall clock).
     pub started_at: Timestamp,
+    /// The failure modes the diagnoses come from.
+    pub catalog: Arc<Catalog>,
+    /// The current diagnoses: root causes first, then active before pending, by severity.
+    pub diagnoses: Arc<[Diagnosis]>,
+    /// Evaluation counters per failure mode, in the order of [`Catalog::modes`].
+    pub rules: Vec<RuleStats>,
     /// Alerts, silences and notifier health, as the alert task last published them.
     pub alerts: Arc<AlertsView>,
 }
+
+/// How often the state task re-checks the diagnoses without a new result: pending diagnoses are
+/// confirmed at most this late after their `for`, and time-dependent rules run this often.
+pub const CLASSIFIER_TICK: Duration = Duration::from_secs(1);
 
 /// A request to the state task.
 #[derive(Debug)]
@@ -308,12 +335,16 @@ impl StateHandle {
 pub struct StateTask {
     probes: Vec<Arc<ProbeView>>,
     scheduler_lag: Histogram,
+    scheduler_lag_max: Duration,
     started_at: Timestamp,
     cached: Option<Arc<Snapshot>>,
+    classifier: Classifier,
+    diagnoses: Arc<[Diagnosis]>,
     results: mpsc::Receiver<ProbeRun>,
     queries: mpsc::Receiver<Query>,
-    classifier: Box<dyn DiagnosisSource>,
     evaluations: Option<watch::Sender<Evaluation>>,
+    /// What was last published: the diagnoses (by pointer) and whether every probe had reported.
+    published: Option<(Arc<[Diagnosis]>, bool)>,
     alerts: Option<watch::Receiver<Arc<AlertsView>>>,
     alerts_view: Arc<AlertsView>,
     history: Option<StoreHandle>,
@@ -324,9 +355,13 @@ pub struct StateTask {
 pub const RESULTS_CAPACITY: usize = 4096;
 
 impl StateTask {
-    /// Builds the task for `config`, returning the sender the scheduler reports into and the
-    /// handle readers ask through.
-    pub fn new(config: &Config) -> (Self, mpsc::Sender<ProbeRun>, StateHandle) {
+    /// Builds the task for `config` and the failure modes of `catalog` (validated against the
+    /// same config), returning the sender the scheduler reports into and the handle readers ask
+    /// through.
+    pub fn new(
+        config: &Config,
+        catalog: Arc<Catalog>,
+    ) -> (Self, mpsc::Sender<ProbeRun>, StateHandle) {
         let (results_tx, results) = mpsc::channel(RESULTS_CAPACITY);
         let (queries_tx, queries) = mpsc::channel(64);
         let probes = config
@@ -343,15 +378,23 @@ impl StateTask {
                 ))
             })
             .collect();
+        let classifier = Classifier::new(
+            catalog,
+            config.probes.iter().map(|probe| probe.name.as_str()),
+        );
+        let diagnoses = classifier.diagnoses();
         let task = Self {
             probes,
             scheduler_lag: Histogram::new(&LAG_BUCKETS),
+            scheduler_lag_max: Duration::ZERO,
             started_at: Timestamp::now(),
             cached: None,
+            classifier,
+            diagnoses,
             results,
             queries,
-            classifier: Box::new(NoRules),
             evaluations: None,
+            published: None,
             alerts: None,
             alerts_view: Arc::new(AlertsView::default()),
             history: None,
@@ -364,13 +407,6 @@ impl StateTask {
                 queries: queries_tx,
             },
         )
-    }
-
-    /// Uses `classifier` to diagnose after results.
-    #[must_use]
-    pub fn with_classifier(mut self, classifier: Box<dyn DiagnosisSource>) -> Self {
-        self.classifier = classifier;
-        self
     }
 
     /// Publishes diagnoses on `evaluations` and includes the alert task's `view` in snapshots.
@@ -391,7 +427,7 @@ impl StateTask {
     pub fn with_history(
         mut self,
         store: StoreHandle,
-        restored: &std::collections::BTreeMap<String, Vec<HistoryRow>>,
+        restored: &BTreeMap<String, Vec<HistoryRow>>,
     ) -> Self {
         let (now, at) = (Instant::now(), Timestamp::now());
         for view in &mut self.probes {
@@ -403,13 +439,13 @@ impl StateTask {
         self
     }
 
-    /// Processes results, queries and evaluations until every result sender is gone (the
+    /// Processes results, queries and classifier ticks until every result sender is gone (the
     /// scheduler stopped) and every reader has hung up (the server stopped). Readers keep being
-    /// answered, and diagnoses published, while the daemon drains, and when there are no probes
-    /// at all (the scheduler then has nothing to run and stops at once).
+    /// answered, and diagnoses kept current, while the daemon drains, and when there are no
+    /// probes at all (the scheduler then has nothing to run and stops at once).
     pub async fn run(mut self) {
-        let mut evaluate = tokio::time::interval(EVALUATION_INTERVAL);
-        evaluate.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut tick = tokio::time::interval(CLASSIFIER_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut alerts = self.alerts.take();
         let (mut results_open, mut queries_open) = (true, true);
         while results_open || queries_open {
@@ -420,14 +456,7 @@ impl StateTask {
                     None => queries_open = false,
                 },
                 run = self.results.recv(), if results_open => match run {
-                    Some(run) => {
-                        self.apply(run);
-                        // Classify once per burst of results, not once per result.
-                        if self.results.is_empty() {
-                            self.evaluate();
-                            evaluate.reset();
-                        }
-                    }
+                    Some(run) => self.apply(run),
                     None => results_open = false,
                 },
                 changed = changed(alerts.as_mut()), if alerts.is_some() => match changed {
@@ -437,16 +466,20 @@ impl StateTask {
                     }
                     None => alerts = None,
                 },
-                _ = evaluate.tick() => self.evaluate(),
+                _ = tick.tick() => self.classify(Instant::now(), Timestamp::now()),
             }
         }
     }
 
     fn apply(&mut self, run: ProbeRun) {
+        // Drop our own cached snapshot first: while it holds a reference to the views,
+        // `make_mut` would copy a view on every result instead of updating it in place.
+        self.cached = None;
         let Some(view) = self.probes.get_mut(run.probe) else {
             return;
         };
         self.scheduler_lag.observe(run.lag.as_secs_f64());
+        self.scheduler_lag_max = self.scheduler_lag_max.max(run.lag);
         if let Some(store) = &self.history {
             let row = HistoryRow {
                 probe: view.name.clone(),
@@ -466,19 +499,41 @@ impl StateTask {
             }
         }
         Arc::make_mut(view).record(run.result, run.at, run.checked_at);
-        self.cached = None;
+        self.classifier.probe_changed(run.probe);
+        self.classify(run.at, run.checked_at);
     }
 
-    /// Runs the classifier and publishes its diagnoses to the alert task.
-    fn evaluate(&mut self) {
+    /// Brings the diagnoses up to date; only rules whose probes changed are evaluated.
+    fn classify(&mut self, now: Instant, wall: Timestamp) {
+        let diagnoses = self.classifier.evaluate(&self.probes, now, wall);
+        if !Arc::ptr_eq(&diagnoses, &self.diagnoses) {
+            self.diagnoses = diagnoses;
+            self.cached = None;
+        }
+        self.publish();
+    }
+
+    /// Hands the diagnoses to the alert task when they (or whether every probe has reported
+    /// yet) changed since the last time.
+    fn publish(&mut self) {
         let Some(evaluations) = &self.evaluations else {
             return;
         };
-        let diagnoses = self
-            .classifier
-            .classify(&self.probes, Instant::now(), Timestamp::now());
         let settled = self.probes.iter().all(|view| view.latest.is_some());
-        evaluations.send_replace(Evaluation { diagnoses, settled });
+        let unchanged = self
+            .published
+            .as_ref()
+            .is_some_and(|(diagnoses, was_settled)| {
+                Arc::ptr_eq(diagnoses, &self.diagnoses) && *was_settled == settled
+            });
+        if unchanged {
+            return;
+        }
+        evaluations.send_replace(Evaluation {
+            diagnoses: self.diagnoses.to_vec(),
+            settled,
+        });
+        self.published = Some((self.diagnoses.clone(), settled));
     }
 
     fn answer(&mut self, query: Query) {
@@ -496,7 +551,15 @@ impl StateTask {
         let snapshot = Arc::new(Snapshot {
             probes: self.probes.clone(),
             scheduler_lag: self.scheduler_lag.clone(),
+            scheduler_lag_max: self.scheduler_lag_max,
             started_at: self.started_at,
+            catalog: self.classifier.catalog().clone(),
+            diagnoses: self.diagnoses.clone(),
+            rules: self
+                .classifier
+                .stats()
+                .map(|(_, stats)| stats.clone())
+                .collect(),
             alerts: self.alerts_view.clone(),
         });
         self.cached = Some(snapshot.clone());
@@ -504,12 +567,90 @@ impl StateTask {
     }
 }
 
-/// The next view the alert task publishes; `None` once it is gone (or was never connected), so
-/// the select arm can be switched off.
+/// The next view the alert task publishes; `None` once it is gone, so the select arm can be
+/// switched off.
 async fn changed(view: Option<&mut watch::Receiver<Arc<AlertsView>>>) -> Option<Arc<AlertsView>> {
     let view = view?;
     match view.changed().await {
         Ok(()) => Some(view.borrow_and_update().clone()),
         Err(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::Observations;
+
+    fn result(ok: bool) -> ProbeResult {
+        ProbeResult {
+            ok,
+            error: (!ok).then_some(ErrorClass::Connect),
+            message: String::new(),
+            observations: Observations::new(),
+            duration: Duration::from_millis(5),
+            phases: Vec::new(),
+        }
+    }
+
+    fn view() -> ProbeView {
+        ProbeView::new(
+            "p",
+            Kind::Http,
+            String::new(),
+            BTreeMap::new(),
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+        )
+    }
+
+    /// Counters, streaks and the last success follow the results.
+    #[tokio::test(start_paused = true)]
+    async fn record_tracks_streaks_and_last_success() {
+        let mut view = view();
+        let start = Instant::now();
+        view.record(result(true), start, Timestamp::UNIX_EPOCH);
+        tokio::time::advance(Duration::from_secs(3)).await;
+        view.record(result(false), Instant::now(), Timestamp::UNIX_EPOCH);
+        view.record(result(false), Instant::now(), Timestamp::UNIX_EPOCH);
+        assert_eq!(view.consecutive_failures, 2);
+        assert_eq!(view.runs_ok, 1);
+        assert_eq!(view.runs_failed.get(&ErrorClass::Connect), Some(&2));
+        assert_eq!(view.seconds_since_ok(Instant::now()), Some(3.0));
+        assert_eq!(view.ok(), Some(false));
+        view.record(result(true), Instant::now(), Timestamp::UNIX_EPOCH);
+        assert_eq!(view.consecutive_failures, 0);
+    }
+
+    /// Uptime counts the runs of the last 24 hours only.
+    #[test]
+    fn uptime_covers_the_last_day() {
+        let mut view = view();
+        let at = |hour: i64| Timestamp::from_second(hour * 3600 + 60).unwrap();
+        let now = Instant::now();
+        view.record(result(false), now, at(100));
+        view.record(result(true), now, at(130));
+        view.record(result(true), now, at(131));
+        view.record(result(false), now, at(131));
+        assert_eq!(view.uptime_24h(at(131)), Some(2.0 / 3.0));
+        assert_eq!(view.uptime_24h(at(200)), None);
+        assert_eq!(view.hourly.len(), 3);
+    }
+
+    /// The failure ratio looks at the last n runs only, and history is bounded.
+    #[tokio::test(start_paused = true)]
+    async fn failure_ratio_counts_recent_runs_and_history_is_bounded() {
+        let mut view = view();
+        assert_eq!(view.failure_ratio(5), 0.0);
+        for index in 0..(HISTORY_LEN + 10) {
+            view.record(
+                result(index % 4 != 0),
+                Instant::now(),
+                Timestamp::UNIX_EPOCH,
+            );
+        }
+        assert_eq!(view.history.len(), HISTORY_LEN);
+        // The last 4 runs are indices 106..=109: one of them (108) failed.
+        assert_eq!(view.failure_ratio(4), 0.25);
     }
 }

@@ -111,9 +111,77 @@ pub fn earliest_expiry(chain: &[CertificateDer<'_>]) -> Option<i64> {
 /// Describes a rustls error for a probe message: expired, wrong name, unknown issuer, ...
 pub fn describe_error(error: &rustls::Error) -> String {
     match error {
-        rustls::Error::InvalidCertificate(reason) => format!("invalid certificate: {reason:?}"),
+        rustls::Error::InvalidCertificate(reason) => describe_certificate_error(reason),
+        rustls::Error::AlertReceived(alert) => {
+            format!("the server refused the TLS handshake (alert: {alert:?})")
+        }
+        rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => {
+            format!("the server did not answer with TLS (is this a plain-text port?): {error}")
+        }
         other => other.to_string(),
     }
+}
+
+/// Says why a certificate was rejected in the words an operator searches for: "certificate
+/// expired", "not valid for name", with the dates and names involved.
+fn describe_certificate_error(reason: &rustls::CertificateError) -> String {
+    use rustls::CertificateError;
+    match reason {
+        CertificateError::Expired => "certificate expired".to_owned(),
+        CertificateError::ExpiredContext { not_after, .. } => {
+            format!(
+                "certificate expired (not valid after {})",
+                unix_time(*not_after)
+            )
+        }
+        CertificateError::NotValidYet => "certificate not valid yet".to_owned(),
+        CertificateError::NotValidYetContext { not_before, .. } => {
+            format!(
+                "certificate not valid yet (not before {})",
+                unix_time(*not_before)
+            )
+        }
+        CertificateError::NotValidForName => "certificate not valid for name".to_owned(),
+        CertificateError::NotValidForNameContext {
+            expected,
+            presented,
+        } => format!(
+            "certificate not valid for name {} (it is valid for {})",
+            expected.to_str(),
+            if presented.is_empty() {
+                "no names".to_owned()
+            } else {
+                presented
+                    .iter()
+                    .map(|name| bare_name(name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        ),
+        CertificateError::UnknownIssuer => {
+            "certificate issued by an unknown authority (not in the trusted roots)".to_owned()
+        }
+        CertificateError::Revoked => "certificate revoked".to_owned(),
+        CertificateError::BadSignature => "certificate has a bad signature".to_owned(),
+        other => format!("invalid certificate: {other}"),
+    }
+}
+
+/// rustls lists presented names as `DnsName("a.example")` or `IpAddress(192.0.2.1)`; the
+/// operator wants `a.example`.
+fn bare_name(presented: &str) -> &str {
+    presented
+        .split_once('(')
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+        .map_or(presented, |inner| inner.trim_matches('"'))
+}
+
+fn unix_time(time: UnixTime) -> String {
+    let seconds = i64::try_from(time.as_secs()).unwrap_or(i64::MAX);
+    jiff::Timestamp::from_second(seconds).map_or_else(
+        |_| format!("{seconds} (Unix)"),
+        |timestamp| timestamp.to_string(),
+    )
 }
 
 #[derive(Debug)]

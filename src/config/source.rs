@@ -157,6 +157,17 @@ impl<'a> ErrorSink<'a> {
         value: Spanned<DeValue<'_>>,
         key: &str,
     ) -> Option<T> {
+        self.deserialize_with_hints(value, key, &[])
+    }
+
+    /// [`ErrorSink::deserialize`], also suggesting `also_valid` keys (valid elsewhere in the same
+    /// table) when an unknown key looks like a typo of one of them.
+    pub fn deserialize_with_hints<T: DeserializeOwned>(
+        &mut self,
+        value: Spanned<DeValue<'_>>,
+        key: &str,
+        also_valid: &[&str],
+    ) -> Option<T> {
         let fallback = value.span();
         let mut keys = Vec::new();
         index_keys(&value, key, &mut keys);
@@ -165,7 +176,8 @@ impl<'a> ErrorSink<'a> {
             Err(error) => {
                 let span = error.span().unwrap_or(fallback);
                 let key = innermost_key(&keys, span.start).unwrap_or(key);
-                self.push(&span, key, error.message().trim_end().to_owned());
+                let message = with_typo_hint(error.message().trim_end(), also_valid);
+                self.push(&span, key, message);
                 None
             }
         }
@@ -180,6 +192,47 @@ impl<'a> ErrorSink<'a> {
             Err(ConfigErrors(self.errors))
         }
     }
+}
+
+/// Appends "did you mean `x`?" to serde's unknown-field message when the unknown key is a near
+/// miss of a valid one (`timout` for `timeout`).
+pub(crate) fn with_typo_hint(message: &str, also_valid: &[&str]) -> String {
+    let Some(unknown) = message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split('`').next())
+    else {
+        return message.to_owned();
+    };
+    // serde lists the valid keys as `a`, `b`, ... after "expected".
+    let listed = message
+        .split_once("expected")
+        .map(|(_, list)| list.split('`').skip(1).step_by(2).collect::<Vec<_>>())
+        .unwrap_or_default();
+    let best = listed
+        .iter()
+        .chain(also_valid)
+        .map(|candidate| (edit_distance(unknown, candidate), *candidate))
+        .filter(|(distance, _)| *distance <= 2)
+        .min();
+    match best {
+        Some((_, candidate)) => format!("{message}; did you mean `{candidate}`?"),
+        None => message.to_owned(),
+    }
+}
+
+/// Levenshtein distance, for typo hints on short keys.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
 }
 
 /// Records, for every key under `value`, its dotted path and the byte range from the key to the
@@ -216,6 +269,25 @@ fn innermost_key(keys: &[(String, Range<usize>)], offset: usize) -> Option<&str>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_keys_close_to_a_valid_one_get_a_hint() {
+        assert_eq!(
+            with_typo_hint(
+                "unknown field `timout`, expected `url` or `method`",
+                &["timeout"]
+            ),
+            "unknown field `timout`, expected `url` or `method`; did you mean `timeout`?"
+        );
+        assert_eq!(
+            with_typo_hint("unknown field `metod`, expected `url` or `method`", &[]),
+            "unknown field `metod`, expected `url` or `method`; did you mean `method`?"
+        );
+        assert_eq!(
+            with_typo_hint("unknown field `colour`, expected `url`", &["timeout"]),
+            "unknown field `colour`, expected `url`"
+        );
+    }
 
     #[test]
     fn locate_counts_lines_and_columns_from_one() {

@@ -1,40 +1,629 @@
-//! The `http` probe kind. Not implemented yet: configuring it is a load error.
+//! The `http` probe kind: one request to a URL, through the CDN edge or pinned to one origin node.
+//!
+//! A run sends one request on a fresh connection ([`client::send`]), optionally follows redirects
+//! (each on its own fresh connection), and judges the final response: status against
+//! `expect_status` (`http_status`), body against `expect_body` (`assertion`). Whatever happens,
+//! the outcome carries the observations rules read (status, protocol, `server`, Cloudflare's ray,
+//! colo and whether Cloudflare generated the error itself, addresses, certificate expiry,
+//! redirects); see `docs/probes/http.md` for the full list.
+//!
+//! Phases are `resolve`, `connect`, `tls`, `first_byte`, `transfer`. In metrics, `first_byte` is
+//! written as blackbox_exporter's `processing`, so dashboards built for blackbox work unchanged.
+//!
+//! The parts: [`spec`] (keys and validation), `client` (the request, reusable by other kinds),
+//! `cloudflare` (who generated an error).
 
-use serde::Deserialize;
+pub(crate) mod client;
+mod cloudflare;
+mod spec;
 
-use crate::config::{BuildContext, FieldError};
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, LOCATION, SERVER};
+use http::{HeaderMap, Method, StatusCode, Version};
+use url::Url;
+
+pub use spec::Spec;
+
+use self::client::{Client, ConnectionFacts, Request, Response};
+use self::cloudflare::CdnView;
+use self::spec::StatusSet;
+use crate::config::Secret;
 use crate::metrics::MetricsWriter;
-use crate::probe::{ErrorClass, Outcome, ProbeContext, ProbeResult};
+use crate::probe::{ErrorClass, Observations, Outcome, ProbeContext, ProbeResult, Value};
 
-/// The keys of a `kind = "http"` probe.
-#[derive(Debug, Deserialize)]
-pub struct Spec {}
+/// Redirects followed before giving up, as curl and browsers do.
+const MAX_REDIRECTS: usize = 10;
 
 /// A built `http` probe.
-#[derive(Debug)]
-pub struct HttpProbe {}
+pub struct HttpProbe {
+    /// Boxed, like the client, to keep [`crate::probe::Probe`] small.
+    request: Box<RequestTemplate>,
+    connect_to: Option<SocketAddr>,
+    expect_status: StatusSet,
+    expect_body: Option<regex::bytes::Regex>,
+    follow_redirects: bool,
+    body_limit: usize,
+    client: Box<Client>,
+}
 
-impl Spec {
-    /// Validates the keys into a runnable probe.
-    pub fn build(self, _cx: &BuildContext) -> Result<HttpProbe, Vec<FieldError>> {
-        Err(vec![FieldError::new(
-            "kind",
-            "the `http` probe kind is not implemented yet",
-        )])
+/// The configured request, sent at the start of every run.
+struct RequestTemplate {
+    url: Url,
+    method: Method,
+    /// Values are marked sensitive: they may be credentials.
+    headers: HeaderMap,
+    body: Option<Secret>,
+}
+
+impl fmt::Debug for HttpProbe {
+    /// Shows what is probed and how, never header values, the body or the URL's query.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpProbe")
+            .field("target", &self.target())
+            .field("method", &self.request.method)
+            .field("headers", &self.request.headers.keys().collect::<Vec<_>>())
+            .field("connect_to", &self.connect_to)
+            .field("expect_status", &self.expect_status.to_string())
+            .field(
+                "expect_body",
+                &self.expect_body.as_ref().map(|re| re.as_str()),
+            )
+            .field("follow_redirects", &self.follow_redirects)
+            .field("body_limit", &self.body_limit)
+            .finish_non_exhaustive()
     }
 }
+
+// === impl HttpProbe ===
 
 impl HttpProbe {
-    /// Makes one attempt.
-    pub async fn run(&self, _ctx: &ProbeContext) -> Outcome {
-        Outcome::failure(ErrorClass::Internal, "not implemented")
+    /// Makes one attempt: one request, plus one per redirect followed.
+    pub async fn run(&self, ctx: &ProbeContext) -> Outcome {
+        let mut request = self.first_request();
+        let mut redirects = 0;
+        loop {
+            let connect_to = self.connect_to_for(&request.url);
+            let exchange = client::send(
+                ctx,
+                &self.client,
+                request.clone_for_send(),
+                connect_to,
+                self.body_limit,
+            )
+            .await;
+            let observations = connection_observations(&exchange.connection, redirects);
+            let response = match exchange.result {
+                Ok(response) => response,
+                Err(failure) => {
+                    return Outcome::failure(failure.class, failure.message).with_all(observations);
+                }
+            };
+            match self.redirect_target(&request, &response) {
+                Some(_) if redirects == MAX_REDIRECTS => {
+                    return too_many_redirects(self.judge(
+                        &response,
+                        &exchange.connection,
+                        observations,
+                    ));
+                }
+                Some(next) => {
+                    redirects += 1;
+                    request = next;
+                }
+                None => return self.judge(&response, &exchange.connection, observations),
+            }
+        }
     }
 
-    /// What is probed, for humans.
+    /// What is probed, for humans: the URL without its query (which may hold a token), and the
+    /// pinned address when there is one.
     pub fn target(&self) -> String {
-        String::new()
+        let url = &self.request.url;
+        let mut shown = format!("{}://{}", url.scheme(), client::url_authority(url));
+        shown.push_str(url.path());
+        if url.query().is_some() {
+            shown.push_str("?…");
+        }
+        if let Some(address) = self.connect_to {
+            shown.push_str(&format!(" via {address}"));
+        }
+        shown
+    }
+
+    fn first_request(&self) -> PendingRequest {
+        let template = &self.request;
+        PendingRequest {
+            method: template.method.clone(),
+            url: template.url.clone(),
+            headers: template.headers.clone(),
+            body: template
+                .body
+                .as_ref()
+                .map(|body| Bytes::copy_from_slice(body.expose().as_bytes()))
+                .unwrap_or_default(),
+        }
+    }
+
+    /// `connect_to` pins the configured host only: a redirect elsewhere goes where DNS says.
+    fn connect_to_for(&self, url: &Url) -> Option<SocketAddr> {
+        let configured = &self.request.url;
+        let same_place = url.host() == configured.host()
+            && url.port_or_known_default() == configured.port_or_known_default();
+        self.connect_to.filter(|_| same_place)
+    }
+
+    /// The next request, when the response is a redirect to follow.
+    fn redirect_target(
+        &self,
+        request: &PendingRequest,
+        response: &Response,
+    ) -> Option<PendingRequest> {
+        if !self.follow_redirects || !response.status.is_redirection() {
+            return None;
+        }
+        let location = response.headers.get(LOCATION)?.to_str().ok()?;
+        let url = request.url.join(location).ok()?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return None;
+        }
+        Some(request.redirected(response.status, url))
+    }
+
+    /// Judges the final response: status first, then body.
+    fn judge(
+        &self,
+        response: &Response,
+        connection: &ConnectionFacts,
+        mut observations: Observations,
+    ) -> Outcome {
+        let status = response.status.as_u16();
+        let cdn = cloudflare::inspect(status, &response.headers, &response.body);
+        let body_matched = self
+            .expect_body
+            .as_ref()
+            .map(|pattern| pattern.is_match(&response.body));
+        observations.extend(response_observations(response, &cdn, body_matched));
+
+        let outcome = if !self.expect_status.contains(status) {
+            Outcome::failure(
+                ErrorClass::HttpStatus,
+                format!(
+                    "got {status}, expected {}{}",
+                    self.expect_status,
+                    cdn_context(&cdn)
+                ),
+            )
+        } else if body_matched == Some(false) {
+            Outcome::failure(
+                ErrorClass::Assertion,
+                format!(
+                    "body does not match `{}` ({} bytes read{})",
+                    self.expect_body.as_ref().map_or("", |re| re.as_str()),
+                    response.body.len(),
+                    if response.truncated {
+                        ", cut at body_limit"
+                    } else {
+                        ""
+                    }
+                ),
+            )
+        } else {
+            Outcome::success(success_message(response, connection, &observations))
+        };
+        outcome.with_all(observations)
     }
 }
 
-/// Writes the `http`-specific series.
-pub fn write_metrics(_probes: &[(&str, &ProbeResult)], _out: &mut MetricsWriter) {}
+// === requests and redirects ===
+
+/// A request not yet sent; redirects derive the next one from it.
+struct PendingRequest {
+    method: Method,
+    url: Url,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl PendingRequest {
+    fn clone_for_send(&self) -> Request {
+        Request {
+            method: self.method.clone(),
+            url: self.url.clone(),
+            headers: self.headers.clone(),
+            body: self.body.clone(),
+        }
+    }
+
+    /// The request a redirect asks for, the way browsers and curl do it: 303 (and 301/302 after
+    /// a POST) become a GET without body; 307/308 repeat the request. The configured headers go
+    /// only to the same origin, since they may carry credentials.
+    fn redirected(&self, status: StatusCode, url: Url) -> PendingRequest {
+        let becomes_get = status == StatusCode::SEE_OTHER
+            || (matches!(status.as_u16(), 301 | 302) && self.method == Method::POST);
+        let same_origin = url.origin() == self.url.origin();
+        PendingRequest {
+            method: if becomes_get {
+                Method::GET
+            } else {
+                self.method.clone()
+            },
+            headers: if same_origin {
+                self.headers.clone()
+            } else {
+                HeaderMap::new()
+            },
+            body: if becomes_get {
+                Bytes::new()
+            } else {
+                self.body.clone()
+            },
+            url,
+        }
+    }
+}
+
+/// Turns the verdict on the last response into "too many redirects", keeping what was seen.
+fn too_many_redirects(last: Outcome) -> Outcome {
+    let status = last
+        .observations
+        .get("status")
+        .and_then(Value::as_i64)
+        .unwrap_or_default();
+    Outcome::failure(
+        ErrorClass::HttpStatus,
+        format!("gave up after {MAX_REDIRECTS} redirects (the last answer was another {status})"),
+    )
+    .with_all(last.observations)
+}
+
+// === observations and messages ===
+
+/// Every observation key of the kind, so that rules always find them (null when not seen).
+const OBSERVATION_KEYS: [&str; 18] = [
+    "status",
+    "http_version",
+    "server",
+    "cf_ray",
+    "cdn_colo",
+    "cdn_error",
+    "cdn_error_code",
+    "cf_cache_status",
+    "location",
+    "content_length",
+    "body_bytes",
+    "body_truncated",
+    "body_matched",
+    "remote_addr",
+    "resolved_ips",
+    "tls_cert_expiry",
+    "tls_version",
+    "redirects",
+];
+
+fn connection_observations(connection: &ConnectionFacts, redirects: usize) -> Observations {
+    let mut observations: Observations = OBSERVATION_KEYS
+        .iter()
+        .map(|key| ((*key).to_owned(), Value::Null))
+        .collect();
+    let resolved = connection
+        .resolved_ips
+        .as_ref()
+        .map(|ips| ips.iter().map(ToString::to_string).collect::<Vec<String>>());
+    observations.insert("resolved_ips".into(), resolved.into());
+    observations.insert(
+        "remote_addr".into(),
+        connection
+            .remote_addr
+            .map(|address| address.to_string())
+            .into(),
+    );
+    observations.insert("tls_cert_expiry".into(), connection.tls_cert_expiry.into());
+    observations.insert("tls_version".into(), connection.tls_version.into());
+    observations.insert("redirects".into(), redirects.into());
+    observations
+}
+
+fn response_observations(
+    response: &Response,
+    cdn: &CdnView,
+    body_matched: Option<bool>,
+) -> Observations {
+    let header = |name: &str| {
+        response
+            .headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned)
+    };
+    let content_length = header(CONTENT_LENGTH.as_str()).and_then(|text| text.parse::<u64>().ok());
+    [
+        ("status", Value::from(response.status.as_u16())),
+        ("http_version", version_name(response.version).into()),
+        ("server", header(SERVER.as_str()).into()),
+        ("cf_ray", cdn.cf_ray.clone().into()),
+        ("cdn_colo", cdn.colo.clone().into()),
+        ("cdn_error", cdn.error_code.is_some().into()),
+        ("cdn_error_code", cdn.error_code.into()),
+        ("cf_cache_status", header("cf-cache-status").into()),
+        ("location", header(LOCATION.as_str()).into()),
+        ("content_length", content_length.into()),
+        ("body_bytes", response.body.len().into()),
+        ("body_truncated", response.truncated.into()),
+        ("body_matched", body_matched.into()),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_owned(), value))
+    .collect()
+}
+
+fn version_name(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_11 => "HTTP/1.1",
+        Version::HTTP_2 => "HTTP/2",
+        Version::HTTP_3 => "HTTP/3",
+        _ => "unknown",
+    }
+}
+
+/// Who produced an error status, when Cloudflare was involved: the difference between "the
+/// edge cannot reach the origin" and "the origin is answering badly".
+fn cdn_context(cdn: &CdnView) -> String {
+    let at = cdn
+        .colo
+        .as_deref()
+        .map(|colo| format!(" at {colo}"))
+        .unwrap_or_default();
+    match cdn.error_code {
+        Some(code) => {
+            let name = cloudflare::error_name(code)
+                .map(|name| format!(": {name}"))
+                .unwrap_or_default();
+            format!("; Cloudflare{at} generated it (error {code}{name})")
+        }
+        None if cdn.via_cloudflare => format!("; from the origin, passed through Cloudflare{at}"),
+        None => String::new(),
+    }
+}
+
+fn success_message(
+    response: &Response,
+    connection: &ConnectionFacts,
+    observations: &Observations,
+) -> String {
+    let mut message = format!(
+        "got {} over {}",
+        response.status.as_u16(),
+        version_name(response.version)
+    );
+    if let Some(address) = connection.remote_addr {
+        message.push_str(&format!(" from {address}"));
+    }
+    match observations.get("redirects").and_then(Value::as_i64) {
+        Some(1) => message.push_str(" after 1 redirect"),
+        Some(count) if count > 1 => message.push_str(&format!(" after {count} redirects")),
+        _ => {}
+    }
+    message
+}
+
+// === metrics ===
+
+/// Our phase names and the `phase` label blackbox_exporter uses for them.
+const METRIC_PHASES: [(&str, &str); 5] = [
+    ("resolve", "resolve"),
+    ("connect", "connect"),
+    ("tls", "tls"),
+    ("first_byte", "processing"),
+    ("transfer", "transfer"),
+];
+
+/// Writes the `http`-specific series, named as blackbox_exporter names them where it has a name.
+pub fn write_metrics(probes: &[(&str, &ProbeResult)], out: &mut MetricsWriter) {
+    for (name, result) in probes {
+        let status = observed_i64(result, "status").unwrap_or(0);
+        out.gauge(
+            "probe_http_status_code",
+            "Status code of the last response, 0 when none arrived.",
+            &[("probe", name)],
+            status as f64,
+        );
+    }
+    for (name, result) in probes {
+        for (phase, label) in METRIC_PHASES {
+            let spent: Option<Duration> = result
+                .phases
+                .iter()
+                .filter(|(ran, _)| *ran == phase)
+                .map(|(_, duration)| *duration)
+                .reduce(|total, duration| total + duration);
+            if let Some(spent) = spent {
+                out.gauge(
+                    "probe_http_duration_seconds",
+                    "Seconds spent in each phase of the last run, summed over redirects \
+                     (first_byte is written as processing).",
+                    &[("probe", name), ("phase", label)],
+                    spent.as_secs_f64(),
+                );
+            }
+        }
+    }
+    write_observed(
+        probes,
+        out,
+        "probe_http_version",
+        "HTTP version of the last response.",
+        |result| {
+            result
+                .observation("http_version")
+                .and_then(Value::as_str)
+                .and_then(version_number)
+        },
+    );
+    write_observed(
+        probes,
+        out,
+        "probe_http_content_length",
+        "Content-Length of the last response, -1 when it had none.",
+        |result| {
+            observed_i64(result, "status")?;
+            Some(observed_i64(result, "content_length").map_or(-1.0, |length| length as f64))
+        },
+    );
+    write_observed(
+        probes,
+        out,
+        "probe_http_redirects",
+        "Redirects followed in the last run.",
+        |result| observed_i64(result, "redirects").map(|count| count as f64),
+    );
+    write_observed(
+        probes,
+        out,
+        "probe_ssl_earliest_cert_expiry",
+        "Earliest notAfter of the certificate chain the server presented, Unix seconds.",
+        |result| observed_i64(result, "tls_cert_expiry").map(|expiry| expiry as f64),
+    );
+    write_observed(
+        probes,
+        out,
+        "honeyguide_http_cdn_error",
+        "1 when Cloudflare generated the last error response itself, 0 for any other response.",
+        |result| {
+            result
+                .observation("cdn_error")
+                .and_then(Value::as_bool)
+                .map(|generated| if generated { 1.0 } else { 0.0 })
+        },
+    );
+    write_observed(
+        probes,
+        out,
+        "honeyguide_http_cdn_error_code",
+        "Cloudflare's error code (52x, 530 or 1xxx) when it generated the last response.",
+        |result| observed_i64(result, "cdn_error_code").map(|code| code as f64),
+    );
+}
+
+/// Writes one gauge family: one sample per probe for which `value` has something.
+fn write_observed(
+    probes: &[(&str, &ProbeResult)],
+    out: &mut MetricsWriter,
+    family: &'static str,
+    help: &'static str,
+    value: impl Fn(&ProbeResult) -> Option<f64>,
+) {
+    for (name, result) in probes {
+        if let Some(value) = value(result) {
+            out.gauge(family, help, &[("probe", name)], value);
+        }
+    }
+}
+
+fn observed_i64(result: &ProbeResult, key: &str) -> Option<i64> {
+    result.observation(key).and_then(Value::as_i64)
+}
+
+/// `HTTP/1.1` as blackbox_exporter writes it: 1.1.
+fn version_number(name: &str) -> Option<f64> {
+    name.strip_prefix("HTTP/")?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(method: Method, url: &str) -> PendingRequest {
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", "Token t".parse().unwrap());
+        PendingRequest {
+            method,
+            url: Url::parse(url).unwrap(),
+            headers,
+            body: Bytes::from_static(b"{}"),
+        }
+    }
+
+    #[test]
+    fn see_other_and_post_redirects_become_a_get_without_body() {
+        let post = pending(Method::POST, "https://api.test/login");
+        for status in [
+            StatusCode::SEE_OTHER,
+            StatusCode::FOUND,
+            StatusCode::MOVED_PERMANENTLY,
+        ] {
+            let next = post.redirected(status, Url::parse("https://api.test/home").unwrap());
+            assert_eq!(next.method, Method::GET);
+            assert!(next.body.is_empty());
+        }
+        let kept = post.redirected(
+            StatusCode::TEMPORARY_REDIRECT,
+            Url::parse("https://api.test/v2/login").unwrap(),
+        );
+        assert_eq!(kept.method, Method::POST);
+        assert_eq!(kept.body, Bytes::from_static(b"{}"));
+    }
+
+    #[test]
+    fn configured_headers_go_only_to_the_same_origin() {
+        let request = pending(Method::GET, "https://api.test/a");
+        let same = request.redirected(StatusCode::FOUND, Url::parse("https://api.test/b").unwrap());
+        assert!(same.headers.contains_key("authorization"));
+        for elsewhere in [
+            "https://cdn.test/b",
+            "http://api.test/b",
+            "https://api.test:8443/b",
+        ] {
+            let next = request.redirected(StatusCode::FOUND, Url::parse(elsewhere).unwrap());
+            assert!(next.headers.is_empty(), "{elsewhere}");
+        }
+    }
+
+    #[test]
+    fn phase_durations_are_summed_over_redirects_under_blackbox_names() {
+        let result = ProbeResult {
+            ok: true,
+            error: None,
+            message: String::new(),
+            observations: Observations::new(),
+            duration: Duration::from_secs(4),
+            phases: vec![
+                ("connect", Duration::from_millis(1000)),
+                ("first_byte", Duration::from_millis(2000)),
+                ("connect", Duration::from_millis(500)),
+            ],
+        };
+        let mut out = MetricsWriter::new();
+        write_metrics(&[("web", &result)], &mut out);
+        let text = out.finish();
+        assert!(
+            text.contains("probe_http_duration_seconds{probe=\"web\",phase=\"connect\"} 1.5\n")
+        );
+        assert!(
+            text.contains("probe_http_duration_seconds{probe=\"web\",phase=\"processing\"} 2\n")
+        );
+        assert!(text.contains("probe_http_status_code{probe=\"web\"} 0\n"));
+        assert!(!text.contains("phase=\"first_byte\""));
+    }
+
+    #[test]
+    fn cdn_context_says_who_made_the_error() {
+        let generated = CdnView {
+            cf_ray: Some("8f2c7d1e9a0b1c2d-FRA".into()),
+            colo: Some("FRA".into()),
+            via_cloudflare: true,
+            error_code: Some(1016),
+        };
+        assert_eq!(
+            cdn_context(&generated),
+            "; Cloudflare at FRA generated it (error 1016: origin DNS error)"
+        );
+        let direct = CdnView::default();
+        assert_eq!(cdn_context(&direct), "");
+    }
+}

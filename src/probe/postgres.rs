@@ -1,40 +1,962 @@
-//! The `postgres` probe kind. Not implemented yet: configuring it is a load error.
+//! The `postgres` probe kind: one fresh connection to PostgreSQL, directly or through a pooler
+//! (PgBouncer, Neon's `-pooler` endpoint), timed phase by phase; one query; optionally a check
+//! that goose's migrations are applied.
+//!
+//! The socket is ours. tokio-postgres's `Config::connect` resolves, connects, negotiates TLS and
+//! authenticates in one call, so neither the timings nor the error could tell a refused TCP
+//! connection from a failed handshake or a refused password. This probe resolves and connects
+//! itself, then hands the stream to `Config::connect_raw` with a TLS connector wrapped to mark the
+//! moment the handshake ends. The phases are:
+//!
+//! - `resolve`: the host name to addresses;
+//! - `connect`: the TCP connection;
+//! - `tls`: the `SSLRequest` exchange and the TLS handshake (absent with `sslmode = "disable"`;
+//!   with `"prefer"` against a server without TLS it also covers the startup, since the library
+//!   does not say when it fell back);
+//! - `startup`: the startup message, authentication, and the server's parameters;
+//! - `query`: the configured query;
+//! - `schema`: the goose check, when configured.
+//!
+//! Queries use the simple query protocol only, never named prepared statements: through PgBouncer
+//! in transaction mode those fail when the statement's two halves land on different server
+//! connections (106 of 160 `query()` calls with 8 concurrent clients on PgBouncer 1.18).
+
+use std::error::Error as _;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Deserialize;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_postgres::SimpleQueryMessage;
+use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::config::{BuildContext, FieldError};
+use crate::config::{BuildContext, FieldError, Secret, secret};
 use crate::metrics::MetricsWriter;
-use crate::probe::{ErrorClass, Outcome, ProbeContext, ProbeResult};
+use crate::probe::{ErrorClass, Observations, Outcome, ProbeContext, ProbeResult, Value, net};
+
+/// The default query: the cheapest round trip that proves a backend answers.
+pub const DEFAULT_QUERY: &str = "SELECT 1";
+/// The default goose version table.
+pub const DEFAULT_GOOSE_TABLE: &str = "goose_db_version";
+/// The default port.
+pub const DEFAULT_PORT: u16 = 5432;
+
+// === Spec ===
 
 /// The keys of a `kind = "postgres"` probe.
-#[derive(Debug, Deserialize)]
-pub struct Spec {}
+///
+/// Give either `dsn` (a connection string) or `host` with `user`, `dbname` and the rest. No
+/// `Debug`: a `dsn` or `password` here is still in clear.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// A connection string, URL (`postgres://user:pass@host:5432/db?sslmode=require`) or
+    /// key/value (`host=... user=...`) form. Treated as a secret: it may hold the password.
+    dsn: Option<String>,
+    /// A file holding the connection string, relative to the config file.
+    dsn_file: Option<PathBuf>,
+    /// Host name or IP address (TCP only).
+    host: Option<String>,
+    /// Port; 5432 by default.
+    port: Option<u16>,
+    /// Role to log in as.
+    user: Option<String>,
+    /// Password, usually `${ENV}`.
+    password: Option<String>,
+    /// A file holding the password, relative to the config file.
+    password_file: Option<PathBuf>,
+    /// Database to connect to.
+    dbname: Option<String>,
+    /// `disable`, `prefer` (the default, as libpq) or `require`. The certificate is verified
+    /// whenever TLS is used, unless `tls_verify = false`.
+    sslmode: Option<SslModeSpec>,
+    /// A PEM file of CA certificates to trust instead of the system's roots.
+    ca_file: Option<PathBuf>,
+    /// Whether to verify the server certificate (default true).
+    tls_verify: Option<bool>,
+    /// The query to run; `SELECT 1` by default. Sent with the simple query protocol.
+    query: Option<String>,
+    /// A schema precondition to check after the query: `"goose"`.
+    schema: Option<SchemaKind>,
+    /// goose's version table, optionally schema-qualified; `goose_db_version` by default.
+    schema_table: Option<String>,
+    /// The lowest acceptable goose version.
+    expect_version_at_least: Option<i64>,
+}
 
-/// A built `postgres` probe.
-#[derive(Debug)]
-pub struct PostgresProbe {}
+/// `sslmode`, as tokio-postgres understands it.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslModeSpec {
+    /// Never TLS.
+    Disable,
+    /// TLS when the server offers it.
+    Prefer,
+    /// TLS or fail.
+    Require,
+}
+
+/// A schema precondition.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SchemaKind {
+    /// pressly/goose's version table.
+    Goose,
+}
 
 impl Spec {
-    /// Validates the keys into a runnable probe.
-    pub fn build(self, _cx: &BuildContext) -> Result<PostgresProbe, Vec<FieldError>> {
-        Err(vec![FieldError::new(
-            "kind",
-            "the `postgres` probe kind is not implemented yet",
-        )])
+    /// Validates the keys into a runnable probe, reporting every problem at once.
+    pub fn build(self, cx: &BuildContext) -> Result<PostgresProbe, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let config = self.connection_config(cx, &mut errors);
+        let tls = self.tls_connector(cx, &mut errors);
+        let query = self
+            .query
+            .clone()
+            .unwrap_or_else(|| DEFAULT_QUERY.to_owned());
+        if query.trim().is_empty() {
+            errors.push(FieldError::new("query", "must not be empty"));
+        }
+        let schema = self.schema_check(&mut errors);
+        match (config, tls) {
+            (Some((config, endpoint)), Some(tls)) if errors.is_empty() => Ok(PostgresProbe {
+                config: Box::new(config),
+                endpoint,
+                tls,
+                query,
+                schema,
+            }),
+            _ => Err(errors),
+        }
+    }
+
+    /// The tokio-postgres config and the endpoint to connect to, from `dsn` or the separate keys.
+    fn connection_config(
+        &self,
+        cx: &BuildContext,
+        errors: &mut Vec<FieldError>,
+    ) -> Option<(tokio_postgres::Config, Endpoint)> {
+        let password = secret::resolve(
+            "password",
+            self.password.clone(),
+            self.password_file.as_deref(),
+            &cx.base_dir,
+        )
+        .map_err(|error| errors.push(error))
+        .ok()
+        .flatten()
+        // `${DB_PASSWORD:-}` with the variable unset means "no password", not an empty one.
+        .filter(|password| !password.expose().is_empty());
+        let dsn = secret::resolve(
+            "dsn",
+            self.dsn.clone(),
+            self.dsn_file.as_deref(),
+            &cx.base_dir,
+        )
+        .map_err(|error| errors.push(error))
+        .ok()
+        .flatten();
+        let mut config = match dsn {
+            Some(dsn) => self.config_from_dsn(&dsn, errors)?,
+            None => self.config_from_keys(errors)?,
+        };
+        if let Some(password) = password {
+            if config.get_password().is_some() {
+                errors.push(FieldError::new(
+                    "password",
+                    "the dsn already holds a password; give it in one place",
+                ));
+            }
+            config.password(password.expose());
+        }
+        if config.get_application_name().is_none() {
+            // Shows up in pg_stat_activity and PgBouncer's SHOW CLIENTS; Neon's pooler accepts it.
+            config.application_name("honeyguide");
+        }
+        let endpoint = endpoint_of(&config, errors)?;
+        Some((config, endpoint))
+    }
+
+    fn config_from_dsn(
+        &self,
+        dsn: &Secret,
+        errors: &mut Vec<FieldError>,
+    ) -> Option<tokio_postgres::Config> {
+        let separate = [
+            ("host", self.host.is_some()),
+            ("port", self.port.is_some()),
+            ("user", self.user.is_some()),
+            ("dbname", self.dbname.is_some()),
+            ("sslmode", self.sslmode.is_some()),
+        ];
+        for (key, set) in separate {
+            if set {
+                errors.push(FieldError::new(
+                    key,
+                    format!("give `{key}` inside the dsn, or drop the dsn and use separate keys"),
+                ));
+            }
+        }
+        match tokio_postgres::Config::from_str(dsn.expose()) {
+            Ok(config) => Some(config),
+            Err(error) => {
+                // The library's message names the option, never its value, so no secret leaks.
+                let hint = if describe_pg_error(&error).contains("sslmode") {
+                    " (sslmode must be disable, prefer or require; certificates are verified \
+                     unless tls_verify = false)"
+                } else {
+                    ""
+                };
+                errors.push(FieldError::new(
+                    "dsn",
+                    format!("cannot parse the dsn: {}{hint}", describe_pg_error(&error)),
+                ));
+                None
+            }
+        }
+    }
+
+    fn config_from_keys(&self, errors: &mut Vec<FieldError>) -> Option<tokio_postgres::Config> {
+        let mut config = tokio_postgres::Config::new();
+        let mut complete = true;
+        for (key, value) in [
+            ("host", &self.host),
+            ("user", &self.user),
+            ("dbname", &self.dbname),
+        ] {
+            match value.as_deref().map(str::trim) {
+                Some(value) if !value.is_empty() => {}
+                _ => {
+                    errors.push(FieldError::new(
+                        key,
+                        format!("missing `{key}` (or give a `dsn`)"),
+                    ));
+                    complete = false;
+                }
+            }
+        }
+        if !complete {
+            return None;
+        }
+        config
+            .host(self.host.as_deref().unwrap_or_default())
+            .port(self.port.unwrap_or(DEFAULT_PORT))
+            .user(self.user.as_deref().unwrap_or_default())
+            .dbname(self.dbname.as_deref().unwrap_or_default())
+            .ssl_mode(match self.sslmode.unwrap_or(SslModeSpec::Prefer) {
+                SslModeSpec::Disable => SslMode::Disable,
+                SslModeSpec::Prefer => SslMode::Prefer,
+                SslModeSpec::Require => SslMode::Require,
+            });
+        Some(config)
+    }
+
+    fn tls_connector(
+        &self,
+        cx: &BuildContext,
+        errors: &mut Vec<FieldError>,
+    ) -> Option<MakeRustlsConnect> {
+        let verification = net::verification(self.tls_verify, self.ca_file.as_deref(), cx)
+            .map_err(|error| errors.push(error))
+            .ok()?;
+        match crate::tls::client_config(&verification, &[]) {
+            Ok(config) => Some(MakeRustlsConnect::new(config)),
+            Err(message) => {
+                errors.push(FieldError::new("sslmode", message));
+                None
+            }
+        }
+    }
+
+    fn schema_check(&self, errors: &mut Vec<FieldError>) -> Option<GooseCheck> {
+        let Some(SchemaKind::Goose) = self.schema else {
+            for (key, set) in [
+                ("schema_table", self.schema_table.is_some()),
+                (
+                    "expect_version_at_least",
+                    self.expect_version_at_least.is_some(),
+                ),
+            ] {
+                if set {
+                    errors.push(FieldError::new(
+                        key,
+                        format!("`{key}` needs `schema = \"goose\"`"),
+                    ));
+                }
+            }
+            return None;
+        };
+        let table = self
+            .schema_table
+            .clone()
+            .unwrap_or_else(|| DEFAULT_GOOSE_TABLE.to_owned());
+        if !is_table_name(&table) {
+            errors.push(FieldError::new(
+                "schema_table",
+                format!(
+                    "`{table}` is not a table name like `goose_db_version` or `public.goose_db_version`"
+                ),
+            ));
+            return None;
+        }
+        Some(GooseCheck {
+            table,
+            expect_at_least: self.expect_version_at_least,
+        })
+    }
+}
+
+/// `name` or `schema.name`, each a plain SQL identifier. goose creates its table unquoted, so the
+/// name is used unquoted too (folded to lower case the same way); the strict alphabet is what
+/// makes that safe to splice into the query.
+fn is_table_name(text: &str) -> bool {
+    let parts: Vec<&str> = text.split('.').collect();
+    parts.len() <= 2
+        && parts.iter().all(|part| {
+            let mut chars = part.chars();
+            chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+}
+
+/// The one TCP endpoint of a config, or the reason there is not exactly one.
+fn endpoint_of(config: &tokio_postgres::Config, errors: &mut Vec<FieldError>) -> Option<Endpoint> {
+    let key = "dsn";
+    let host = match config.get_hosts() {
+        [Host::Tcp(host)] => host.clone(),
+        [] => {
+            errors.push(FieldError::new(key, "the dsn names no host"));
+            return None;
+        }
+        [_] => {
+            errors.push(FieldError::new(
+                key,
+                "unix sockets are not supported: a probe checks the network path, give a TCP host",
+            ));
+            return None;
+        }
+        _ => {
+            errors.push(FieldError::new(
+                key,
+                "give one host per probe, so that each endpoint is checked and reported on its own",
+            ));
+            return None;
+        }
+    };
+    if !config.get_hostaddrs().is_empty() {
+        errors.push(FieldError::new(
+            key,
+            "`hostaddr` is not supported: the host name is resolved and sent as TLS SNI",
+        ));
+        return None;
+    }
+    let port = match config.get_ports() {
+        [] => DEFAULT_PORT,
+        [port] => *port,
+        _ => {
+            errors.push(FieldError::new(key, "give one port"));
+            return None;
+        }
+    };
+    Some(Endpoint { host, port })
+}
+
+// === PostgresProbe ===
+
+/// A built `postgres` probe.
+pub struct PostgresProbe {
+    /// Holds the password: never printed (see the `Debug` impl). Boxed: it is large, and probes
+    /// of every kind share one enum.
+    config: Box<tokio_postgres::Config>,
+    endpoint: Endpoint,
+    tls: MakeRustlsConnect,
+    query: String,
+    schema: Option<GooseCheck>,
+}
+
+#[derive(Clone, Debug)]
+struct Endpoint {
+    host: String,
+    port: u16,
+}
+
+impl fmt::Debug for PostgresProbe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresProbe")
+            .field("target", &self.target())
+            .field("sslmode", &self.config.get_ssl_mode())
+            .field("query", &self.query)
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
     }
 }
 
 impl PostgresProbe {
-    /// Makes one attempt.
-    pub async fn run(&self, _ctx: &ProbeContext) -> Outcome {
-        Outcome::failure(ErrorClass::Internal, "not implemented")
+    /// Makes one attempt on a fresh connection, and closes it.
+    pub async fn run(&self, ctx: &ProbeContext) -> Outcome {
+        let mut observations = Observations::new();
+        for key in [
+            "server_version",
+            "tls",
+            "goose_version",
+            "goose_applied",
+            "query_seconds",
+        ] {
+            observations.insert(key.to_owned(), Value::Null);
+        }
+        let outcome = match self.attempt(ctx, &mut observations).await {
+            Ok(message) => Outcome::success(message),
+            Err(failure) => failure,
+        };
+        outcome.with_all(observations)
     }
 
-    /// What is probed, for humans.
+    /// What is probed: `host:port/dbname`, never the user's password.
     pub fn target(&self) -> String {
-        String::new()
+        format!(
+            "{}:{}/{}",
+            self.endpoint.host,
+            self.endpoint.port,
+            self.config.get_dbname().unwrap_or_default()
+        )
+    }
+
+    async fn attempt(
+        &self,
+        ctx: &ProbeContext,
+        observations: &mut Observations,
+    ) -> Result<String, Outcome> {
+        ctx.phase("resolve");
+        let addrs = net::resolve(&self.endpoint.host, self.endpoint.port).await?;
+        ctx.phase("connect");
+        let stream = net::connect(&addrs).await?;
+
+        let established = Arc::new(AtomicBool::new(false));
+        let Ok(connector) = MakeTlsConnect::<TcpStream>::make_tls_connect(
+            &mut self.tls.clone(),
+            &self.endpoint.host,
+        );
+        let tls = TimedTls {
+            inner: connector,
+            ctx: ctx.clone(),
+            established: established.clone(),
+        };
+        ctx.phase(if self.config.get_ssl_mode() == SslMode::Disable {
+            "startup"
+        } else {
+            "tls"
+        });
+        let connected = self.config.connect_raw(stream, tls).await;
+        let tls_used = established.load(Ordering::Relaxed);
+        observations.insert("tls".to_owned(), Value::Bool(tls_used));
+        let (client, connection) = connected.map_err(|error| {
+            startup_failure(&error, ctx.current_phase() == Some("tls") && !tls_used)
+        })?;
+        if let Some(version) = connection.parameter("server_version") {
+            observations.insert("server_version".to_owned(), Value::from(version));
+        }
+
+        // The connection future carries every message; it is driven here, in the probe's own
+        // task, so that a timeout (which aborts the task) drops the socket with it. Dropping the
+        // client at the end of `work` makes the connection send Terminate and finish.
+        let work = async move {
+            let result = self.queries(&client, ctx, observations).await;
+            drop(client);
+            result
+        };
+        let (_closed, result) = tokio::join!(connection, work);
+        result
+    }
+
+    async fn queries(
+        &self,
+        client: &tokio_postgres::Client,
+        ctx: &ProbeContext,
+        observations: &mut Observations,
+    ) -> Result<String, Outcome> {
+        ctx.phase("query");
+        let started = Instant::now();
+        client
+            .simple_query(&self.query)
+            .await
+            .map_err(|error| query_failure(&error, "query failed"))?;
+        let query_seconds = started.elapsed().as_secs_f64();
+        observations.insert("query_seconds".to_owned(), Value::Float(query_seconds));
+        let tls = if observations.get("tls") == Some(&Value::Bool(true)) {
+            "TLS"
+        } else {
+            "no TLS"
+        };
+        let mut message = format!("query answered in {:.1} ms ({tls})", query_seconds * 1000.0);
+        if let Some(goose) = &self.schema {
+            ctx.phase("schema");
+            let version = goose.check(client, observations).await?;
+            message.push_str(&format!(", goose version {version}"));
+        }
+        ctx.end_phase();
+        Ok(message)
     }
 }
 
-/// Writes the `postgres`-specific series.
-pub fn write_metrics(_probes: &[(&str, &ProbeResult)], _out: &mut MetricsWriter) {}
+// === TLS phase marker ===
+
+/// Wraps the rustls connector to end the `tls` phase the moment the handshake completes, and to
+/// record that TLS was actually used (with `sslmode = prefer` the server may decline it).
+struct TimedTls<T> {
+    inner: T,
+    ctx: ProbeContext,
+    established: Arc<AtomicBool>,
+}
+
+impl<S, T> TlsConnect<S> for TimedTls<T>
+where
+    T: TlsConnect<S, Error = io::Error>,
+    T::Future: Send + 'static,
+    T::Stream: Send + 'static,
+{
+    type Stream = T::Stream;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = io::Result<T::Stream>> + Send>>;
+
+    fn connect(self, stream: S) -> Self::Future {
+        let handshake = self.inner.connect(stream);
+        let ctx = self.ctx;
+        let established = self.established;
+        Box::pin(async move {
+            let stream = handshake.await?;
+            established.store(true, Ordering::Relaxed);
+            ctx.phase("startup");
+            Ok(stream)
+        })
+    }
+}
+
+// === goose ===
+
+/// The goose precondition: the version table exists, its latest row is applied, and the current
+/// version is recent enough.
+#[derive(Clone, Debug)]
+struct GooseCheck {
+    table: String,
+    expect_at_least: Option<i64>,
+}
+
+/// What goose's table says, read in one round trip.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct GooseState {
+    /// `version_id` and `is_applied` of the most recent row (highest `id`).
+    latest: Option<(i64, bool)>,
+    /// The highest version whose most recent row is applied (goose's legacy `GetDBVersion`).
+    current: Option<i64>,
+}
+
+impl GooseCheck {
+    /// The current version derived as goose's own `EnsureDBVersion` does: the most recent row per
+    /// version decides whether that version is applied, and the current version is the highest
+    /// applied one. Rows with `is_applied = false` come from goose before v3.5 rolling back; current
+    /// goose deletes the row instead, which the same query handles.
+    fn sql(&self) -> String {
+        let table = &self.table;
+        format!(
+            "SELECT \
+               (SELECT version_id FROM {table} ORDER BY id DESC LIMIT 1), \
+               (SELECT is_applied FROM {table} ORDER BY id DESC LIMIT 1), \
+               (SELECT max(version_id) FROM \
+                  (SELECT DISTINCT ON (version_id) version_id, is_applied \
+                   FROM {table} ORDER BY version_id, id DESC) AS latest_per_version \
+                WHERE is_applied)"
+        )
+    }
+
+    async fn check(
+        &self,
+        client: &tokio_postgres::Client,
+        observations: &mut Observations,
+    ) -> Result<i64, Outcome> {
+        let messages = client.simple_query(&self.sql()).await.map_err(|error| {
+            if error.code() == Some(&SqlState::UNDEFINED_TABLE) {
+                Outcome::failure(
+                    ErrorClass::Schema,
+                    format!(
+                        "goose table {} does not exist: migrations never ran against this database",
+                        self.table
+                    ),
+                )
+            } else {
+                query_failure(&error, "goose check failed")
+            }
+        })?;
+        let state = parse_goose_row(&messages).ok_or_else(|| {
+            Outcome::failure(
+                ErrorClass::Protocol,
+                format!("goose check: unexpected answer reading {}", self.table),
+            )
+        })?;
+        observations.insert("goose_version".to_owned(), Value::from(state.current));
+        observations.insert(
+            "goose_applied".to_owned(),
+            Value::from(state.latest.map(|(_, applied)| applied)),
+        );
+        observations.insert(
+            "goose_latest_version".to_owned(),
+            Value::from(state.latest.map(|(version, _)| version)),
+        );
+        self.judge(&state)
+    }
+
+    /// The verdict on a read state: the current version, or why the precondition fails.
+    fn judge(&self, state: &GooseState) -> Result<i64, Outcome> {
+        let table = &self.table;
+        let schema = |message: String| Outcome::failure(ErrorClass::Schema, message);
+        let Some((latest_version, latest_applied)) = state.latest else {
+            return Err(schema(format!(
+                "goose table {table} is empty: migrations never completed"
+            )));
+        };
+        if !latest_applied {
+            return Err(schema(format!(
+                "latest row of {table} (version {latest_version}) has is_applied = false: \
+                 that migration was rolled back; run the migrate job"
+            )));
+        }
+        let Some(current) = state.current else {
+            return Err(schema(format!(
+                "no applied version in {table}: run the migrate job"
+            )));
+        };
+        if let Some(expected) = self.expect_at_least
+            && current < expected
+        {
+            return Err(schema(format!(
+                "schema version {current} is older than the expected {expected}: \
+                 the migrate job has not run for this release"
+            )));
+        }
+        Ok(current)
+    }
+}
+
+fn parse_goose_row(messages: &[SimpleQueryMessage]) -> Option<GooseState> {
+    let row = messages.iter().find_map(|message| match message {
+        SimpleQueryMessage::Row(row) => Some(row),
+        _ => None,
+    })?;
+    let int = |index: usize| -> Option<Option<i64>> {
+        match row.try_get(index).ok()? {
+            None => Some(None),
+            Some(text) => text.parse().ok().map(Some),
+        }
+    };
+    let latest_version = int(0)?;
+    let latest_applied = match row.try_get(1).ok()? {
+        None => None,
+        Some("t") => Some(true),
+        Some("f") => Some(false),
+        Some(_) => return None,
+    };
+    Some(GooseState {
+        latest: latest_version.zip(latest_applied),
+        current: int(2)?,
+    })
+}
+
+// === errors ===
+
+/// The failure for an error out of `connect_raw`. `in_negotiation` is true when it came before a
+/// TLS handshake completed, while `sslmode` asked for one.
+fn startup_failure(error: &tokio_postgres::Error, in_negotiation: bool) -> Outcome {
+    if let Some(io_error) = find_source::<io::Error>(error)
+        && io_error
+            .get_ref()
+            .is_some_and(|inner| inner.is::<rustls::Error>())
+    {
+        return net::tls_failure(io_error);
+    }
+    if let Some(db) = error.as_db_error() {
+        return session_refused(db);
+    }
+    let detail = describe_pg_error(error);
+    if detail.contains("server does not support TLS") {
+        return Outcome::failure(
+            ErrorClass::Tls,
+            "the server does not offer TLS, but sslmode is require",
+        );
+    }
+    if detail.contains("password missing") {
+        return Outcome::failure(
+            ErrorClass::Auth,
+            "the server asks for a password and none is configured",
+        );
+    }
+    let during = if in_negotiation {
+        "TLS negotiation"
+    } else {
+        "startup"
+    };
+    let detail = match find_source::<io::Error>(error) {
+        Some(io_error) => net::describe_io(io_error),
+        None => detail,
+    };
+    Outcome::failure(
+        ErrorClass::Connect,
+        format!("connection failed during {during}: {detail}"),
+    )
+}
+
+/// The failure for an error the server (or pooler) sent while setting up the session.
+fn session_refused(db: &tokio_postgres::error::DbError) -> Outcome {
+    let code = db.code();
+    let text = db.message();
+    let lowered = text.to_lowercase();
+    // PgBouncer answers some of these with the generic 08P01, so its wording is checked too.
+    let class = if *code == SqlState::INVALID_PASSWORD
+        || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+        || lowered.contains("password authentication failed")
+        || lowered.contains("no such user")
+    {
+        ErrorClass::Auth
+    } else if *code == SqlState::INVALID_CATALOG_NAME || lowered.contains("no such database") {
+        ErrorClass::NotFound
+    } else {
+        ErrorClass::Connect
+    };
+    let what = match class {
+        ErrorClass::Auth => "authentication failed",
+        ErrorClass::NotFound => "database not found",
+        _ => "server refused the session",
+    };
+    Outcome::failure(class, format!("{what}: {text} (SQLSTATE {})", code.code()))
+}
+
+/// The failure for an error while a query ran: the server's own words when it rejected it, the
+/// connection problem otherwise.
+fn query_failure(error: &tokio_postgres::Error, what: &str) -> Outcome {
+    match error.as_db_error() {
+        Some(db) if is_connection_exception(db.code()) => Outcome::failure(
+            ErrorClass::Connect,
+            format!(
+                "{what}: no working server connection: {} (SQLSTATE {})",
+                db.message(),
+                db.code().code()
+            ),
+        ),
+        Some(db) => Outcome::failure(
+            ErrorClass::Query,
+            format!("{what}: {} (SQLSTATE {})", db.message(), db.code().code()),
+        ),
+        None => {
+            let detail = match find_source::<io::Error>(error) {
+                Some(io_error) => net::describe_io(io_error),
+                None => describe_pg_error(error),
+            };
+            Outcome::failure(
+                ErrorClass::Connect,
+                format!("{what}: connection lost: {detail}"),
+            )
+        }
+    }
+}
+
+/// SQLSTATE class 08 (connection exception) and the 57P0x shutdowns: the session has no backend
+/// to run on. A pooler says so when it cannot reach the server (PgBouncer's `query_wait_timeout`
+/// is 08P01), and a server that is shutting down or starting up says 57P01..57P03.
+fn is_connection_exception(code: &SqlState) -> bool {
+    let code = code.code();
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
+}
+
+/// tokio-postgres's `Display` leaves out the cause; this joins the whole chain.
+fn describe_pg_error(error: &tokio_postgres::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn find_source<'a, E: std::error::Error + 'static>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a E> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(error) = current {
+        if let Some(found) = error.downcast_ref::<E>() {
+            return Some(found);
+        }
+        current = error.source();
+    }
+    None
+}
+
+// === metrics ===
+
+/// Writes `probe_postgres_duration_seconds{probe,phase}` and `probe_postgres_goose_version`.
+pub fn write_metrics(probes: &[(&str, &ProbeResult)], out: &mut MetricsWriter) {
+    for (name, result) in probes {
+        for (phase, duration) in &result.phases {
+            out.gauge(
+                "probe_postgres_duration_seconds",
+                "Duration of each phase of the last Postgres probe run, in seconds.",
+                &[("probe", name), ("phase", phase)],
+                duration.as_secs_f64(),
+            );
+        }
+    }
+    for (name, result) in probes {
+        if let Some(version) = result.observation("goose_version").and_then(Value::as_i64) {
+            out.gauge(
+                "probe_postgres_goose_version",
+                "Current goose schema version (highest applied migration).",
+                &[("probe", name)],
+                version as f64,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(expect_at_least: Option<i64>) -> GooseCheck {
+        GooseCheck {
+            table: DEFAULT_GOOSE_TABLE.to_owned(),
+            expect_at_least,
+        }
+    }
+
+    #[test]
+    fn table_names_are_plain_identifiers() {
+        assert!(is_table_name("goose_db_version"));
+        assert!(is_table_name("public.goose_db_version"));
+        assert!(!is_table_name("goose; drop table x"));
+        assert!(!is_table_name("a.b.c"));
+        assert!(!is_table_name("\"quoted\""));
+        assert!(!is_table_name(""));
+    }
+
+    #[test]
+    fn goose_verdicts_name_the_problem() {
+        let applied = GooseState {
+            latest: Some((20240102, true)),
+            current: Some(20240102),
+        };
+        assert_eq!(check(Some(20240101)).judge(&applied), Ok(20240102));
+
+        let too_old = check(Some(20250101)).judge(&applied).unwrap_err();
+        assert_eq!(too_old.error, Some(ErrorClass::Schema));
+        assert_eq!(
+            too_old.message,
+            "schema version 20240102 is older than the expected 20250101: \
+             the migrate job has not run for this release"
+        );
+
+        let rolled_back = GooseState {
+            latest: Some((20240102, false)),
+            current: Some(20240101),
+        };
+        assert_eq!(
+            check(None).judge(&rolled_back).unwrap_err().message,
+            "latest row of goose_db_version (version 20240102) has is_applied = false: \
+             that migration was rolled back; run the migrate job"
+        );
+
+        let empty = GooseState {
+            latest: None,
+            current: None,
+        };
+        assert_eq!(
+            check(None).judge(&empty).unwrap_err().message,
+            "goose table goose_db_version is empty: migrations never completed"
+        );
+    }
+
+    fn build(toml_keys: &str) -> Result<PostgresProbe, Vec<FieldError>> {
+        let spec: Spec = toml::from_str(toml_keys).unwrap();
+        spec.build(&BuildContext::new("."))
+    }
+
+    #[test]
+    fn a_dsn_password_never_reaches_target_or_debug() {
+        let probe = build(
+            r#"dsn = "postgres://probe:hunter2@db.example:6543/app?sslmode=require"
+               tls_verify = false"#,
+        )
+        .unwrap();
+        assert_eq!(probe.target(), "db.example:6543/app");
+        let debug = format!("{probe:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+    }
+
+    #[test]
+    fn dsn_and_separate_keys_do_not_mix_and_all_problems_are_reported() {
+        let errors = build(
+            r#"dsn = "host=a user=b dbname=c"
+               host = "x"
+               schema_table = "t""#,
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = errors.iter().map(|error| error.key.as_str()).collect();
+        assert_eq!(keys, ["host", "schema_table"]);
+    }
+
+    #[test]
+    fn separate_keys_need_host_user_and_dbname() {
+        let errors = build(r#"host = "db""#).unwrap_err();
+        let keys: Vec<&str> = errors.iter().map(|error| error.key.as_str()).collect();
+        assert_eq!(keys, ["user", "dbname"]);
+    }
+
+    #[test]
+    fn unsupported_sslmodes_in_a_dsn_say_what_is_accepted() {
+        let errors = build(r#"dsn = "host=a user=b dbname=c sslmode=verify-full""#).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0]
+                .message
+                .contains("sslmode must be disable, prefer or require"),
+            "{}",
+            errors[0].message
+        );
+    }
+
+    #[test]
+    fn unix_socket_hosts_are_refused() {
+        let errors = build(r#"dsn = "host=/var/run/postgresql user=b dbname=c""#).unwrap_err();
+        assert!(
+            errors[0]
+                .message
+                .starts_with("unix sockets are not supported")
+        );
+    }
+
+    #[test]
+    fn malformed_dsns_never_echo_the_password() {
+        for dsn in [
+            "host=a password='s3cret",
+            "postgres://u:s3cret@h:notaport/db",
+            "host=a password=s3cret bogus=1",
+            "postgres://u:s3cret@h/db?bogus=s3cret",
+        ] {
+            let spec: Spec = toml::from_str(&format!("dsn = {dsn:?}")).unwrap();
+            let errors = spec.build(&BuildContext::new(".")).unwrap_err();
+            for error in errors {
+                assert!(!error.message.contains("s3cr"), "{}", error.message);
+            }
+        }
+    }
+}

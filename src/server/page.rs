@@ -1,11 +1,13 @@
 //! The human status page at `/`: the same facts as `/status`, rendered as HTML on the server.
 //!
-//! Everything that came from a target (messages, banners, headers) is escaped; the page has no
-//! scripts of its own beyond a meta refresh.
+//! Everything that came from a target (messages, banners, headers) is escaped, and so is the text
+//! of the rules (the recovery steps are shown as preformatted markdown, not rendered); the page
+//! has no scripts of its own beyond a meta refresh. Diagnoses come first: on-call opens the page
+//! to learn what is wrong and what to do.
 
 use std::fmt::Write as _;
 
-use super::status::{AlertStatus, ProbeStatus, Status};
+use super::status::{AlertStatus, DiagnosisStatus, ProbeStatus, Status};
 
 /// Renders the page.
 pub fn render(status: &Status) -> String {
@@ -15,8 +17,14 @@ pub fn render(status: &Status) -> String {
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
         "<meta http-equiv=\"refresh\" content=\"15\">",
         "<title>honeyguide</title></head><body>",
-        "<h1>honeyguide</h1>"
+        "<h1>honeyguide</h1>",
     ));
+    if status.diagnoses.is_empty() {
+        html.push_str("<p>No known failure mode recognised.</p>");
+    }
+    for diagnosis in &status.diagnoses {
+        write_diagnosis(&mut html, diagnosis);
+    }
     write_alerts(&mut html, status);
     html.push_str(concat!(
         "<h2>Probes</h2><table><thead><tr>",
@@ -30,7 +38,38 @@ pub fn render(status: &Status) -> String {
     html
 }
 
-/// Alerts first: what is wrong and, for alerts not notified, why not.
+fn write_diagnosis(html: &mut String, diagnosis: &DiagnosisStatus) {
+    let note = match &diagnosis.inhibited_by {
+        Some(cause) => format!(" (explained by {})", escape(cause)),
+        None => String::new(),
+    };
+    let _ = write!(
+        html,
+        "<section><h2>{} {}: {}{note}</h2><p>since {}. {}</p><ul>",
+        escape(diagnosis.severity),
+        escape(diagnosis.state),
+        escape(&diagnosis.title),
+        escape(&diagnosis.since),
+        escape(&diagnosis.summary),
+    );
+    for evidence in &diagnosis.probes {
+        let _ = write!(
+            html,
+            "<li>{} {}: {}</li>",
+            escape(&evidence.probe),
+            if evidence.ok { "up" } else { "down" },
+            escape(&evidence.message),
+        );
+    }
+    let _ = write!(
+        html,
+        "</ul><pre>{}</pre><p>Runbook: {}</p></section>",
+        escape(&diagnosis.recovery),
+        escape(&diagnosis.runbook),
+    );
+}
+
+/// The alerts: their state and, for alerts not notified, why not.
 fn write_alerts(html: &mut String, status: &Status) {
     html.push_str("<h2>Alerts</h2>");
     if status.alerts.is_empty() {

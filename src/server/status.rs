@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::alert::silence::{Origin, Phase, Schedule, Silence};
 use crate::alert::{AlertView, AlertsView, DeliveryResult, NotifierStats};
+use crate::catalog::{Diagnosis, FailureMode, RuleStats};
 use crate::probe::{Observations, ProbeResult};
 use crate::state::{ProbeView, STATUS_HISTORY_LEN, Snapshot};
 
@@ -23,14 +24,76 @@ pub struct Status {
     pub started_at: String,
     /// honeyguide's version.
     pub version: &'static str,
+    /// The failure modes recognised now: root causes first, then active before pending, by
+    /// severity. Inhibited ones are listed (with `inhibited_by`) but not notified.
+    pub diagnoses: Vec<DiagnosisStatus>,
     /// Every probe, in config order.
     pub probes: Vec<ProbeStatus>,
+    /// Every failure mode's rule and how its evaluations go, in catalog order.
+    pub rules: Vec<RuleEvaluationStatus>,
     /// Every alert (pending, firing, recently resolved), by id.
     pub alerts: Vec<AlertStatus>,
     /// Every silence: maintenance windows, then API silences.
     pub silences: Vec<SilenceStatus>,
     /// Delivery health per notifier, in config order.
     pub notifiers: Vec<NotifierStatus>,
+}
+
+/// A failure mode that is happening (or about to be confirmed).
+#[derive(Debug, Serialize)]
+pub struct DiagnosisStatus {
+    /// The failure mode's id, also the alert name.
+    pub id: String,
+    /// One-line title.
+    pub title: String,
+    /// `critical`, `warning` or `info`.
+    pub severity: &'static str,
+    /// `pending` (holding, not yet for its `for` duration) or `active`.
+    pub state: &'static str,
+    /// When the rule started holding (RFC 3339).
+    pub since: String,
+    /// The probes the rule reads, with their latest state.
+    pub probes: Vec<EvidenceStatus>,
+    /// What users see.
+    pub summary: String,
+    /// What to do (markdown).
+    pub recovery: String,
+    /// Link or anchor to the runbook.
+    pub runbook: String,
+    /// The active failure mode that explains this one, if any: shown, not notified.
+    pub inhibited_by: Option<String>,
+    /// The rule's labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A probe a diagnosis rests on.
+#[derive(Debug, Serialize)]
+pub struct EvidenceStatus {
+    /// Probe name.
+    pub probe: String,
+    /// Whether its latest run succeeded.
+    pub ok: bool,
+    /// Its latest message.
+    pub message: String,
+}
+
+/// One failure mode's rule and its evaluation counters.
+#[derive(Debug, Serialize)]
+pub struct RuleEvaluationStatus {
+    /// The failure mode's id.
+    pub id: String,
+    /// `critical`, `warning` or `info`.
+    pub severity: &'static str,
+    /// The latest evaluation: `unknown` (a probe has no result yet), `clear`, `holding`, `error`.
+    pub status: &'static str,
+    /// Evaluations so far.
+    pub evaluations: u64,
+    /// Evaluations that failed.
+    pub errors: u64,
+    /// The latest failure's message.
+    pub last_error: Option<String>,
+    /// When it happened (RFC 3339).
+    pub last_error_at: Option<String>,
 }
 
 /// One alert in `/status`.
@@ -64,21 +127,10 @@ pub struct AlertStatus {
     pub recovery: String,
     /// Runbook link.
     pub runbook: String,
-    /// The probes the diagnosis rests on.
+    /// The probes the diagnosis rests on, as of its latest evaluation.
     pub evidence: Vec<EvidenceStatus>,
     /// The rule's labels.
     pub labels: BTreeMap<String, String>,
-}
-
-/// One probe behind an alert.
-#[derive(Debug, Serialize)]
-pub struct EvidenceStatus {
-    /// Probe name.
-    pub probe: String,
-    /// Whether it was passing.
-    pub ok: bool,
-    /// Its message.
-    pub message: String,
 }
 
 /// One silence in `/status` and the silences API.
@@ -171,6 +223,8 @@ pub struct ProbeStatus {
     pub consecutive_failures: u64,
     /// When the probe last succeeded (RFC 3339).
     pub last_ok_at: Option<String>,
+    /// Share of successful runs over the last 24 hours (since start, if shorter).
+    pub uptime_24h: Option<f64>,
     /// Time per phase of the latest run, seconds, in the order they ran.
     pub phases: Vec<PhaseStatus>,
     /// What the latest run observed.
@@ -202,14 +256,27 @@ pub struct HistoryStatus {
 impl Status {
     /// Builds the document from a snapshot.
     pub fn from_snapshot(snapshot: &Snapshot) -> Self {
+        let now = jiff::Timestamp::now();
         Self {
-            generated_at: jiff::Timestamp::now().to_string(),
+            generated_at: now.to_string(),
             started_at: snapshot.started_at.to_string(),
             version: env!("CARGO_PKG_VERSION"),
+            diagnoses: snapshot
+                .diagnoses
+                .iter()
+                .map(DiagnosisStatus::from_diagnosis)
+                .collect(),
             probes: snapshot
                 .probes
                 .iter()
-                .map(|view| ProbeStatus::from_view(view))
+                .map(|view| ProbeStatus::from_view(view, now))
+                .collect(),
+            rules: snapshot
+                .catalog
+                .modes()
+                .iter()
+                .zip(&snapshot.rules)
+                .map(|(mode, stats)| RuleEvaluationStatus::from_stats(mode, stats))
                 .collect(),
             alerts: alerts(&snapshot.alerts),
             silences: snapshot
@@ -348,8 +415,48 @@ impl NotifierStatus {
     }
 }
 
+impl DiagnosisStatus {
+    fn from_diagnosis(diagnosis: &Diagnosis) -> Self {
+        Self {
+            id: diagnosis.id.clone(),
+            title: diagnosis.title.clone(),
+            severity: diagnosis.severity.as_str(),
+            state: diagnosis.state.as_str(),
+            since: diagnosis.since.to_string(),
+            probes: diagnosis
+                .evidence
+                .iter()
+                .map(|evidence| EvidenceStatus {
+                    probe: evidence.probe.clone(),
+                    ok: evidence.ok,
+                    message: evidence.message.clone(),
+                })
+                .collect(),
+            summary: diagnosis.summary.clone(),
+            recovery: diagnosis.recovery.clone(),
+            runbook: diagnosis.runbook.clone(),
+            inhibited_by: diagnosis.inhibited_by.clone(),
+            labels: diagnosis.labels.clone(),
+        }
+    }
+}
+
+impl RuleEvaluationStatus {
+    fn from_stats(mode: &FailureMode, stats: &RuleStats) -> Self {
+        Self {
+            id: mode.id.clone(),
+            severity: mode.severity.as_str(),
+            status: stats.status.as_str(),
+            evaluations: stats.evaluations,
+            errors: stats.errors,
+            last_error: stats.last_error.clone(),
+            last_error_at: stats.last_error_at.map(|at| at.to_string()),
+        }
+    }
+}
+
 impl ProbeStatus {
-    fn from_view(view: &ProbeView) -> Self {
+    fn from_view(view: &ProbeView, now: jiff::Timestamp) -> Self {
         let latest = view.latest.as_ref();
         let result: Option<&ProbeResult> = latest.map(|checked| &checked.result);
         Self {
@@ -368,6 +475,7 @@ impl ProbeStatus {
             checked_at: latest.map(|checked| checked.checked_at.to_string()),
             consecutive_failures: view.consecutive_failures,
             last_ok_at: view.last_ok_at.map(|at| at.to_string()),
+            uptime_24h: view.uptime_24h(now),
             phases: result
                 .map(|result| {
                     result

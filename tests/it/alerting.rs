@@ -77,7 +77,7 @@ async fn fire_then_resolve_sends_exactly_two_signed_webhooks() {
     crate::support::init();
     let receiver = Receiver::start().await;
     let script = Script::new();
-    let daemon = TestDaemon::start_with(&webhook_toml(&receiver, ""), script.classifier()).await;
+    let daemon = TestDaemon::start_with(&webhook_toml(&receiver, ""), script.feed()).await;
 
     script.set(vec![active("neon-down")]);
     let firing = receiver.wait_for(1, WAIT).await;
@@ -164,7 +164,7 @@ async fn alerts_starting_together_arrive_in_one_message() {
     let script = Script::new();
     let daemon = TestDaemon::start_with(
         &webhook_toml(&receiver, "").replace("\"200ms\"", "\"1s\""),
-        script.classifier(),
+        script.feed(),
     )
     .await;
     script.set(vec![active("cf-global")]);
@@ -190,7 +190,7 @@ async fn inhibited_alerts_are_shown_not_sent_then_sent_when_the_inhibitor_ends()
     crate::support::init();
     let receiver = Receiver::start().await;
     let script = Script::new();
-    let daemon = TestDaemon::start_with(&webhook_toml(&receiver, ""), script.classifier()).await;
+    let daemon = TestDaemon::start_with(&webhook_toml(&receiver, ""), script.feed()).await;
     let mut edge = active("edge-5xx");
     edge.inhibited_by = Some("cf-global".into());
     script.set(vec![active("cf-global"), edge.clone()]);
@@ -247,7 +247,7 @@ async fn a_firing_alert_is_repeated() {
     let script = Script::new();
     let daemon = TestDaemon::start_with(
         &webhook_toml(&receiver, "repeat_interval = \"1s\""),
-        script.classifier(),
+        script.feed(),
     )
     .await;
     script.set(vec![active("neon-down")]);
@@ -279,7 +279,7 @@ async fn a_failing_receiver_is_retried_with_the_same_idempotency_key() {
     let receiver = Receiver::start().await;
     receiver.fail_next(2);
     let script = Script::new();
-    let daemon = TestDaemon::start_with(&webhook_toml(&receiver, ""), script.classifier()).await;
+    let daemon = TestDaemon::start_with(&webhook_toml(&receiver, ""), script.feed()).await;
     script.set(vec![active("neon-down")]);
     let received = receiver.wait_for(3, Duration::from_secs(20)).await;
     let ids: Vec<&str> = received
@@ -316,7 +316,7 @@ async fn an_api_silence_suppresses_and_its_expiry_renotifies() {
     let script = Script::new();
     let daemon = TestDaemon::start_with(
         &webhook_toml(&receiver, &format!("[api]\ntoken = \"{TOKEN}\"\n")),
-        script.classifier(),
+        script.feed(),
     )
     .await;
     let unauthenticated = daemon
@@ -407,7 +407,7 @@ async fn deleting_a_silence_expires_it_and_silences_survive_restart() {
              weekly = {{ day = \"thu\", start = \"11:30\", end = \"13:30\", timezone = \"America/Los_Angeles\" }}\n"
         ),
     );
-    let daemon = TestDaemon::start_with(&toml, script.classifier()).await;
+    let daemon = TestDaemon::start_with(&toml, script.feed()).await;
     let created: Value = daemon
         .request(Method::POST, "/api/silences")
         .bearer_auth(TOKEN)
@@ -453,7 +453,7 @@ async fn deleting_a_silence_expires_it_and_silences_survive_restart() {
     receiver.wait_for(1, WAIT).await;
 
     let dir = daemon.stop_keeping_dir().await;
-    let daemon = TestDaemon::start_in(dir, &toml, script.classifier()).await;
+    let daemon = TestDaemon::start_in(dir, &toml, script.feed()).await;
     let listed: Value = daemon
         .request(Method::GET, "/api/silences")
         .bearer_auth(TOKEN)
@@ -488,7 +488,7 @@ async fn an_undelivered_notification_survives_a_restart_and_is_delivered_once() 
     receiver.stop();
     let script = Script::new();
     let toml = webhook_toml(&receiver, "");
-    let daemon = TestDaemon::start_with(&toml, script.classifier()).await;
+    let daemon = TestDaemon::start_with(&toml, script.feed()).await;
     script.set(vec![active("neon-down")]);
     crate::support::eventually("a failed delivery", WAIT, || async {
         let hook = notifier(&daemon, "hook").await;
@@ -511,7 +511,7 @@ async fn an_undelivered_notification_survives_a_restart_and_is_delivered_once() 
     let dir = daemon.stop_keeping_dir().await;
 
     receiver.restart().await;
-    let daemon = TestDaemon::start_in(dir, &toml, script.classifier()).await;
+    let daemon = TestDaemon::start_in(dir, &toml, script.feed()).await;
     let received = receiver.wait_for(1, WAIT).await;
     assert_eq!(
         received[0].json()["alerts"][0]["labels"]["alertname"],

@@ -42,7 +42,7 @@ async fn alertmanager_holds_refreshes_and_resolves_the_alert() {
     let am_receiver = Receiver::start().await;
     let alertmanager = Alertmanager::start(&am_receiver.url("/from-am")).await;
     let script = Script::new();
-    let daemon = TestDaemon::start_with(&toml(&alertmanager), script.classifier()).await;
+    let daemon = TestDaemon::start_with(&toml(&alertmanager), script.feed()).await;
     script.set(vec![active("neon-down")]);
 
     let alert = eventually("the alert in Alertmanager", WAIT, || async {
@@ -109,8 +109,8 @@ async fn two_instances_become_one_alert_in_alertmanager() {
     let am_receiver = Receiver::start().await;
     let alertmanager = Alertmanager::start(&am_receiver.url("/from-am")).await;
     let script = Script::new();
-    let first = TestDaemon::start_with(&toml(&alertmanager), script.classifier()).await;
-    let second = TestDaemon::start_with(&toml(&alertmanager), script.classifier()).await;
+    let first = TestDaemon::start_with(&toml(&alertmanager), script.feed()).await;
+    let second = TestDaemon::start_with(&toml(&alertmanager), script.feed()).await;
     script.set(vec![active("neon-down")]);
     am_receiver.wait_for(1, WAIT).await;
     // Both have pushed (and re-pushed) by now.

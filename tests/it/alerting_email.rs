@@ -140,7 +140,7 @@ async fn email_over_starttls_and_implicit_tls_with_auth() {
         email_notifier("mail-465", server.smtps_port, "implicit", PASSWORD, &ca)
     );
     let script = Script::new();
-    let daemon = TestDaemon::start_with(&toml, script.classifier()).await;
+    let daemon = TestDaemon::start_with(&toml, script.feed()).await;
     script.set(vec![active("neon-down")]);
     let firing = eventually("two firing emails", WAIT, || async {
         let received = server.received();
@@ -248,7 +248,7 @@ async fn an_smtp_outage_delays_the_email_only_and_it_arrives_once() {
         receiver.url("/hook")
     );
     let script = Script::new();
-    let daemon = TestDaemon::start_with(&toml, script.classifier()).await;
+    let daemon = TestDaemon::start_with(&toml, script.feed()).await;
     script.set(vec![active("fastmail-down")]);
 
     receiver.wait_for(1, WAIT).await;
@@ -304,7 +304,7 @@ async fn a_wrong_smtp_password_is_a_clear_error_not_a_crash() {
         )
     );
     let script = Script::new();
-    let daemon = TestDaemon::start_with(&toml, script.classifier()).await;
+    let daemon = TestDaemon::start_with(&toml, script.feed()).await;
     script.set(vec![active("neon-down")]);
     let mail = eventually("an authentication failure", WAIT, || async {
         let status = daemon.status().await;

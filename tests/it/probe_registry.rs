@@ -289,7 +289,7 @@ async fn https_registry_certificates_are_verified() {
     assert_eq!(result.error, Some(ErrorClass::Tls), "{result:?}");
     assert_eq!(
         result.message,
-        "GET /v2/: tls: invalid certificate: UnknownIssuer"
+        "GET /v2/: tls: certificate issued by an unknown authority (not in the trusted roots)"
     );
 }
 

@@ -229,7 +229,7 @@ async fn untrusted_certificate_is_a_tls_failure() {
     assert_eq!(result.error, Some(ErrorClass::Tls), "{result:?}");
     assert_eq!(
         result.message,
-        "tls: handshake: invalid certificate: UnknownIssuer"
+        "tls: handshake: certificate issued by an unknown authority (not in the trusted roots)"
     );
     assert_eq!(result.observations["failed_step"], Value::from("tls"));
 }

@@ -10,10 +10,15 @@
 )]
 
 pub mod alerting;
+pub mod asynq;
 pub mod certs;
 pub mod daemon;
 pub mod dnsmasq;
+pub mod http_server;
+pub mod pgbouncer;
+pub mod postgres;
 pub mod probes;
+pub mod redis;
 pub mod registry;
 pub mod s3;
 pub mod smtpd;
@@ -196,4 +201,48 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Loads probes from `probes.toml` text, with `env` as the whole environment for `${VAR}`.
+pub fn load_config(text: &str, env: &[(&str, &str)]) -> honeyguide::config::Config {
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+        .collect();
+    let lookup = move |name: &str| {
+        env.iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.clone())
+    };
+    let source = honeyguide::config::Source::new("probes.toml", text.to_owned());
+    honeyguide::config::parse(&source, &lookup).unwrap_or_else(|errors| panic!("{errors}"))
+}
+
+/// Runs the probe named `name` once, with its configured timeout.
+pub async fn run_probe(
+    config: &honeyguide::config::Config,
+    name: &str,
+) -> honeyguide::probe::ProbeResult {
+    let probe = config
+        .probes
+        .iter()
+        .find(|probe| probe.name == name)
+        .unwrap_or_else(|| panic!("no probe named {name}"));
+    honeyguide::probe::execute(probe.probe.clone(), probe.timeout).await
+}
+
+/// The kind-specific metrics of the probes named `names`, as `/metrics` renders them.
+pub fn kind_metrics(
+    config: &honeyguide::config::Config,
+    results: &[(&str, &honeyguide::probe::ProbeResult)],
+) -> String {
+    let kind = config
+        .probes
+        .iter()
+        .find(|probe| probe.name == results[0].0)
+        .map(|probe| probe.kind())
+        .expect("probe exists");
+    let mut writer = honeyguide::metrics::MetricsWriter::new();
+    honeyguide::probe::write_kind_metrics(kind, results, &mut writer);
+    writer.finish()
 }

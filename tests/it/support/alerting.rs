@@ -13,8 +13,9 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use honeyguide::alert::Evaluation;
+use honeyguide::app::Diagnoses;
 use honeyguide::catalog::{Diagnosis, DiagnosisState, Evidence, Severity};
-use honeyguide::state::{DiagnosisSource, ProbeView};
 use serde_json::Value;
 use tokio::net::TcpListener;
 
@@ -22,27 +23,26 @@ use super::{ChildGuard, TempDir, free_port, require_binary, wait_for_tcp};
 
 // === scripted diagnoses ===
 
-/// The classifier of a test: returns whatever the test last set.
-#[derive(Clone, Default)]
-pub struct Script(Arc<Mutex<Vec<Diagnosis>>>);
+/// The diagnoses of a test, fed to the alert engine in place of the catalog's: the test says
+/// which failure modes hold (and every probe counts as having reported).
+pub struct Script(tokio::sync::watch::Sender<Evaluation>);
 
 impl Script {
     pub fn new() -> Self {
-        Self::default()
+        Self(tokio::sync::watch::Sender::new(Evaluation::default()))
     }
 
     /// From now on, these diagnoses hold.
     pub fn set(&self, diagnoses: Vec<Diagnosis>) {
-        *self.0.lock().unwrap() = diagnoses;
+        self.0.send_replace(Evaluation {
+            diagnoses,
+            settled: true,
+        });
     }
 
-    pub fn classifier(&self) -> Box<dyn DiagnosisSource> {
-        let current = self.0.clone();
-        Box::new(
-            move |_: &[Arc<ProbeView>], _: tokio::time::Instant, _: jiff::Timestamp| {
-                current.lock().unwrap().clone()
-            },
-        )
+    /// The feed for a daemon (several daemons may share one script).
+    pub fn feed(&self) -> Diagnoses {
+        Diagnoses::Feed(self.0.subscribe())
     }
 }
 
@@ -115,8 +115,13 @@ pub struct Receiver {
 
 impl Receiver {
     pub async fn start() -> Self {
+        Self::start_on(0).await
+    }
+
+    /// Listens on 127.0.0.1:`port` (0 for any free port).
+    pub async fn start_on(port: u16) -> Self {
         super::init();
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
         Self::serve(listener, Shared::default())
     }
 

@@ -3,10 +3,12 @@
 //! The daemon is `honeyguide::app::run` with a listener bound to `127.0.0.1:0` and a shutdown
 //! signal the test controls, exactly what `honeyguide run` does with a real port and SIGTERM.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use honeyguide::app::Diagnoses;
+use honeyguide::catalog::{self, Catalog};
 use honeyguide::config::{self, Source};
-use honeyguide::state::{DiagnosisSource, NoRules};
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -24,21 +26,38 @@ pub struct TestDaemon {
 impl TestDaemon {
     /// Starts a daemon for `probes_toml` (written to a temp dir, so relative paths resolve there).
     pub async fn start(probes_toml: &str) -> Self {
-        Self::start_with(probes_toml, Box::new(NoRules)).await
+        Self::start_with_alerts(probes_toml, &[]).await
     }
 
-    /// Starts a daemon whose diagnoses come from `classifier`.
-    pub async fn start_with(probes_toml: &str, classifier: Box<dyn DiagnosisSource>) -> Self {
-        Self::start_in(TempDir::new("daemon"), probes_toml, classifier).await
+    /// Starts a daemon for `probes_toml` and the rule files `alerts` (file name, text), written
+    /// to `alerts/` beside it.
+    pub async fn start_with_alerts(probes_toml: &str, alerts: &[(&str, &str)]) -> Self {
+        Self::launch(
+            TempDir::new("daemon"),
+            probes_toml,
+            alerts,
+            Diagnoses::Catalog,
+        )
+        .await
     }
 
-    /// Starts a daemon in `dir` (e.g. the one a stopped daemon left, with its store). Unless the
-    /// file has a `[store]` section, the store is `honeyguide.db` in `dir`, never in the
-    /// working directory.
-    pub async fn start_in(
+    /// Starts a daemon whose alerts follow `diagnoses` (e.g. a scripted feed) instead of rules.
+    pub async fn start_with(probes_toml: &str, diagnoses: Diagnoses) -> Self {
+        Self::launch(TempDir::new("daemon"), probes_toml, &[], diagnoses).await
+    }
+
+    /// Starts a daemon in `dir`, e.g. the one a stopped daemon left, with its store.
+    pub async fn start_in(dir: TempDir, probes_toml: &str, diagnoses: Diagnoses) -> Self {
+        Self::launch(dir, probes_toml, &[], diagnoses).await
+    }
+
+    /// Unless the file has a `[store]` section, the store is `honeyguide.db` in `dir`, never in
+    /// the working directory.
+    async fn launch(
         dir: TempDir,
         probes_toml: &str,
-        classifier: Box<dyn DiagnosisSource>,
+        alerts: &[(&str, &str)],
+        diagnoses: Diagnoses,
     ) -> Self {
         super::init();
         let path = dir.path().join("probes.toml");
@@ -49,6 +68,15 @@ impl TestDaemon {
         if !probes_toml.contains("[store]") {
             config.store.path = dir.path().join("honeyguide.db");
         }
+        let alerts_dir = dir.path().join("alerts");
+        std::fs::create_dir_all(&alerts_dir).expect("create alerts/");
+        for (name, text) in alerts {
+            std::fs::write(alerts_dir.join(name), text).expect("write a rule file");
+        }
+        let catalog: Arc<Catalog> = Arc::new(
+            catalog::load(&alerts_dir, &catalog::probe_kinds(&config))
+                .unwrap_or_else(|errors| panic!("{errors}")),
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -56,11 +84,12 @@ impl TestDaemon {
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(honeyguide::app::run_with(
             config,
+            catalog,
             listener,
             async move {
                 let _ = stopped.await;
             },
-            classifier,
+            diagnoses,
         ));
         Self {
             base_url,
@@ -74,7 +103,7 @@ impl TestDaemon {
         }
     }
 
-    /// The daemon's directory (its probes.toml and store).
+    /// The daemon's directory (its probes.toml, alerts/ and store).
     pub fn dir(&self) -> &std::path::Path {
         self.dir.as_ref().expect("dir").path()
     }

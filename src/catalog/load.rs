@@ -1,0 +1,702 @@
+//! Loading `alerts/*.toml`: one strict TOML file per failure mode, validated into a [`Catalog`].
+//!
+//! Each file is parsed into a spanned tree, deserialized strictly (`deny_unknown_fields`) and
+//! validated: the id is kebab-case and equals the file stem, the texts are not empty, the labels
+//! are valid label names, and the `when` expression compiles, reads only configured probes and
+//! passes the load-time type check. Then the files are checked together: ids are unique, and
+//! `inhibits` names existing modes without a cycle. Every problem becomes a located
+//! [`ConfigError`] (file, line, column, key), and all of them are reported at once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+
+use crate::config::source::with_typo_hint;
+use crate::config::{ConfigError, ConfigErrors, ErrorSink, HumanDuration, Source};
+
+use super::expr::{Evaluator, ExprError};
+use super::position::StringMap;
+use super::{Catalog, FailureMode, ProbeKinds, Severity};
+
+/// Keys a rule's labels may not use: the alert engine sets them itself.
+const RESERVED_LABELS: [&str; 2] = ["alertname", "severity"];
+
+/// Reads every `*.toml` file of `dir`, in name order.
+pub(super) fn read_dir(dir: &Path) -> Result<Vec<Source>, ConfigErrors> {
+    let unreadable = |error: std::io::Error, path: &Path| {
+        ConfigErrors(vec![ConfigError {
+            file: path.to_owned(),
+            line: 0,
+            column: 0,
+            key: String::new(),
+            message: format!("cannot read: {error}"),
+        }])
+    };
+    let mut paths = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|error| unreadable(error, dir))? {
+        let path = entry.map_err(|error| unreadable(error, dir))?.path();
+        if path
+            .extension()
+            .is_some_and(|extension| extension == "toml")
+            && path.is_file()
+        {
+            paths.push(path);
+        }
+    }
+    paths.sort();
+    let mut sources = Vec::with_capacity(paths.len());
+    let mut errors = Vec::new();
+    for path in paths {
+        match std::fs::read_to_string(&path) {
+            Ok(text) => sources.push(Source::new(path, text)),
+            Err(error) => errors.extend(unreadable(error, &path).0),
+        }
+    }
+    if errors.is_empty() {
+        Ok(sources)
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+/// Validates the rule files in `sources` against the configured `probes`.
+pub(super) fn parse(sources: &[Source], probes: &ProbeKinds) -> Result<Catalog, ConfigErrors> {
+    let evaluator = Evaluator::new();
+    let mut errors = Vec::new();
+    let mut parsed = Vec::with_capacity(sources.len());
+    for source in sources {
+        let mut sink = ErrorSink::new(source);
+        let rule = parse_rule(source, &evaluator, probes, &mut sink);
+        if let Err(file_errors) = sink.finish(()) {
+            errors.extend(file_errors.0);
+        }
+        if let Some(rule) = rule {
+            parsed.push((source, rule));
+        }
+    }
+    check_unique_ids(&parsed, &mut errors);
+    check_inhibits(&parsed, &mut errors);
+    let modes: Option<Vec<FailureMode>> = parsed.into_iter().map(|(_, rule)| rule.mode).collect();
+    match modes {
+        Some(modes) if errors.is_empty() => Ok(Catalog { modes, evaluator }),
+        _ => {
+            errors.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+            Err(ConfigErrors(errors))
+        }
+    }
+}
+
+// === one file ===
+
+/// The keys of a rule file, deserialized strictly.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    id: Spanned<String>,
+    title: Spanned<String>,
+    severity: RawSeverity,
+    when: Spanned<String>,
+    #[serde(rename = "for")]
+    for_duration: Option<Spanned<HumanDuration>>,
+    symptom: Spanned<String>,
+    recovery: Spanned<String>,
+    runbook: Spanned<String>,
+    #[serde(default)]
+    inhibits: Vec<Spanned<String>>,
+    labels: Option<Spanned<BTreeMap<String, String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RawSeverity {
+    Critical,
+    Warning,
+    Info,
+}
+
+/// A rule file that deserialized: what the cross-file checks need, and the failure mode if
+/// the file is valid on its own. A file with an error elsewhere still takes part in the
+/// cross-file checks, so that a typo in one rule's `when` does not make every rule inhibiting
+/// it report an unknown id.
+struct ParsedRule {
+    id: String,
+    id_span: Range<usize>,
+    /// Whether the id equals the file stem (the first holder of a duplicate id is the file
+    /// named after it).
+    named_after_file: bool,
+    inhibits: Vec<String>,
+    inhibit_spans: Vec<Range<usize>>,
+    mode: Option<FailureMode>,
+}
+
+fn parse_rule(
+    source: &Source,
+    evaluator: &Evaluator,
+    probes: &ProbeKinds,
+    sink: &mut ErrorSink<'_>,
+) -> Option<ParsedRule> {
+    let document = match DeTable::parse(source.text()) {
+        Ok(document) => document,
+        Err(error) => {
+            let span = error.span().unwrap_or(0..0);
+            sink.push(&span, "", error.message().trim_end());
+            return None;
+        }
+    };
+    let raw = deserialize(document, sink)?;
+
+    let mut valid = true;
+    let mut require = |value: &Spanned<String>, key: &str, sink: &mut ErrorSink<'_>| {
+        if value.get_ref().trim().is_empty() {
+            sink.push(&value.span(), key, "must not be empty");
+            valid = false;
+        }
+    };
+    require(&raw.title, "title", sink);
+    require(&raw.symptom, "symptom", sink);
+    require(&raw.recovery, "recovery", sink);
+    require(&raw.runbook, "runbook", sink);
+    let (kebab, named_after_file) = check_id(source, &raw.id, sink);
+    valid &= kebab && named_after_file;
+    valid &= check_labels(raw.labels.as_ref(), sink);
+    for (index, inhibited) in raw.inhibits.iter().enumerate() {
+        if inhibited.get_ref() == raw.id.get_ref() {
+            sink.push(
+                &inhibited.span(),
+                &format!("inhibits[{index}]"),
+                "a failure mode cannot inhibit itself",
+            );
+            valid = false;
+        }
+    }
+
+    let kind_of = |name: &str| probes.get(name).copied();
+    let expression = match evaluator.compile(raw.when.get_ref(), &kind_of) {
+        Ok(expression) => Some(expression),
+        Err(expression_errors) => {
+            report_expression_errors(source, &raw.when, &expression_errors, sink);
+            None
+        }
+    };
+    let id = raw.id.get_ref().clone();
+    let id_span = raw.id.span();
+    let inhibits: Vec<String> = raw.inhibits.iter().map(|id| id.get_ref().clone()).collect();
+    let inhibit_spans = raw.inhibits.iter().map(Spanned::span).collect();
+    let mode = expression.filter(|_| valid).map(|expression| FailureMode {
+        id: raw.id.into_inner(),
+        title: raw.title.into_inner().trim().to_owned(),
+        severity: match raw.severity {
+            RawSeverity::Critical => Severity::Critical,
+            RawSeverity::Warning => Severity::Warning,
+            RawSeverity::Info => Severity::Info,
+        },
+        when: raw.when.into_inner(),
+        for_duration: raw
+            .for_duration
+            .map_or(Duration::ZERO, |duration| duration.into_inner().get()),
+        symptom: raw.symptom.into_inner().trim().to_owned(),
+        recovery: raw.recovery.into_inner().trim().to_owned(),
+        runbook: raw.runbook.into_inner().trim().to_owned(),
+        inhibits: raw.inhibits.into_iter().map(Spanned::into_inner).collect(),
+        labels: raw.labels.map(Spanned::into_inner).unwrap_or_default(),
+        file: source.path().to_owned(),
+        expression,
+    });
+    kebab.then_some(ParsedRule {
+        id,
+        id_span,
+        named_after_file,
+        inhibits,
+        inhibit_spans,
+        mode,
+    })
+}
+
+/// Deserializes the document strictly, attributing a serde error to the top-level key it
+/// falls within (an error spanning the whole file, such as a missing key, names no key).
+fn deserialize(document: Spanned<DeTable<'_>>, sink: &mut ErrorSink<'_>) -> Option<RawRule> {
+    let span = document.span();
+    let table = document.into_inner();
+    let keys: Vec<(String, Range<usize>)> = table
+        .iter()
+        .map(|(key, value)| {
+            let range = key.span().start.min(value.span().start)..value.span().end;
+            (key.get_ref().to_string(), range)
+        })
+        .collect();
+    let value = Spanned::new(span.clone(), DeValue::Table(table));
+    match RawRule::deserialize(ValueDeserializer::from(value)) {
+        Ok(raw) => Some(raw),
+        Err(error) => {
+            let at = error.span().unwrap_or(span);
+            // An empty span is the document's own (a missing key): it names no key.
+            let key = keys
+                .iter()
+                .find(|(_, range)| !at.is_empty() && range.start <= at.start && at.end <= range.end)
+                .map_or("", |(key, _)| key.as_str());
+            sink.push(&at, key, with_typo_hint(error.message().trim_end(), &[]));
+            None
+        }
+    }
+}
+
+/// Checks the id; returns whether it is kebab-case and whether it equals the file stem.
+fn check_id(source: &Source, id: &Spanned<String>, sink: &mut ErrorSink<'_>) -> (bool, bool) {
+    let text = id.get_ref();
+    let kebab = !text.is_empty()
+        && text.split('-').all(|part| {
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        });
+    if !kebab {
+        sink.push(
+            &id.span(),
+            "id",
+            format!("`{text}` is not kebab-case (lowercase letters and digits joined by `-`)"),
+        );
+        return (false, false);
+    }
+    let stem = source
+        .path()
+        .file_stem()
+        .map(|stem| stem.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if *text != stem {
+        sink.push(
+            &id.span(),
+            "id",
+            format!("id `{text}` must match the file name: rename the file to `{text}.toml` or the id to `{stem}`"),
+        );
+        return (true, false);
+    }
+    (true, true)
+}
+
+fn check_labels(
+    labels: Option<&Spanned<BTreeMap<String, String>>>,
+    sink: &mut ErrorSink<'_>,
+) -> bool {
+    let Some(labels) = labels else {
+        return true;
+    };
+    let mut valid = true;
+    for name in labels.get_ref().keys() {
+        let mut chars = name.chars();
+        let well_formed = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !name.starts_with("__");
+        let message = if !well_formed {
+            format!("`{name}` is not a valid label name (letters, digits and `_`)")
+        } else if RESERVED_LABELS.contains(&name.as_str()) {
+            format!("label name `{name}` is reserved: the alert engine sets it")
+        } else {
+            continue;
+        };
+        sink.push(&labels.span(), &format!("labels.{name}"), message);
+        valid = false;
+    }
+    valid
+}
+
+/// Locates expression errors in the file: through the string's quotes and escapes to the
+/// operator or name CEL pointed at.
+fn report_expression_errors(
+    source: &Source,
+    when: &Spanned<String>,
+    errors: &[ExprError],
+    sink: &mut ErrorSink<'_>,
+) {
+    let map = StringMap::new(source.text(), &when.span(), when.get_ref());
+    for error in errors {
+        let at = map.file_offset(error.offset);
+        sink.push(&(at..at), "when", error.message.clone());
+    }
+}
+
+// === across files ===
+
+fn check_unique_ids(parsed: &[(&Source, ParsedRule)], errors: &mut Vec<ConfigError>) {
+    // The file named after the id owns it; the others are the duplicates.
+    let mut ordered: Vec<&(&Source, ParsedRule)> = parsed.iter().collect();
+    ordered.sort_by_key(|(_, rule)| !rule.named_after_file);
+    let mut first: HashMap<&str, &Source> = HashMap::new();
+    for (source, rule) in ordered {
+        match first.get(rule.id.as_str()) {
+            Some(earlier) => errors.push(source.error(
+                &rule.id_span,
+                "id",
+                format!(
+                    "duplicate id `{}`, already used by {}",
+                    rule.id,
+                    earlier.path().display()
+                ),
+            )),
+            None => {
+                first.insert(&rule.id, source);
+            }
+        }
+    }
+}
+
+fn check_inhibits(parsed: &[(&Source, ParsedRule)], errors: &mut Vec<ConfigError>) {
+    let ids: HashMap<&str, usize> = parsed
+        .iter()
+        .enumerate()
+        .map(|(index, (_, rule))| (rule.id.as_str(), index))
+        .collect();
+    for (source, rule) in parsed {
+        for (index, (inhibited, span)) in rule.inhibits.iter().zip(&rule.inhibit_spans).enumerate()
+        {
+            if !ids.contains_key(inhibited.as_str()) {
+                errors.push(source.error(
+                    span,
+                    &format!("inhibits[{index}]"),
+                    format!("inhibits unknown failure mode `{inhibited}`"),
+                ));
+            }
+        }
+    }
+    for cycle in inhibition_cycles(parsed, &ids) {
+        let (closing, edge) = cycle.closing;
+        let (source, rule) = &parsed[closing];
+        let path: Vec<&str> = cycle
+            .members
+            .iter()
+            .map(|member| parsed[*member].1.id.as_str())
+            .collect();
+        errors.push(source.error(
+            &rule.inhibit_spans[edge],
+            &format!("inhibits[{edge}]"),
+            format!(
+                "inhibition cycle {} -> {}: each would silence the other",
+                path.join(" -> "),
+                path.first().copied().unwrap_or_default()
+            ),
+        ));
+    }
+}
+
+/// A cycle of `inhibits`, and the edge (rule index, inhibits index) that closes it.
+struct Cycle {
+    members: Vec<usize>,
+    closing: (usize, usize),
+}
+
+/// Every elementary cycle found by a depth-first search, each reported once.
+fn inhibition_cycles(parsed: &[(&Source, ParsedRule)], ids: &HashMap<&str, usize>) -> Vec<Cycle> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        OnPath,
+        Done,
+    }
+    fn visit(
+        node: usize,
+        parsed: &[(&Source, ParsedRule)],
+        ids: &HashMap<&str, usize>,
+        marks: &mut [Mark],
+        path: &mut Vec<usize>,
+        cycles: &mut Vec<Cycle>,
+    ) {
+        marks[node] = Mark::OnPath;
+        path.push(node);
+        for (edge, target) in parsed[node].1.inhibits.iter().enumerate() {
+            // Unknown ids and self-inhibition are reported on their own.
+            let Some(&target) = ids.get(target.as_str()).filter(|&&target| target != node) else {
+                continue;
+            };
+            match marks[target] {
+                Mark::New => visit(target, parsed, ids, marks, path, cycles),
+                Mark::OnPath => {
+                    let start = path
+                        .iter()
+                        .position(|&member| member == target)
+                        .unwrap_or(0);
+                    cycles.push(Cycle {
+                        members: path[start..].to_vec(),
+                        closing: (node, edge),
+                    });
+                }
+                Mark::Done => {}
+            }
+        }
+        path.pop();
+        marks[node] = Mark::Done;
+    }
+    let mut marks = vec![Mark::New; parsed.len()];
+    let mut cycles = Vec::new();
+    for node in 0..parsed.len() {
+        if marks[node] == Mark::New {
+            visit(node, parsed, ids, &mut marks, &mut Vec::new(), &mut cycles);
+        }
+    }
+    cycles
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::Kind;
+
+    fn probes() -> ProbeKinds {
+        [
+            ("edge-api", Kind::Http),
+            ("redis", Kind::Redis),
+            ("db-pooler", Kind::Postgres),
+        ]
+        .into_iter()
+        .map(|(name, kind)| (name.to_owned(), kind))
+        .collect()
+    }
+
+    /// A valid rule file for `id`, with `extra` lines appended and `when` replaced if given.
+    fn rule(id: &str, when: &str, extra: &str) -> String {
+        format!(
+            "id = \"{id}\"\ntitle = \"Redis unreachable\"\nseverity = \"critical\"\nwhen = {when}\n\
+             symptom = \"Jobs stop.\"\nrecovery = \"Restart it.\"\nrunbook = \"#redis\"\n{extra}"
+        )
+    }
+
+    /// Loads `files` (name, text) from `alerts/` and returns the error lines.
+    fn errors(files: &[(&str, String)]) -> Vec<String> {
+        let sources: Vec<Source> = files
+            .iter()
+            .map(|(name, text)| Source::new(format!("alerts/{name}"), text.clone()))
+            .collect();
+        match parse(&sources, &probes()) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    /// A rule file with nothing wrong loads, with `for`, `inhibits` and `labels` defaulted.
+    #[test]
+    fn a_valid_rule_loads_with_defaults() {
+        let source = Source::new(
+            "alerts/redis-down.toml",
+            rule("redis-down", "'!probes.redis.ok'", ""),
+        );
+        let catalog = parse(&[source], &probes()).unwrap();
+        let mode = catalog.get("redis-down").unwrap();
+        assert_eq!(mode.title, "Redis unreachable");
+        assert_eq!(mode.severity, Severity::Critical);
+        assert_eq!(mode.for_duration, Duration::ZERO);
+        assert!(mode.inhibits.is_empty() && mode.labels.is_empty());
+        assert_eq!(mode.probes(), ["redis"]);
+        assert_eq!(mode.file, Path::new("alerts/redis-down.toml"));
+    }
+
+    /// A CEL syntax error points at the line and column of the file where CEL gave up.
+    #[test]
+    fn a_syntax_error_is_located_in_the_file() {
+        let text = rule("redis-down", "'probes.redis.ok &&'", "");
+        assert_eq!(
+            errors(&[("redis-down.toml", text)]),
+            [
+                "alerts/redis-down.toml:4:27: when: syntax error: mismatched input '<EOF>' \
+              expecting {'[', '{', '(', '.', '-', '!', 'true', 'false', 'null', NUM_FLOAT, \
+              NUM_INT, NUM_UINT, STRING, BYTES, IDENTIFIER}"
+            ]
+        );
+    }
+
+    /// An unknown probe in a multi-line `when` is located on its own line, at its name.
+    #[test]
+    fn an_unknown_probe_is_located_on_its_line() {
+        let when = "'''\n  !probes.redis.ok &&\n  probes[\"db-poler\"].ok'''";
+        assert_eq!(
+            errors(&[("redis-down.toml", rule("redis-down", when, ""))]),
+            ["alerts/redis-down.toml:6:10: when: unknown probe `db-poler`"]
+        );
+    }
+
+    /// A type error is found at load (not at 3 a.m.) and located at its operator, counting
+    /// the escaped quotes of a basic string as they are written.
+    #[test]
+    fn a_type_error_is_located_at_its_operator() {
+        let when = r#""!probes.redis.ok && probes.redis.observations.uptime_seconds < \"600\"""#;
+        assert_eq!(
+            errors(&[("redis-down.toml", rule("redis-down", when, ""))]),
+            [
+                "alerts/redis-down.toml:4:70: when: type error: found no matching overload for \
+              '_<_' applied to '(int, string)'"
+            ]
+        );
+    }
+
+    /// Unknown keys are errors (a typo never silently drops a setting), with a hint for a typo.
+    #[test]
+    fn an_unknown_key_is_rejected() {
+        let text = rule("redis-down", "'!probes.redis.ok'", "whn = 'x'\n");
+        assert_eq!(
+            errors(&[("redis-down.toml", text)]),
+            [
+                "alerts/redis-down.toml:8:1: whn: unknown field `whn`, expected one of `id`, \
+              `title`, `severity`, `when`, `for`, `symptom`, `recovery`, `runbook`, \
+              `inhibits`, `labels`; did you mean `when`?"
+            ]
+        );
+    }
+
+    /// Two files with one id: the file named after the id keeps it, the other is reported.
+    #[test]
+    fn a_duplicate_id_is_reported_on_the_file_not_named_after_it() {
+        let text = rule("redis-down", "'!probes.redis.ok'", "");
+        assert_eq!(
+            errors(&[("a-copy.toml", text.clone()), ("redis-down.toml", text)]),
+            [
+                "alerts/a-copy.toml:1:6: id: id `redis-down` must match the file name: rename \
+                 the file to `redis-down.toml` or the id to `a-copy`",
+                "alerts/a-copy.toml:1:6: id: duplicate id `redis-down`, already used by \
+                 alerts/redis-down.toml",
+            ]
+        );
+    }
+
+    /// The id is the alert name and the file name: they must agree, and be kebab-case.
+    #[test]
+    fn the_id_must_be_kebab_case_and_match_the_file_name() {
+        assert_eq!(
+            errors(&[(
+                "redis-gone.toml",
+                rule("redis-down", "'!probes.redis.ok'", "")
+            )]),
+            [
+                "alerts/redis-gone.toml:1:6: id: id `redis-down` must match the file name: rename \
+              the file to `redis-down.toml` or the id to `redis-gone`"
+            ]
+        );
+        assert_eq!(
+            errors(&[(
+                "Redis_Down.toml",
+                rule("Redis_Down", "'!probes.redis.ok'", "")
+            )]),
+            [
+                "alerts/Redis_Down.toml:1:6: id: `Redis_Down` is not kebab-case (lowercase \
+              letters and digits joined by `-`)"
+            ]
+        );
+    }
+
+    /// `inhibits` must name failure modes that exist.
+    #[test]
+    fn inhibiting_an_unknown_mode_is_an_error() {
+        let text = rule(
+            "redis-down",
+            "'!probes.redis.ok'",
+            "inhibits = [\"worker-stalled\"]\n",
+        );
+        assert_eq!(
+            errors(&[("redis-down.toml", text)]),
+            [
+                "alerts/redis-down.toml:8:13: inhibits[0]: inhibits unknown failure mode \
+              `worker-stalled`"
+            ]
+        );
+    }
+
+    /// Modes inhibiting each other (or themselves) would all be silenced at once.
+    #[test]
+    fn inhibition_cycles_are_rejected() {
+        let a = rule("a", "'!probes.redis.ok'", "inhibits = [\"b\"]\n");
+        let b = rule("b", "'!probes.redis.ok'", "inhibits = [\"a\", \"b\"]\n");
+        assert_eq!(
+            errors(&[("a.toml", a), ("b.toml", b)]),
+            [
+                "alerts/b.toml:8:13: inhibits[0]: inhibition cycle a -> b -> a: each would \
+                 silence the other",
+                "alerts/b.toml:8:18: inhibits[1]: a failure mode cannot inhibit itself",
+            ]
+        );
+    }
+
+    /// A typo in one rule's `when` does not make the rules inhibiting it report it unknown.
+    #[test]
+    fn a_broken_rule_is_still_known_to_its_inhibitors() {
+        let broken = rule("worker-stalled", "'probes.asynq.ok'", "");
+        let inhibitor = rule(
+            "redis-down",
+            "'!probes.redis.ok'",
+            "inhibits = [\"worker-stalled\"]\n",
+        );
+        assert_eq!(
+            errors(&[
+                ("redis-down.toml", inhibitor),
+                ("worker-stalled.toml", broken)
+            ]),
+            ["alerts/worker-stalled.toml:4:16: when: unknown probe `asynq`"]
+        );
+    }
+
+    /// Severity, `for` and missing keys are reported by the strict deserializer.
+    #[test]
+    fn malformed_values_and_missing_keys_are_reported() {
+        let severity = rule("redis-down", "'!probes.redis.ok'", "").replace("critical", "fatal");
+        assert_eq!(
+            errors(&[("redis-down.toml", severity)]),
+            [
+                "alerts/redis-down.toml:3:12: severity: unknown variant `fatal`, expected one of \
+              `critical`, `warning`, `info`"
+            ]
+        );
+        let duration = rule("redis-down", "'!probes.redis.ok'", "for = \"soon\"\n");
+        assert_eq!(
+            errors(&[("redis-down.toml", duration)]),
+            [
+                "alerts/redis-down.toml:8:7: for: invalid duration `soon` (expected number at 0); \
+              write e.g. \"30s\", \"1m30s\" or \"250ms\""
+            ]
+        );
+        assert_eq!(
+            errors(&[("redis-down.toml", "id = \"redis-down\"\n".to_owned())]),
+            ["alerts/redis-down.toml:1:1: missing field `title`"]
+        );
+    }
+
+    /// Labels become Alertmanager labels: valid names only, and not the engine's own.
+    #[test]
+    fn labels_must_be_valid_and_not_reserved() {
+        let text = rule(
+            "redis-down",
+            "'!probes.redis.ok'",
+            "labels = { severity = \"x\", \"team-name\" = \"ops\", team = \"ops\" }\n",
+        );
+        assert_eq!(
+            errors(&[("redis-down.toml", text)]),
+            [
+                "alerts/redis-down.toml:8:10: labels.severity: label name `severity` is \
+                 reserved: the alert engine sets it",
+                "alerts/redis-down.toml:8:10: labels.team-name: `team-name` is not a valid \
+                 label name (letters, digits and `_`)",
+            ]
+        );
+    }
+
+    /// Every bad file is reported in one go, in file order, along with TOML syntax errors.
+    #[test]
+    fn every_bad_rule_is_reported_at_once() {
+        let empty_title = rule("a", "'!probes.redis.ok'", "").replace("Redis unreachable", " ");
+        assert_eq!(
+            errors(&[
+                ("a.toml", empty_title),
+                ("b.toml", "id = \"b\"\ntitle = \n".to_owned()),
+                ("c.toml", rule("c", "'probes.redis.ok > 1'", "")),
+            ]),
+            [
+                "alerts/a.toml:2:9: title: must not be empty",
+                "alerts/b.toml:2:9: string values must be quoted, expected literal string",
+                "alerts/c.toml:4:25: when: type error: found no matching overload for '_>_' \
+                 applied to '(bool, int)'",
+            ]
+        );
+    }
+}
