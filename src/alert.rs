@@ -101,19 +101,30 @@ impl DeliveryResult {
     }
 }
 
-/// Writes the alerting series: alert states, deliveries, outbox depth.
-pub fn write_metrics(view: &AlertsView, out: &mut MetricsWriter) {
+/// Writes the alerting series: alert states, deliveries, outbox depth. Every id of `known` (the
+/// catalog's failure modes) gets its `honeyguide_alerts` series even without an alert, at 0, so
+/// an absent series never means "fine".
+pub fn write_metrics<'a>(
+    view: &AlertsView,
+    known: impl IntoIterator<Item = &'a str>,
+    out: &mut MetricsWriter,
+) {
     out.family(
         "honeyguide_alerts",
         MetricType::Gauge,
         "Alerts by failure mode id and state (1 for the alert's current state, 0 otherwise).",
     );
+    let mut states: BTreeMap<&str, Option<AlertState>> =
+        known.into_iter().map(|id| (id, None)).collect();
     for alert in &view.alerts {
+        states.insert(alert.content.id.as_str(), Some(alert.state));
+    }
+    for (id, current) in states {
         for state in AlertState::ALL {
             out.sample(
                 "honeyguide_alerts",
-                &[("id", &alert.content.id), ("state", state.as_str())],
-                if alert.state == state { 1.0 } else { 0.0 },
+                &[("id", id), ("state", state.as_str())],
+                if current == Some(state) { 1.0 } else { 0.0 },
             );
         }
     }
@@ -175,4 +186,35 @@ pub fn write_metrics(view: &AlertsView, out: &mut MetricsWriter) {
             .filter(|(_, phase)| matches!(phase, Phase::Active { .. }))
             .count() as f64,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every catalog id has its three state series, at 0 without an alert; an alert's current
+    /// state is 1; notifier counters are there before the first delivery.
+    #[test]
+    fn alert_series_are_pre_initialised_per_failure_mode() {
+        let view = AlertsView {
+            alerts: Vec::new(),
+            silences: Vec::new(),
+            notifiers: vec![NotifierStats::new("hook", "webhook")],
+        };
+        let mut out = MetricsWriter::new();
+        write_metrics(&view, ["neon-down"], &mut out);
+        let text = out.finish();
+        for line in [
+            "honeyguide_alerts{id=\"neon-down\",state=\"pending\"} 0\n",
+            "honeyguide_alerts{id=\"neon-down\",state=\"firing\"} 0\n",
+            "honeyguide_alerts{id=\"neon-down\",state=\"resolved\"} 0\n",
+            "honeyguide_notifications_total{notifier=\"hook\",result=\"delivered\"} 0\n",
+            "honeyguide_notifications_total{notifier=\"hook\",result=\"failed\"} 0\n",
+            "honeyguide_notifications_total{notifier=\"hook\",result=\"expired\"} 0\n",
+            "honeyguide_outbox_depth{notifier=\"hook\"} 0\n",
+            "honeyguide_silences_active 0\n",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+    }
 }
