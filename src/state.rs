@@ -10,13 +10,13 @@
 //! are evaluated right away, and a one-second tick confirms pending diagnoses whose `for` has
 //! elapsed and re-evaluates time-dependent rules. The diagnoses are part of the snapshot.
 //!
-//! When the diagnoses (or whether every probe has reported yet) change, the task publishes them
+//! When the diagnoses (or the rules that cannot be evaluated yet) change, the task publishes them
 //! on a `watch` channel to the alert task; the alert task publishes its view back the same way,
 //! so the snapshot carries alerts too and `/status` and `/metrics` render one consistent picture.
 //! Neither direction ever blocks the state task. Probe history is handed to the store with a
 //! non-blocking send, and restored from it at start.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::alert::{AlertsView, Evaluation};
-use crate::catalog::{Catalog, Classifier, Diagnosis, RuleStats};
+use crate::catalog::{Catalog, Classifier, Diagnosis, RuleStats, RuleStatus};
 use crate::config::Config;
 use crate::metrics::Histogram;
 use crate::probe::{ErrorClass, Kind, ProbeResult};
@@ -343,8 +343,9 @@ pub struct StateTask {
     results: mpsc::Receiver<ProbeRun>,
     queries: mpsc::Receiver<Query>,
     evaluations: Option<watch::Sender<Evaluation>>,
-    /// What was last published: the diagnoses (by pointer) and whether every probe had reported.
-    published: Option<(Arc<[Diagnosis]>, bool)>,
+    /// What was last published: the diagnoses (by pointer) and the rules that could not be
+    /// evaluated.
+    published: Option<(Arc<[Diagnosis]>, BTreeSet<String>)>,
     alerts: Option<watch::Receiver<Arc<AlertsView>>>,
     alerts_view: Arc<AlertsView>,
     history: Option<StoreHandle>,
@@ -513,27 +514,29 @@ impl StateTask {
         self.publish();
     }
 
-    /// Hands the diagnoses to the alert task when they (or whether every probe has reported
-    /// yet) changed since the last time.
+    /// Hands the diagnoses to the alert task when they, or the set of rules that could not be
+    /// evaluated, changed since the last time.
     fn publish(&mut self) {
         let Some(evaluations) = &self.evaluations else {
             return;
         };
-        let settled = self.probes.iter().all(|view| view.latest.is_some());
-        let unchanged = self
-            .published
-            .as_ref()
-            .is_some_and(|(diagnoses, was_settled)| {
-                Arc::ptr_eq(diagnoses, &self.diagnoses) && *was_settled == settled
-            });
+        let undetermined: BTreeSet<String> = self
+            .classifier
+            .stats()
+            .filter(|(_, stats)| matches!(stats.status, RuleStatus::Unknown | RuleStatus::Error))
+            .map(|(mode, _)| mode.id.clone())
+            .collect();
+        let unchanged = self.published.as_ref().is_some_and(|(diagnoses, was)| {
+            Arc::ptr_eq(diagnoses, &self.diagnoses) && *was == undetermined
+        });
         if unchanged {
             return;
         }
         evaluations.send_replace(Evaluation {
             diagnoses: self.diagnoses.to_vec(),
-            settled,
+            undetermined: undetermined.clone(),
         });
-        self.published = Some((self.diagnoses.clone(), settled));
+        self.published = Some((self.diagnoses.clone(), undetermined));
     }
 
     fn answer(&mut self, query: Query) {

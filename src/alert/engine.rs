@@ -18,8 +18,9 @@
 //!   announced is always closed.
 //! - A firing alert whose diagnosis comes back *pending* stays firing: that is the classifier
 //!   restarting its `for` timer (after a restart of honeyguide), not the failure going away.
-//! - Until every probe has reported once (`Evaluation::settled`), a missing diagnosis does not
-//!   resolve a firing alert: right after a restart the classifier has not seen every probe yet.
+//! - A missing diagnosis resolves a firing alert only if its rule was actually evaluated
+//!   (`Evaluation::undetermined`): right after a restart a probe the rule reads may have no
+//!   result yet, and a rule whose evaluation fails says nothing about the failure having ended.
 //!
 //! Notifications leave the engine through [`Engine::take_changes`] together with the alert rows
 //! that changed, so the caller can commit both to the store in one transaction before anything
@@ -68,12 +69,13 @@ pub struct Target {
 }
 
 /// One run of the classifier: every diagnosis that currently holds.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Evaluation {
     /// The full current list.
     pub diagnoses: Vec<Diagnosis>,
-    /// Every probe has reported at least once, so a missing diagnosis means "not happening".
-    pub settled: bool,
+    /// Ids of the rules that could not be evaluated (a probe they read has no result yet, or the
+    /// evaluation failed): their missing diagnosis does not mean "not happening".
+    pub undetermined: BTreeSet<String>,
 }
 
 /// Where an alert is in its life.
@@ -292,6 +294,10 @@ impl Engine {
         at: Timestamp,
     ) -> Self {
         let mut engine = Self::new(settings, now);
+        // Alertmanager may have timed alerts out while honeyguide was down: re-push at once.
+        for due in engine.refresh_due.values_mut() {
+            *due = now;
+        }
         for row in stored {
             let id = row.content.id.clone();
             let mut alert = Alert::new(row.content);
@@ -346,7 +352,8 @@ impl Engine {
             .cloned()
             .collect();
         for id in absent {
-            self.apply_absence(&id, evaluation.settled, now, at);
+            let determined = !evaluation.undetermined.contains(&id);
+            self.apply_absence(&id, determined, now, at);
         }
         self.tick(silences, now, at);
     }
@@ -475,7 +482,7 @@ impl Engine {
         }
     }
 
-    fn apply_absence(&mut self, id: &str, settled: bool, now: Instant, at: Timestamp) {
+    fn apply_absence(&mut self, id: &str, determined: bool, now: Instant, at: Timestamp) {
         let fire_queued = matches!(self.queued(id), Some(Event::Fire(_)));
         let Some(alert) = self.alerts.get_mut(id) else {
             return;
@@ -488,7 +495,7 @@ impl Engine {
                 self.removed.insert(id.to_owned());
                 self.unqueue(id);
             }
-            AlertState::Firing if settled => {
+            AlertState::Firing if determined => {
                 alert.state = AlertState::Resolved;
                 alert.resolved_at = Some(at);
                 alert.resolved_instant = Some(now);

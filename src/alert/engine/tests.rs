@@ -4,7 +4,7 @@
 //! and asserts the messages that would have been enqueued, one line per notification:
 //! `notifier: firing:new a, resolved b`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -45,7 +45,7 @@ struct Harness {
     sent: Vec<Notification>,
     removed: Vec<String>,
     diagnoses: Vec<Diagnosis>,
-    settled: bool,
+    undetermined: BTreeSet<String>,
 }
 
 impl Harness {
@@ -58,7 +58,7 @@ impl Harness {
             sent: Vec::new(),
             removed: Vec::new(),
             diagnoses: Vec::new(),
-            settled: true,
+            undetermined: BTreeSet::new(),
         }
     }
 
@@ -78,7 +78,7 @@ impl Harness {
     fn evaluate(&mut self) {
         let evaluation = Evaluation {
             diagnoses: self.diagnoses.clone(),
-            settled: self.settled,
+            undetermined: self.undetermined.clone(),
         };
         let (now, at) = (Instant::now(), self.at());
         self.engine.observe(&evaluation, &self.silences, now, at);
@@ -104,7 +104,7 @@ impl Harness {
     fn step(&mut self, diagnoses: Vec<Diagnosis>) -> Changes {
         let evaluation = Evaluation {
             diagnoses,
-            settled: true,
+            undetermined: BTreeSet::new(),
         };
         let (now, at) = (Instant::now(), self.at());
         self.engine.observe(&evaluation, &self.silences, now, at);
@@ -456,7 +456,8 @@ async fn alertmanager_targets_get_refreshes_instead_of_repeats() {
 }
 
 /// A firing alert whose diagnosis comes back pending (the classifier's `for` timer restarting
-/// after a restart) stays firing; and before every probe reported, absence resolves nothing.
+/// after a restart) stays firing; and while its rule cannot be evaluated (no result yet for a
+/// probe it reads, or a failing evaluation), its absence resolves nothing.
 #[tokio::test(start_paused = true)]
 async fn restored_state_survives_a_restart_without_spurious_resolves() {
     let mut h = Harness::new(settings(vec![target("email")]));
@@ -481,11 +482,11 @@ async fn restored_state_survives_a_restart_without_spurious_resolves() {
         Instant::now(),
         h.at(),
     );
-    h.settled = false;
+    h.undetermined = BTreeSet::from(["neon-down".to_owned()]);
     h.report(vec![]);
     h.advance(Duration::from_secs(30)).await;
     assert_eq!(h.alert("neon-down").state, AlertState::Firing);
-    h.settled = true;
+    h.undetermined.clear();
     h.report(vec![pending("neon-down")]);
     h.advance(Duration::from_secs(30)).await;
     assert_eq!(h.alert("neon-down").state, AlertState::Firing);
@@ -585,4 +586,24 @@ async fn an_alert_that_comes_back_after_resolving_is_announced_again() {
             "email: firing:new neon-down",
         ]
     );
+}
+
+/// After a restart, firing alerts Alertmanager was told about are re-pushed at once (it may
+/// have timed them out meanwhile), not one refresh period later.
+#[tokio::test(start_paused = true)]
+async fn a_restart_re_pushes_to_alertmanager_at_once() {
+    let mut am = target("am");
+    am.refresh = Some(Duration::from_secs(60));
+    let mut h = Harness::new(settings(vec![am.clone()]));
+    let row = StoredAlert {
+        content: Content::from_diagnosis(&active("neon-down")),
+        state: AlertState::Firing,
+        fired_at: Some(h.at()),
+        resolved_at: None,
+        notified: ["am".to_owned()].into(),
+        last_notified: Some(h.at()),
+    };
+    h.engine = Engine::restore(settings(vec![am]), vec![row], Instant::now(), h.at());
+    h.report(vec![active("neon-down")]);
+    assert_eq!(h.sent(), ["am: firing:refresh neon-down"]);
 }

@@ -24,7 +24,7 @@ use super::{ChildGuard, TempDir, free_port, require_binary, wait_for_tcp};
 // === scripted diagnoses ===
 
 /// The diagnoses of a test, fed to the alert engine in place of the catalog's: the test says
-/// which failure modes hold (and every probe counts as having reported).
+/// which failure modes hold (and every rule counts as evaluated).
 pub struct Script(tokio::sync::watch::Sender<Evaluation>);
 
 impl Script {
@@ -36,7 +36,7 @@ impl Script {
     pub fn set(&self, diagnoses: Vec<Diagnosis>) {
         self.0.send_replace(Evaluation {
             diagnoses,
-            settled: true,
+            undetermined: Default::default(),
         });
     }
 
