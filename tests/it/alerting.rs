@@ -133,6 +133,15 @@ async fn fire_then_resolve_sends_exactly_two_signed_webhooks() {
 
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(receiver.received().len(), 2, "exactly two messages");
+    let status = daemon.status().await.to_string();
+    assert!(
+        !status.contains("webhook-secret"),
+        "the HMAC key never shows"
+    );
+    assert!(
+        both.iter()
+            .all(|message| !String::from_utf8_lossy(&message.body).contains("webhook-secret"))
+    );
     assert_eq!(alert(&daemon, "neon-down").await["state"], "resolved");
     let metrics = daemon.metrics().await;
     for (series, value) in [
