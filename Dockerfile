@@ -21,6 +21,9 @@ COPY probes.toml /etc/honeyguide/probes.toml
 COPY alerts /etc/honeyguide/alerts
 USER 10001:10001
 WORKDIR /var/lib/honeyguide
+# The store (alert state, the notification outbox, silences, probe history) lives here: keep it
+# on a volume so a new container neither loses nor repeats notifications.
+VOLUME ["/var/lib/honeyguide"]
 EXPOSE 9898
 ENTRYPOINT ["/usr/local/bin/honeyguide"]
 CMD ["run", "--config", "/etc/honeyguide/probes.toml", "--alerts", "/etc/honeyguide/alerts"]

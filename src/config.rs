@@ -10,6 +10,7 @@
 //! This module owns the shape of the file; each probe kind owns its own keys
 //! (`src/probe/<kind>.rs`, `Spec`).
 
+pub mod alerting;
 pub mod duration;
 pub mod interpolate;
 pub mod secret;
@@ -27,6 +28,7 @@ use serde::de::DeserializeOwned;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
+pub use alerting::{AlertingConfig, ApiConfig, NotifierConfig, StoreConfig};
 pub use duration::HumanDuration;
 pub use secret::Secret;
 pub use source::{ConfigError, ConfigErrors, ErrorSink, Source};
@@ -53,6 +55,16 @@ pub struct Config {
     pub scheduler: SchedulerConfig,
     /// `[[probe]]`, in file order; names are unique.
     pub probes: Vec<ProbeConfig>,
+    /// `[alerting]`: grouping, repeat and delivery timing.
+    pub alerting: AlertingConfig,
+    /// `[store]`: where alert state, the outbox and history persist.
+    pub store: StoreConfig,
+    /// `[api]`: the token of the runtime API (silences); none means the API is off.
+    pub api: ApiConfig,
+    /// `[[notifier]]`, in file order; names are unique.
+    pub notifiers: Vec<NotifierConfig>,
+    /// `[[maintenance]]` windows, as silences; names are unique.
+    pub maintenance: Vec<crate::alert::silence::Silence>,
 }
 
 /// `[server]`: where honeyguide serves its own endpoints.
@@ -181,12 +193,18 @@ pub fn parse(source: &Source, lookup: interpolate::Lookup<'_>) -> Result<Config,
     let server = take_section::<RawServer>(&mut table, "server", &mut sink);
     let scheduler = take_section::<RawScheduler>(&mut table, "scheduler", &mut sink);
     let defaults = take_section::<RawDefaults>(&mut table, "defaults", &mut sink);
+    let alerting = take_section::<alerting::RawAlerting>(&mut table, "alerting", &mut sink);
+    let store = take_section::<alerting::RawStore>(&mut table, "store", &mut sink);
+    let api = take_section::<alerting::RawApi>(&mut table, "api", &mut sink);
     let probes = table.remove("probe");
+    let notifiers = table.remove("notifier");
+    let maintenance = table.remove("maintenance");
     for (key, _) in table.iter() {
         sink.push(
             &key.span(),
             key.get_ref(),
-            "unknown section, expected one of `server`, `scheduler`, `defaults`, `probe`",
+            "unknown section, expected one of `server`, `scheduler`, `defaults`, `probe`, \
+             `alerting`, `store`, `api`, `notifier`, `maintenance`",
         );
     }
 
@@ -197,12 +215,28 @@ pub fn parse(source: &Source, lookup: interpolate::Lookup<'_>) -> Result<Config,
         Some(value) => load_probes(value, &defaults, &cx, &mut sink),
         None => Vec::new(),
     };
+    let alerting = alerting::validate_alerting(alerting.unwrap_or_default(), &mut sink);
+    let store = alerting::validate_store(store.unwrap_or_default(), &cx);
+    let api = alerting::validate_api(api.unwrap_or_default(), &cx, &mut sink);
+    let notifiers = match notifiers {
+        Some(value) => alerting::load_notifiers(value, &cx, &mut sink),
+        None => Vec::new(),
+    };
+    let maintenance = match maintenance {
+        Some(value) => alerting::load_maintenance(value, &mut sink),
+        None => Vec::new(),
+    };
 
     sink.finish(Config {
         path: source.path().to_owned(),
         server,
         scheduler,
         probes,
+        alerting,
+        store,
+        api,
+        notifiers,
+        maintenance,
     })
 }
 
@@ -589,7 +623,7 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "probes.toml:1:2: serve: unknown section, expected one of `server`, `scheduler`, `defaults`, `probe`",
+                "probes.toml:1:2: serve: unknown section, expected one of `server`, `scheduler`, `defaults`, `probe`, `alerting`, `store`, `api`, `notifier`, `maintenance`",
                 "probes.toml:11:8: probe[a].name: duplicate probe name `a`",
                 "probes.toml:17:8: probe[bad name].name: `bad name` is not a valid probe name: use letters, digits, `-`, `_` and `.`",
             ]

@@ -9,17 +9,23 @@
 //! - [`catalog`]: the failure modes (`alerts/*.toml`) and the diagnoses they produce.
 //! - [`metrics`]: the Prometheus text exposition, rendered from a snapshot.
 //! - [`server`]: `/metrics`, `/status`, `/`, `/healthz`.
+//! - [`alert`]: alert states from diagnoses; grouping, repeat, inhibition, silences.
+//! - [`notify`]: notifiers (email, webhook, Alertmanager, heartbeat) and the outbox dispatcher.
+//! - [`store`]: the embedded SQLite store: alert state, outbox, silences, probe history.
 //! - [`app`]: wiring and lifecycle.
 //! - [`tls`]: the one rustls provider, trust roots, certificate facts.
 //!
 //! See ARCHITECTURE.md for the data flow and the invariants that hold it together.
 
+pub mod alert;
 pub mod app;
 pub mod catalog;
 pub mod config;
 pub mod metrics;
+pub mod notify;
 pub mod probe;
 pub mod scheduler;
 pub mod server;
 pub mod state;
+pub mod store;
 pub mod tls;

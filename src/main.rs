@@ -1,7 +1,9 @@
 //! The `honeyguide` command: `run` (the daemon), `check` (run probes once), `validate`,
-//! `catalog` (list the failure modes).
+//! `catalog` (list the failure modes), `test-alert` (send a test notification through one
+//! notifier).
 //!
-//! Exit codes: 0 success, 1 `check` found failing probes, 2 bad configuration or usage.
+//! Exit codes: 0 success, 1 `check` found failing probes or `test-alert` could not deliver,
+//! 2 bad configuration or usage.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -58,6 +60,14 @@ enum Command {
         #[command(flatten)]
         paths: Paths,
     },
+    /// Send a test notification through one notifier now (bypassing the outbox); exit 1 with
+    /// the reason if it cannot be delivered.
+    TestAlert {
+        #[command(flatten)]
+        paths: Paths,
+        /// The `[[notifier]]` name.
+        notifier: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -98,6 +108,12 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(2));
             };
             runtime()?.block_on(check(&config, &probes))
+        }
+        Command::TestAlert { paths, notifier } => {
+            let Some(config) = load_config(&paths.config) else {
+                return Ok(ExitCode::from(2));
+            };
+            runtime()?.block_on(test_alert(&config, &notifier))
         }
         Command::Validate { paths } => Ok(match load_all(&paths) {
             Some((config, catalog)) => {
@@ -245,6 +261,44 @@ async fn check(config: &Config, only: &[String]) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+async fn test_alert(config: &Config, name: &str) -> anyhow::Result<ExitCode> {
+    let Some(notifier) = config
+        .notifiers
+        .iter()
+        .find(|notifier| notifier.name == name)
+    else {
+        let known: Vec<&str> = config.notifiers.iter().map(|n| n.name.as_str()).collect();
+        eprintln!(
+            "honeyguide: no notifier named `{name}` in {} (known: {})",
+            config.path.display(),
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            }
+        );
+        return Ok(ExitCode::from(2));
+    };
+    let now = jiff::Timestamp::now();
+    let notification = honeyguide::alert::notification::test_notification(name, now);
+    let cx = honeyguide::notify::DeliveryContext {
+        external_url: config.alerting.external_url.clone(),
+        now,
+    };
+    let kind = notifier.kind();
+    let target = notifier.notifier.target();
+    match notifier.notifier.deliver(&notification, &cx).await {
+        Ok(()) => {
+            println!("sent a test notification through `{name}` ({kind}, {target})");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            eprintln!("honeyguide: test-alert: `{name}` ({kind}, {target}) failed: {error}");
+            Ok(ExitCode::from(1))
+        }
+    }
 }
 
 fn render_table(rows: &[(&str, &str, &ProbeResult)]) -> String {

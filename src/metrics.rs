@@ -26,6 +26,11 @@ pub fn render(snapshot: &Snapshot) -> String {
     write_probe_series(snapshot, &mut out);
     write_kind_series(snapshot, &mut out);
     write_diagnosis_series(snapshot, &mut out);
+    crate::alert::write_metrics(
+        &snapshot.alerts,
+        snapshot.catalog.modes().iter().map(|mode| mode.id.as_str()),
+        &mut out,
+    );
     write_daemon_series(snapshot, &mut out);
     out.finish()
 }

@@ -1,9 +1,11 @@
-//! honeyguide's own HTTP endpoints: `/metrics`, `/status`, `/` and `/healthz`.
+//! honeyguide's own HTTP endpoints: `/metrics`, `/status`, `/` and `/healthz`, and the
+//! token-protected runtime API under `/api/` (silences; see [`api`]).
 //!
 //! Handlers own no state: each asks the state task for the current snapshot and renders it. A
 //! reader can therefore never block the state task for longer than it takes to clone a snapshot,
 //! and rendering (the expensive part at 10,000 probes) happens on the reader's own task.
 
+pub mod api;
 pub mod page;
 pub mod status;
 
@@ -14,8 +16,10 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get};
 
+use crate::alert::AlertHandle;
+use crate::config::Secret;
 use crate::metrics;
 use crate::state::{Snapshot, StateHandle};
 
@@ -27,6 +31,10 @@ const HEALTH_DEADLINE: Duration = Duration::from_secs(2);
 pub struct AppState {
     /// Asks the state task for snapshots.
     pub state: StateHandle,
+    /// Asks the alert task to create and expire silences.
+    pub alerts: AlertHandle,
+    /// The API's bearer token; `None` turns `/api/` off.
+    pub api_token: Option<Secret>,
 }
 
 /// The router, unbound: `app::run` serves it, tests can too.
@@ -36,6 +44,11 @@ pub fn router(state: AppState) -> Router {
         .route("/status", get(status_handler))
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(health_handler))
+        .route(
+            "/api/silences",
+            get(api::list_silences).post(api::create_silence),
+        )
+        .route("/api/silences/{id}", delete(api::expire_silence))
         .with_state(state)
 }
 

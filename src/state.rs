@@ -9,19 +9,27 @@
 //! The task also owns the [`Classifier`]: each result marks the rules reading its probe, which
 //! are evaluated right away, and a one-second tick confirms pending diagnoses whose `for` has
 //! elapsed and re-evaluates time-dependent rules. The diagnoses are part of the snapshot.
+//!
+//! When the diagnoses (or the rules that cannot be evaluated yet) change, the task publishes them
+//! on a `watch` channel to the alert task; the alert task publishes its view back the same way,
+//! so the snapshot carries alerts too and `/status` and `/metrics` render one consistent picture.
+//! Neither direction ever blocks the state task. Probe history is handed to the store with a
+//! non-blocking send, and restored from it at start.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use crate::catalog::{Catalog, Classifier, Diagnosis, RuleStats};
+use crate::alert::{AlertsView, Evaluation};
+use crate::catalog::{Catalog, Classifier, Diagnosis, RuleStats, RuleStatus};
 use crate::config::Config;
 use crate::metrics::Histogram;
 use crate::probe::{ErrorClass, Kind, ProbeResult};
+use crate::store::{HistoryRow, StoreHandle};
 
 /// Runs remembered per probe, for rules (`failure_ratio(n)`) and uptime.
 pub const HISTORY_LEN: usize = 100;
@@ -208,6 +216,35 @@ impl ProbeView {
         }
     }
 
+    /// Fills the history from the store after a restart (oldest first): `/status` shows it,
+    /// uptime counts it, and rules reading failure ratios see it. `latest` stays empty until the
+    /// first run, and the run counters count from this start.
+    pub fn restore_history(&mut self, rows: &[HistoryRow], now: Instant, at: Timestamp) {
+        let skip = rows.len().saturating_sub(HISTORY_LEN);
+        for row in &rows[skip..] {
+            if self.history.len() == HISTORY_LEN {
+                self.history.pop_front();
+            }
+            let ago = Duration::try_from(at.duration_since(row.checked_at)).unwrap_or_default();
+            let point_at = now.checked_sub(ago).unwrap_or(now);
+            self.history.push_back(HistoryPoint {
+                ok: row.ok,
+                error: row.error,
+                duration: row.duration,
+                at: point_at,
+                checked_at: row.checked_at,
+            });
+            self.count_hourly(row.ok, row.checked_at);
+            if row.ok {
+                self.consecutive_failures = 0;
+                self.last_ok = Some(point_at);
+                self.last_ok_at = Some(row.checked_at);
+            } else {
+                self.consecutive_failures += 1;
+            }
+        }
+    }
+
     /// Share of successful runs over the 24 hours before `now` (hour granularity), or `None`
     /// without runs in that time.
     pub fn uptime_24h(&self, now: Timestamp) -> Option<f64> {
@@ -262,6 +299,8 @@ pub struct Snapshot {
     pub diagnoses: Arc<[Diagnosis]>,
     /// Evaluation counters per failure mode, in the order of [`Catalog::modes`].
     pub rules: Vec<RuleStats>,
+    /// Alerts, silences and notifier health, as the alert task last published them.
+    pub alerts: Arc<AlertsView>,
 }
 
 /// How often the state task re-checks the diagnoses without a new result: pending diagnoses are
@@ -303,6 +342,14 @@ pub struct StateTask {
     diagnoses: Arc<[Diagnosis]>,
     results: mpsc::Receiver<ProbeRun>,
     queries: mpsc::Receiver<Query>,
+    evaluations: Option<watch::Sender<Evaluation>>,
+    /// What was last published: the diagnoses (by pointer) and the rules that could not be
+    /// evaluated.
+    published: Option<(Arc<[Diagnosis]>, BTreeSet<String>)>,
+    alerts: Option<watch::Receiver<Arc<AlertsView>>>,
+    alerts_view: Arc<AlertsView>,
+    history: Option<StoreHandle>,
+    history_dropped: u64,
 }
 
 /// Capacity of the results channel: enough to absorb a burst without making probes wait.
@@ -347,6 +394,12 @@ impl StateTask {
             diagnoses,
             results,
             queries,
+            evaluations: None,
+            published: None,
+            alerts: None,
+            alerts_view: Arc::new(AlertsView::default()),
+            history: None,
+            history_dropped: 0,
         };
         (
             task,
@@ -357,24 +410,65 @@ impl StateTask {
         )
     }
 
-    /// Processes results and queries until every result sender is gone (the scheduler stopped).
+    /// Publishes diagnoses on `evaluations` and includes the alert task's `view` in snapshots.
+    #[must_use]
+    pub fn with_alerts(
+        mut self,
+        evaluations: watch::Sender<Evaluation>,
+        view: watch::Receiver<Arc<AlertsView>>,
+    ) -> Self {
+        self.alerts_view = view.borrow().clone();
+        self.evaluations = Some(evaluations);
+        self.alerts = Some(view);
+        self
+    }
+
+    /// Appends every result to the store's history, after filling the views from `restored`.
+    #[must_use]
+    pub fn with_history(
+        mut self,
+        store: StoreHandle,
+        restored: &BTreeMap<String, Vec<HistoryRow>>,
+    ) -> Self {
+        let (now, at) = (Instant::now(), Timestamp::now());
+        for view in &mut self.probes {
+            if let Some(rows) = restored.get(&view.name) {
+                Arc::make_mut(view).restore_history(rows, now, at);
+            }
+        }
+        self.history = Some(store);
+        self
+    }
+
+    /// Processes results, queries and classifier ticks until every result sender is gone (the
+    /// scheduler stopped) and every reader has hung up (the server stopped). Readers keep being
+    /// answered, and diagnoses kept current, while the daemon drains, and when there are no
+    /// probes at all (the scheduler then has nothing to run and stops at once).
     pub async fn run(mut self) {
         let mut tick = tokio::time::interval(CLASSIFIER_TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
+        let mut alerts = self.alerts.take();
+        let (mut results_open, mut queries_open) = (true, true);
+        while results_open || queries_open {
             tokio::select! {
                 biased;
-                Some(query) = self.queries.recv() => self.answer(query),
-                run = self.results.recv() => match run {
+                query = self.queries.recv(), if queries_open => match query {
+                    Some(query) => self.answer(query),
+                    None => queries_open = false,
+                },
+                run = self.results.recv(), if results_open => match run {
                     Some(run) => self.apply(run),
-                    None => break,
+                    None => results_open = false,
+                },
+                changed = changed(alerts.as_mut()), if alerts.is_some() => match changed {
+                    Some(view) => {
+                        self.alerts_view = view;
+                        self.cached = None;
+                    }
+                    None => alerts = None,
                 },
                 _ = tick.tick() => self.classify(Instant::now(), Timestamp::now()),
             }
-        }
-        // Keep answering readers while the server drains, until they hang up too.
-        while let Some(query) = self.queries.recv().await {
-            self.answer(query);
         }
     }
 
@@ -387,6 +481,24 @@ impl StateTask {
         };
         self.scheduler_lag.observe(run.lag.as_secs_f64());
         self.scheduler_lag_max = self.scheduler_lag_max.max(run.lag);
+        if let Some(store) = &self.history {
+            let row = HistoryRow {
+                probe: view.name.clone(),
+                ok: run.result.ok,
+                error: run.result.error,
+                duration: run.result.duration,
+                checked_at: run.checked_at,
+            };
+            if !store.append_history(row) {
+                self.history_dropped += 1;
+                if self.history_dropped.is_power_of_two() {
+                    tracing::warn!(
+                        dropped = self.history_dropped,
+                        "the store is behind: probe history rows were dropped"
+                    );
+                }
+            }
+        }
         Arc::make_mut(view).record(run.result, run.at, run.checked_at);
         self.classifier.probe_changed(run.probe);
         self.classify(run.at, run.checked_at);
@@ -399,6 +511,32 @@ impl StateTask {
             self.diagnoses = diagnoses;
             self.cached = None;
         }
+        self.publish();
+    }
+
+    /// Hands the diagnoses to the alert task when they, or the set of rules that could not be
+    /// evaluated, changed since the last time.
+    fn publish(&mut self) {
+        let Some(evaluations) = &self.evaluations else {
+            return;
+        };
+        let undetermined: BTreeSet<String> = self
+            .classifier
+            .stats()
+            .filter(|(_, stats)| matches!(stats.status, RuleStatus::Unknown | RuleStatus::Error))
+            .map(|(mode, _)| mode.id.clone())
+            .collect();
+        let unchanged = self.published.as_ref().is_some_and(|(diagnoses, was)| {
+            Arc::ptr_eq(diagnoses, &self.diagnoses) && *was == undetermined
+        });
+        if unchanged {
+            return;
+        }
+        evaluations.send_replace(Evaluation {
+            diagnoses: self.diagnoses.to_vec(),
+            undetermined: undetermined.clone(),
+        });
+        self.published = Some((self.diagnoses.clone(), undetermined));
     }
 
     fn answer(&mut self, query: Query) {
@@ -425,9 +563,20 @@ impl StateTask {
                 .stats()
                 .map(|(_, stats)| stats.clone())
                 .collect(),
+            alerts: self.alerts_view.clone(),
         });
         self.cached = Some(snapshot.clone());
         snapshot
+    }
+}
+
+/// The next view the alert task publishes; `None` once it is gone, so the select arm can be
+/// switched off.
+async fn changed(view: Option<&mut watch::Receiver<Arc<AlertsView>>>) -> Option<Arc<AlertsView>> {
+    let view = view?;
+    match view.changed().await {
+        Ok(()) => Some(view.borrow_and_update().clone()),
+        Err(_) => None,
     }
 }
 

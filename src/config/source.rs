@@ -145,6 +145,11 @@ impl<'a> ErrorSink<'a> {
         self.errors.is_empty()
     }
 
+    /// How many problems were recorded so far (to tell whether a step added any).
+    pub fn len(&self) -> usize {
+        self.errors.len()
+    }
+
     /// Deserializes one TOML value into `T`; on failure records the error at the value's own
     /// position (or the position serde pointed at) and returns `None`.
     pub fn deserialize<T: DeserializeOwned>(

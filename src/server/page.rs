@@ -7,7 +7,7 @@
 
 use std::fmt::Write as _;
 
-use super::status::{DiagnosisStatus, ProbeStatus, Status};
+use super::status::{AlertStatus, DiagnosisStatus, ProbeStatus, Status};
 
 /// Renders the page.
 pub fn render(status: &Status) -> String {
@@ -25,6 +25,7 @@ pub fn render(status: &Status) -> String {
     for diagnosis in &status.diagnoses {
         write_diagnosis(&mut html, diagnosis);
     }
+    write_alerts(&mut html, status);
     html.push_str(concat!(
         "<h2>Probes</h2><table><thead><tr>",
         "<th>probe</th><th>state</th><th>latency</th><th>message</th>",
@@ -66,6 +67,45 @@ fn write_diagnosis(html: &mut String, diagnosis: &DiagnosisStatus) {
         escape(&diagnosis.recovery),
         escape(&diagnosis.runbook),
     );
+}
+
+/// The alerts: their state and, for alerts not notified, why not.
+fn write_alerts(html: &mut String, status: &Status) {
+    html.push_str("<h2>Alerts</h2>");
+    if status.alerts.is_empty() {
+        html.push_str("<p>No alerts.</p>");
+        return;
+    }
+    html.push_str(
+        "<table><thead><tr><th>alert</th><th>state</th><th>severity</th><th>since</th>\
+         <th>notified</th></tr></thead><tbody>",
+    );
+    for alert in &status.alerts {
+        let _ = write!(
+            html,
+            "<tr><td>{} <small>({})</small></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&alert.title),
+            escape(&alert.id),
+            alert.state,
+            alert.severity,
+            escape(&alert.since),
+            escape(&held_by(alert)),
+        );
+    }
+    html.push_str("</tbody></table>");
+}
+
+fn held_by(alert: &AlertStatus) -> String {
+    if let Some(inhibitor) = &alert.inhibited_by {
+        return format!("no: inhibited by {inhibitor}");
+    }
+    if !alert.silenced_by.is_empty() {
+        return format!("no: silenced by {}", alert.silenced_by.join(", "));
+    }
+    match &alert.last_notified {
+        Some(at) => format!("last {at}"),
+        None => "not yet".to_owned(),
+    }
 }
 
 fn write_row(html: &mut String, probe: &ProbeStatus) {

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::alert::silence::{Origin, Phase, Schedule, Silence};
+use crate::alert::{AlertView, AlertsView, DeliveryResult, NotifierStats};
 use crate::catalog::{Diagnosis, FailureMode, RuleStats};
 use crate::probe::{Observations, ProbeResult};
 use crate::state::{ProbeView, STATUS_HISTORY_LEN, Snapshot};
@@ -29,6 +31,12 @@ pub struct Status {
     pub probes: Vec<ProbeStatus>,
     /// Every failure mode's rule and how its evaluations go, in catalog order.
     pub rules: Vec<RuleEvaluationStatus>,
+    /// Every alert (pending, firing, recently resolved), by id.
+    pub alerts: Vec<AlertStatus>,
+    /// Every silence: maintenance windows, then API silences.
+    pub silences: Vec<SilenceStatus>,
+    /// Delivery health per notifier, in config order.
+    pub notifiers: Vec<NotifierStatus>,
 }
 
 /// A failure mode that is happening (or about to be confirmed).
@@ -86,6 +94,104 @@ pub struct RuleEvaluationStatus {
     pub last_error: Option<String>,
     /// When it happened (RFC 3339).
     pub last_error_at: Option<String>,
+}
+
+/// One alert in `/status`.
+#[derive(Debug, Serialize)]
+pub struct AlertStatus {
+    /// The failure mode id.
+    pub id: String,
+    /// Its title.
+    pub title: String,
+    /// `pending`, `firing` or `resolved`.
+    pub state: &'static str,
+    /// `critical`, `warning` or `info`.
+    pub severity: &'static str,
+    /// When the failure started (the rule started holding; RFC 3339).
+    pub since: String,
+    /// When it started firing.
+    pub fired_at: Option<String>,
+    /// When it resolved.
+    pub resolved_at: Option<String>,
+    /// Silences holding it now: it is not notified.
+    pub silenced_by: Vec<String>,
+    /// The diagnosis inhibiting it now: it is not notified.
+    pub inhibited_by: Option<String>,
+    /// When it was last sent as firing.
+    pub last_notified: Option<String>,
+    /// Notifiers told it is firing (and not yet told it resolved).
+    pub notified: Vec<String>,
+    /// What users see.
+    pub summary: String,
+    /// What to do (markdown).
+    pub recovery: String,
+    /// Runbook link.
+    pub runbook: String,
+    /// The probes the diagnosis rests on, as of its latest evaluation.
+    pub evidence: Vec<EvidenceStatus>,
+    /// The rule's labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// One silence in `/status` and the silences API.
+#[derive(Debug, Serialize)]
+pub struct SilenceStatus {
+    /// The maintenance window's name or the API silence's id.
+    pub id: String,
+    /// `maintenance` (probes.toml) or `api`.
+    pub source: &'static str,
+    /// `pending`, `active` or `expired`.
+    pub state: &'static str,
+    /// Start of the current or next occurrence (RFC 3339).
+    pub starts_at: Option<String>,
+    /// End of the current or next occurrence, or when it ended.
+    pub ends_at: String,
+    /// Alert id patterns it covers.
+    pub alerts: Vec<String>,
+    /// Label patterns it covers.
+    pub matchers: BTreeMap<String, String>,
+    /// The weekly schedule, for recurring windows.
+    pub weekly: Option<WeeklyStatus>,
+    /// Why.
+    pub comment: String,
+    /// Who created it (API silences).
+    pub created_by: Option<String>,
+    /// When it was created (API silences).
+    pub created_at: Option<String>,
+}
+
+/// A weekly window's schedule.
+#[derive(Debug, Serialize)]
+pub struct WeeklyStatus {
+    /// Days it starts on (`mon`..`sun`).
+    pub days: Vec<&'static str>,
+    /// Local start time.
+    pub start: String,
+    /// Local end time.
+    pub end: String,
+    /// Time zone name.
+    pub timezone: String,
+}
+
+/// One notifier's delivery health.
+#[derive(Debug, Serialize)]
+pub struct NotifierStatus {
+    /// Name.
+    pub name: String,
+    /// Kind.
+    pub kind: &'static str,
+    /// Notifications waiting in the outbox.
+    pub outbox_depth: u64,
+    /// Deliveries that succeeded since start.
+    pub delivered: u64,
+    /// Attempts that failed since start.
+    pub failed: u64,
+    /// Notifications given up since start.
+    pub expired: u64,
+    /// The latest failure, while failing.
+    pub last_error: Option<String>,
+    /// When a delivery last succeeded.
+    pub last_success_at: Option<String>,
 }
 
 /// One probe in `/status`.
@@ -172,6 +278,139 @@ impl Status {
                 .zip(&snapshot.rules)
                 .map(|(mode, stats)| RuleEvaluationStatus::from_stats(mode, stats))
                 .collect(),
+            alerts: alerts(&snapshot.alerts),
+            silences: snapshot
+                .alerts
+                .silences
+                .iter()
+                .map(|(silence, phase)| SilenceStatus::new(silence, *phase))
+                .collect(),
+            notifiers: snapshot
+                .alerts
+                .notifiers
+                .iter()
+                .map(NotifierStatus::from_stats)
+                .collect(),
+        }
+    }
+}
+
+fn alerts(view: &AlertsView) -> Vec<AlertStatus> {
+    view.alerts.iter().map(AlertStatus::from_view).collect()
+}
+
+impl AlertStatus {
+    fn from_view(alert: &AlertView) -> Self {
+        let content = &alert.content;
+        Self {
+            id: content.id.clone(),
+            title: content.title.clone(),
+            state: alert.state.as_str(),
+            severity: content.severity.as_str(),
+            since: content.since.to_string(),
+            fired_at: alert.fired_at.map(|at| at.to_string()),
+            resolved_at: alert.resolved_at.map(|at| at.to_string()),
+            silenced_by: alert.silenced_by.clone(),
+            inhibited_by: alert.inhibited_by.clone(),
+            last_notified: alert.last_notified.map(|at| at.to_string()),
+            notified: alert.notified.clone(),
+            summary: content.summary.clone(),
+            recovery: content.recovery.clone(),
+            runbook: content.runbook.clone(),
+            evidence: content
+                .evidence
+                .iter()
+                .map(|line| EvidenceStatus {
+                    probe: line.probe.clone(),
+                    ok: line.ok,
+                    message: line.message.clone(),
+                })
+                .collect(),
+            labels: content.labels.clone(),
+        }
+    }
+}
+
+impl SilenceStatus {
+    /// The view of one silence in its phase.
+    pub fn new(silence: &Silence, phase: Phase) -> Self {
+        let (starts_at, ends_at) = match phase {
+            Phase::Pending { start, end } | Phase::Active { start, end } => {
+                (Some(start.to_string()), end.to_string())
+            }
+            Phase::Expired { end } => (None, end.to_string()),
+        };
+        let (source, created_by, created_at) = match &silence.origin {
+            Origin::Maintenance => ("maintenance", None, None),
+            Origin::Api {
+                created_by,
+                created_at,
+            } => (
+                "api",
+                Some(created_by.clone()),
+                Some(created_at.to_string()),
+            ),
+        };
+        let weekly = match &silence.schedule {
+            Schedule::Weekly(weekly) => Some(WeeklyStatus {
+                days: weekly.days.iter().map(|day| weekday_name(*day)).collect(),
+                start: weekly.start.strftime("%H:%M").to_string(),
+                end: weekly.end.strftime("%H:%M").to_string(),
+                timezone: weekly.timezone_name.clone(),
+            }),
+            Schedule::Once { .. } => None,
+        };
+        Self {
+            id: silence.id.clone(),
+            source,
+            state: phase.as_str(),
+            starts_at,
+            ends_at,
+            alerts: silence
+                .matchers
+                .alerts
+                .iter()
+                .map(|glob| glob.as_str().to_owned())
+                .collect(),
+            matchers: silence
+                .matchers
+                .labels
+                .iter()
+                .map(|(name, glob)| (name.clone(), glob.as_str().to_owned()))
+                .collect(),
+            weekly,
+            comment: silence.comment.clone(),
+            created_by,
+            created_at,
+        }
+    }
+}
+
+fn weekday_name(day: jiff::civil::Weekday) -> &'static str {
+    use jiff::civil::Weekday;
+    match day {
+        Weekday::Monday => "mon",
+        Weekday::Tuesday => "tue",
+        Weekday::Wednesday => "wed",
+        Weekday::Thursday => "thu",
+        Weekday::Friday => "fri",
+        Weekday::Saturday => "sat",
+        Weekday::Sunday => "sun",
+    }
+}
+
+impl NotifierStatus {
+    fn from_stats(stats: &NotifierStats) -> Self {
+        let count = |result| stats.results.get(&result).copied().unwrap_or(0);
+        Self {
+            name: stats.name.clone(),
+            kind: stats.kind,
+            outbox_depth: stats.outbox_depth,
+            delivered: count(DeliveryResult::Delivered),
+            failed: count(DeliveryResult::Failed),
+            expired: count(DeliveryResult::Expired),
+            last_error: stats.last_error.clone(),
+            last_success_at: stats.last_success_at.map(|at| at.to_string()),
         }
     }
 }

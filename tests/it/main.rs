@@ -16,6 +16,10 @@
     reason = "the harness waits for real server processes in real time"
 )]
 
+mod alerting;
+mod alerting_alertmanager;
+mod alerting_email;
+mod alerting_restart;
 mod catalog_rules;
 mod daemon;
 mod daemon_catalog;

@@ -9,6 +9,7 @@
     reason = "each test module uses a different part of the harness"
 )]
 
+pub mod alerting;
 pub mod asynq;
 pub mod certs;
 pub mod daemon;

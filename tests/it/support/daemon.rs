@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use honeyguide::app::Diagnoses;
 use honeyguide::catalog::{self, Catalog};
 use honeyguide::config::{self, Source};
 use serde_json::Value;
@@ -19,7 +20,7 @@ pub struct TestDaemon {
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), honeyguide::app::AppError>>>,
     client: reqwest::Client,
-    _dir: TempDir,
+    dir: Option<TempDir>,
 }
 
 impl TestDaemon {
@@ -31,12 +32,42 @@ impl TestDaemon {
     /// Starts a daemon for `probes_toml` and the rule files `alerts` (file name, text), written
     /// to `alerts/` beside it.
     pub async fn start_with_alerts(probes_toml: &str, alerts: &[(&str, &str)]) -> Self {
+        Self::launch(
+            TempDir::new("daemon"),
+            probes_toml,
+            alerts,
+            Diagnoses::Catalog,
+        )
+        .await
+    }
+
+    /// Starts a daemon whose alerts follow `diagnoses` (e.g. a scripted feed) instead of rules.
+    pub async fn start_with(probes_toml: &str, diagnoses: Diagnoses) -> Self {
+        Self::launch(TempDir::new("daemon"), probes_toml, &[], diagnoses).await
+    }
+
+    /// Starts a daemon in `dir`, e.g. the one a stopped daemon left, with its store.
+    pub async fn start_in(dir: TempDir, probes_toml: &str, diagnoses: Diagnoses) -> Self {
+        Self::launch(dir, probes_toml, &[], diagnoses).await
+    }
+
+    /// Unless the file has a `[store]` section, the store is `honeyguide.db` in `dir`, never in
+    /// the working directory.
+    async fn launch(
+        dir: TempDir,
+        probes_toml: &str,
+        alerts: &[(&str, &str)],
+        diagnoses: Diagnoses,
+    ) -> Self {
         super::init();
-        let dir = TempDir::new("daemon");
         let path = dir.path().join("probes.toml");
         std::fs::write(&path, probes_toml).expect("write probes.toml");
         let source = Source::new(&path, probes_toml.to_owned());
-        let config = config::parse(&source, &|_| None).unwrap_or_else(|errors| panic!("{errors}"));
+        let mut config =
+            config::parse(&source, &|_| None).unwrap_or_else(|errors| panic!("{errors}"));
+        if !probes_toml.contains("[store]") {
+            config.store.path = dir.path().join("honeyguide.db");
+        }
         let alerts_dir = dir.path().join("alerts");
         std::fs::create_dir_all(&alerts_dir).expect("create alerts/");
         for (name, text) in alerts {
@@ -51,13 +82,14 @@ impl TestDaemon {
             .expect("bind");
         let base_url = format!("http://{}", listener.local_addr().expect("addr"));
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(honeyguide::app::run(
+        let task = tokio::spawn(honeyguide::app::run_with(
             config,
             catalog,
             listener,
             async move {
                 let _ = stopped.await;
             },
+            diagnoses,
         ));
         Self {
             base_url,
@@ -67,8 +99,19 @@ impl TestDaemon {
                 .timeout(Duration::from_secs(10))
                 .build()
                 .expect("client"),
-            _dir: dir,
+            dir: Some(dir),
         }
+    }
+
+    /// The daemon's directory (its probes.toml, alerts/ and store).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.as_ref().expect("dir").path()
+    }
+
+    /// A request builder with the daemon's client, for the API.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.base_url))
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
@@ -117,6 +160,12 @@ impl TestDaemon {
     /// Stops the daemon the way SIGTERM does and waits for it to finish.
     pub async fn stop(mut self) {
         self.shutdown().await;
+    }
+
+    /// Stops the daemon and hands back its directory, to start another daemon on the same store.
+    pub async fn stop_keeping_dir(mut self) -> TempDir {
+        self.shutdown().await;
+        self.dir.take().expect("dir")
     }
 
     async fn shutdown(&mut self) {

@@ -53,16 +53,23 @@ pub struct Smtpd {
 
 impl Smtpd {
     pub fn start() -> Self {
+        Self::start_on(
+            [free_port(), free_port(), free_port(), free_port()],
+            &TestCa::new(),
+        )
+    }
+
+    /// Starts on chosen ports (STARTTLS, SMTPS, LOGIN-only, plain) with a certificate from `ca`:
+    /// e.g. the ports and CA a client was configured with while the server was down.
+    pub fn start_on(ports: [u16; 4], ca: &TestCa) -> Self {
         let python = require_binary("/usr/bin/python3", "python3-aiosmtpd");
         let dir = TempDir::new("smtpd");
-        let ca = TestCa::new();
         let ca_file = ca.write_pem(dir.path());
         let (cert, key) = ca
             .leaf(&["localhost", "127.0.0.1"])
             .write(dir.path(), "server");
         let maildir = dir.path().join("mail");
         std::fs::create_dir_all(&maildir).expect("create maildir");
-        let ports = [free_port(), free_port(), free_port(), free_port()];
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/support/smtpd.py");
         let mut command = Command::new(python);
         command

@@ -1,0 +1,236 @@
+//! The `heartbeat` notifier: a dead man's switch. Every `interval`, while honeyguide is healthy,
+//! it requests a URL (healthchecks.io, Uptime Kuma push, Cronitor, ...); the service on the other
+//! end alerts when the pings stop. That covers what no notifier can say about itself: honeyguide
+//! dead, wedged, or cut off from the network.
+//!
+//! "Healthy" means the state task answers within two seconds, the scheduler is still running,
+//! and (when probes are configured) results keep arriving: the newest result is younger than
+//! twice the longest probe interval plus the longest timeout. A ping is skipped, not sent with
+//! a failure flag, when any of that does not hold, so the receiving service raises the alarm.
+//!
+//! Heartbeats do not go through the outbox: a missed ping is the signal, and replaying old ones
+//! would defeat it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+
+use super::dispatch::DeliveryReport;
+use super::{NotifyError, display_origin, http_client, parse_http_url};
+use crate::config::{BuildContext, FieldError, HumanDuration};
+use crate::state::StateHandle;
+
+/// Default time between pings.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+/// Default time limit of one ping.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the state task may take to answer before honeyguide counts as unhealthy.
+const STATE_DEADLINE: Duration = Duration::from_secs(2);
+
+/// HTTP method of the ping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// `GET`.
+    Get,
+    /// `POST` with an empty body.
+    Post,
+}
+
+/// The keys of a `kind = "heartbeat"` notifier.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// The URL to request, e.g. `https://hc-ping.com/<uuid>`.
+    pub url: String,
+    /// `"get"` (default) or `"post"`.
+    pub method: Option<Method>,
+    /// Time between pings; default 60s.
+    pub interval: Option<HumanDuration>,
+    /// Time limit of one ping; default 10s.
+    pub timeout: Option<HumanDuration>,
+    /// PEM file of the CA to trust instead of the system roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// A built `heartbeat` notifier.
+#[derive(Debug)]
+pub struct HeartbeatNotifier {
+    url: url::Url,
+    method: Method,
+    interval: Duration,
+    client: reqwest::Client,
+}
+
+impl Spec {
+    /// Validates the keys into a notifier.
+    pub fn build(self, cx: &BuildContext) -> Result<HeartbeatNotifier, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let url = parse_http_url("url", &self.url)
+            .map_err(|error| errors.push(error))
+            .ok();
+        let interval = self.interval.map_or(DEFAULT_INTERVAL, HumanDuration::get);
+        if interval < Duration::from_secs(1) {
+            errors.push(FieldError::new("interval", "must be at least 1s"));
+        }
+        let timeout = self.timeout.map_or(DEFAULT_TIMEOUT, HumanDuration::get);
+        if timeout > interval {
+            errors.push(FieldError::new(
+                "timeout",
+                "must not be longer than the interval",
+            ));
+        }
+        let client = http_client(self.ca_file.as_ref(), timeout, cx)
+            .map_err(|error| errors.push(error))
+            .ok();
+        match (url, client) {
+            (Some(url), Some(client)) if errors.is_empty() => Ok(HeartbeatNotifier {
+                url,
+                method: self.method.unwrap_or(Method::Get),
+                interval,
+                client,
+            }),
+            _ => Err(errors),
+        }
+    }
+}
+
+impl HeartbeatNotifier {
+    /// Where it sends, without the path (which may be the secret part of the URL).
+    pub fn target(&self) -> String {
+        display_origin(&self.url)
+    }
+
+    /// Time between pings.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// Sends one ping.
+    pub async fn ping(&self) -> Result<(), NotifyError> {
+        let request = match self.method {
+            Method::Get => self.client.get(self.url.clone()),
+            Method::Post => self.client.post(self.url.clone()).body(""),
+        };
+        let shown = self.target();
+        let response = request
+            .send()
+            .await
+            .map_err(|error| NotifyError::http(&shown, error))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let text = response.text().await.unwrap_or_default();
+        Err(NotifyError::status(&shown, status.as_u16(), &text))
+    }
+}
+
+/// What tells whether honeyguide is healthy enough to ping.
+#[derive(Clone, Debug)]
+pub struct Liveness {
+    /// The state task.
+    pub state: StateHandle,
+    /// Cancelled when the scheduler has stopped.
+    pub scheduler_stopped: CancellationToken,
+}
+
+impl Liveness {
+    /// `Ok` when healthy, else why not.
+    pub async fn check(&self) -> Result<(), String> {
+        if self.scheduler_stopped.is_cancelled() {
+            return Err("the scheduler has stopped".to_owned());
+        }
+        let snapshot = match tokio::time::timeout(STATE_DEADLINE, self.state.snapshot()).await {
+            Ok(Some(snapshot)) => snapshot,
+            Ok(None) => return Err("the state task has stopped".to_owned()),
+            Err(_) => return Err("the state task did not answer within 2s".to_owned()),
+        };
+        let Some(allowed) = snapshot
+            .probes
+            .iter()
+            .map(|probe| probe.interval * 2 + probe.timeout)
+            .max()
+        else {
+            return Ok(());
+        };
+        let newest = snapshot
+            .probes
+            .iter()
+            .filter_map(|probe| probe.latest.as_ref().map(|latest| latest.checked_at))
+            .max()
+            .unwrap_or(snapshot.started_at);
+        let age = Timestamp::now().duration_since(newest);
+        match Duration::try_from(age) {
+            Ok(age) if age > allowed => Err(format!(
+                "no probe result for {}s (allowed {}s)",
+                age.as_secs(),
+                allowed.as_secs()
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Pings every `interval` while `liveness` holds, until `stop`. Reports each attempt.
+pub async fn run(
+    name: String,
+    notifier: Arc<super::Notifier>,
+    liveness: Liveness,
+    reports: mpsc::Sender<DeliveryReport>,
+    stop: CancellationToken,
+) {
+    let super::Notifier::Heartbeat(heartbeat) = notifier.as_ref() else {
+        return;
+    };
+    let mut ticker = tokio::time::interval(heartbeat.interval);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut unhealthy = false;
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        if let Err(reason) = liveness.check().await {
+            if !unhealthy {
+                tracing::warn!(notifier = %name, %reason, "honeyguide is unhealthy: heartbeats paused");
+            }
+            unhealthy = true;
+            continue;
+        }
+        if unhealthy {
+            tracing::info!(notifier = %name, "honeyguide is healthy again: heartbeats resumed");
+            unhealthy = false;
+        }
+        let outcome = tokio::select! {
+            () = stop.cancelled() => return,
+            outcome = heartbeat.ping() => outcome,
+        };
+        let report = match outcome {
+            Ok(()) => {
+                if failing {
+                    tracing::info!(notifier = %name, "heartbeat delivered again");
+                }
+                failing = false;
+                DeliveryReport::delivered(&name, None)
+            }
+            Err(error) => {
+                if !failing {
+                    tracing::warn!(notifier = %name, %error, "heartbeat failed");
+                }
+                failing = true;
+                DeliveryReport::failed(&name, &error)
+            }
+        };
+        if reports.send(report).await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! The runtime API: `GET /api/silences`, `POST /api/silences`, `DELETE /api/silences/{id}`.
+//!
+//! Every request needs `Authorization: Bearer <token>` with the token of `[api]` in
+//! `probes.toml`. Without a configured token the API is off and answers 404, so an instance
+//! nobody secured exposes nothing. Tokens are compared in constant time over their SHA-256
+//! digests, so neither the content nor the length of the token leaks through timing.
+//!
+//! Errors are JSON `{"error": "..."}` with a message a person can act on.
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use jiff::Timestamp;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::AppState;
+use super::status::SilenceStatus;
+use crate::alert::route::Glob;
+use crate::alert::silence::{ExpireError, Matchers};
+use crate::alert::task::{NewSilence, SilenceError};
+
+/// The body of `POST /api/silences`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SilenceRequest {
+    /// Alert id patterns (`"worker-*"`, `"neon-down"`).
+    #[serde(default)]
+    alerts: Vec<String>,
+    /// Label patterns (`{"layer": "origin"}`).
+    #[serde(default)]
+    matchers: BTreeMap<String, String>,
+    /// RFC 3339; default now.
+    starts_at: Option<String>,
+    /// RFC 3339; or `duration`.
+    ends_at: Option<String>,
+    /// `"2h"`, `"30m"`; or `ends_at`.
+    duration: Option<String>,
+    /// Why (required).
+    comment: String,
+    /// Who (required).
+    created_by: String,
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        axum::Json(serde_json::json!({ "error": message.into() })),
+    )
+        .into_response()
+}
+
+/// Checks the bearer token; `Some` is the response to send instead of serving the request.
+fn reject(state: &AppState, headers: &HeaderMap) -> Option<Response> {
+    let Some(expected) = &state.api_token else {
+        return Some(error(
+            StatusCode::NOT_FOUND,
+            "the API is off: set `[api] token` (or `token_file`) in probes.toml to turn it on",
+        ));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim);
+    let valid = given.is_some_and(|given| {
+        let given = Sha256::digest(given.as_bytes());
+        let expected = Sha256::digest(expected.expose().as_bytes());
+        bool::from(given.ct_eq(&expected))
+    });
+    if valid {
+        return None;
+    }
+    let mut response = error(
+        StatusCode::UNAUTHORIZED,
+        "missing or wrong token: send `Authorization: Bearer <token>`",
+    );
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer realm=\"honeyguide\""),
+    );
+    Some(response)
+}
+
+/// `GET /api/silences`: every silence, maintenance windows first.
+pub async fn list_silences(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(response) = reject(&state, &headers) {
+        return response;
+    }
+    match state.alerts.silences().await {
+        Ok(silences) => axum::Json(
+            silences
+                .iter()
+                .map(|(silence, phase)| SilenceStatus::new(silence, *phase))
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(failure) => silence_error(&failure),
+    }
+}
+
+/// `POST /api/silences`: creates a silence; answers 201 with it (including its id).
+pub async fn create_silence(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(response) = reject(&state, &headers) {
+        return response;
+    }
+    let request: SilenceRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(failure) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("the body is not a valid silence: {failure}"),
+            );
+        }
+    };
+    let silence = match validate(request, Timestamp::now()) {
+        Ok(silence) => silence,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    match state.alerts.add_silence(silence).await {
+        Ok(created) => {
+            let phase = created.phase(Timestamp::now());
+            (
+                StatusCode::CREATED,
+                axum::Json(SilenceStatus::new(&created, phase)),
+            )
+                .into_response()
+        }
+        Err(failure) => silence_error(&failure),
+    }
+}
+
+/// `DELETE /api/silences/{id}`: expires an API silence now (it stays listed as expired).
+pub async fn expire_silence(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(response) = reject(&state, &headers) {
+        return response;
+    }
+    match state.alerts.expire_silence(&id).await {
+        Ok(expired) => {
+            let phase = expired.phase(Timestamp::now());
+            axum::Json(SilenceStatus::new(&expired, phase)).into_response()
+        }
+        Err(failure) => silence_error(&failure),
+    }
+}
+
+fn silence_error(failure: &SilenceError) -> Response {
+    let status = match failure {
+        SilenceError::Expire(ExpireError::NotFound) => StatusCode::NOT_FOUND,
+        SilenceError::Expire(ExpireError::FromConfig | ExpireError::AlreadyExpired) => {
+            StatusCode::CONFLICT
+        }
+        SilenceError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        SilenceError::Closed => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    error(status, failure.to_string())
+}
+
+/// Turns a request into a silence, or says what is wrong with it.
+fn validate(request: SilenceRequest, now: Timestamp) -> Result<NewSilence, String> {
+    if request.comment.trim().is_empty() {
+        return Err("`comment` must say why (it is shown next to every alert it holds)".into());
+    }
+    if request.created_by.trim().is_empty() {
+        return Err("`created_by` must say who is silencing".into());
+    }
+    if request.alerts.is_empty() && request.matchers.is_empty() {
+        return Err(
+            "say which alerts to silence: `alerts` (id patterns) and/or `matchers` (labels); \
+             use `\"alerts\": [\"*\"]` for all"
+                .into(),
+        );
+    }
+    let parse = |key: &str, text: &str| {
+        text.parse::<Timestamp>().map_err(|failure| {
+            format!(
+                "`{key}`: `{text}` is not an RFC 3339 time like \"2026-07-02T18:30:00Z\": {failure}"
+            )
+        })
+    };
+    let starts_at = match &request.starts_at {
+        Some(text) => parse("starts_at", text)?,
+        None => now,
+    };
+    let ends_at = match (&request.ends_at, &request.duration) {
+        (Some(text), None) => parse("ends_at", text)?,
+        (None, Some(text)) => {
+            let duration = crate::config::duration::parse(text)
+                .map_err(|failure| format!("`duration`: {failure}"))?;
+            if duration.is_zero() {
+                return Err("`duration` must be longer than zero".into());
+            }
+            starts_at
+                .checked_add(duration)
+                .map_err(|failure| format!("`duration`: {failure}"))?
+        }
+        (Some(_), Some(_)) => return Err("set `ends_at` or `duration`, not both".into()),
+        (None, None) => return Err("set `ends_at` (RFC 3339) or `duration` (e.g. \"2h\")".into()),
+    };
+    if ends_at <= starts_at {
+        return Err("`ends_at` must be after `starts_at`".into());
+    }
+    if ends_at <= now {
+        return Err("`ends_at` is in the past".into());
+    }
+    Ok(NewSilence {
+        matchers: Matchers {
+            alerts: request.alerts.into_iter().map(Glob::new).collect(),
+            labels: request
+                .matchers
+                .into_iter()
+                .map(|(name, pattern)| (name, Glob::new(pattern)))
+                .collect(),
+        },
+        starts_at,
+        ends_at,
+        comment: request.comment,
+        created_by: request.created_by,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(json: serde_json::Value) -> Result<NewSilence, String> {
+        let request: SilenceRequest = serde_json::from_value(json).map_err(|e| e.to_string())?;
+        validate(request, "2026-07-01T10:00:00Z".parse().unwrap())
+    }
+
+    #[test]
+    fn a_duration_silence_starts_now() {
+        let silence = request(serde_json::json!({
+            "alerts": ["origin-*"], "duration": "2h", "comment": "drain node 2", "created_by": "ana"
+        }))
+        .unwrap();
+        assert_eq!(silence.starts_at, "2026-07-01T10:00:00Z".parse().unwrap());
+        assert_eq!(silence.ends_at, "2026-07-01T12:00:00Z".parse().unwrap());
+        assert!(
+            silence
+                .matchers
+                .matches("origin-node-down", &BTreeMap::new())
+        );
+    }
+
+    #[test]
+    fn bad_requests_say_what_is_wrong() {
+        let base = serde_json::json!({"alerts": ["x"], "duration": "1h", "comment": "c", "created_by": "me"});
+        let with = |key: &str, value: serde_json::Value| {
+            let mut body = base.clone();
+            body[key] = value;
+            request(body).unwrap_err()
+        };
+        assert!(with("comment", "".into()).contains("`comment` must say why"));
+        assert!(with("alerts", serde_json::json!([])).contains("say which alerts"));
+        assert!(with("ends_at", "2026-07-01T11:00:00Z".into()).contains("not both"));
+        assert!(with("duration", "soon".into()).contains("invalid duration `soon`"));
+        let mut past = base.clone();
+        past.as_object_mut().unwrap().remove("duration");
+        past["ends_at"] = "2026-07-01T09:00:00Z".into();
+        assert!(request(past).unwrap_err().contains("after `starts_at`"));
+        assert!(with("nonsense", 1.into()).contains("unknown field `nonsense`"));
+    }
+}

@@ -1,0 +1,703 @@
+//! The embedded store: alert state, the notification outbox, API silences and probe history, in
+//! one SQLite file (`[store] path`, default `./honeyguide.db`).
+//!
+//! SQLite is blocking, so the connection lives on a thread of its own and the rest of the daemon
+//! talks to it through [`StoreHandle`] over a channel: no async task ever waits on the disk
+//! except by awaiting an answer, and the state task never waits at all (it hands probe history
+//! over with a non-blocking `try_send`; under extreme backlog a history row is dropped, never a
+//! probe result).
+//!
+//! Durability: WAL journal with `synchronous = FULL`, so a commit that returned survives a
+//! `kill -9` and a power cut. Commits happen on alert transitions, outbox changes and batched
+//! history, not per evaluation.
+//!
+//! The delivery guarantee is built here: a notification is inserted (in the same transaction as
+//! the alert state that produced it) before any delivery attempt, and marked delivered only
+//! after the receiver accepted it. See `docs/alerting.md` for what that promises.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::alert::engine::{Changes, StoredAlert};
+use crate::alert::notification::{Notification, Purpose};
+use crate::probe::ErrorClass;
+
+/// Default database file, relative to the working directory.
+pub const DEFAULT_PATH: &str = "honeyguide.db";
+/// Probe history kept per probe (what `/status` shows and rules read after a restart).
+pub const HISTORY_PER_PROBE: usize = crate::state::HISTORY_LEN;
+/// Delivered and abandoned outbox rows are kept this long, for forensics.
+const OUTBOX_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Commands waiting for the store thread; history beyond this is dropped.
+const CHANNEL_CAPACITY: usize = 8192;
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS alerts (
+    id TEXT PRIMARY KEY,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    notification_id TEXT NOT NULL UNIQUE,
+    notifier TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    delivered_at TEXT,
+    gave_up_at TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_waiting ON outbox (notifier, id)
+    WHERE delivered_at IS NULL AND gave_up_at IS NULL;
+CREATE TABLE IF NOT EXISTS silences (
+    id TEXT PRIMARY KEY,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    probe TEXT NOT NULL,
+    ok INTEGER NOT NULL,
+    error TEXT,
+    duration_seconds REAL NOT NULL,
+    checked_at_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS history_by_probe ON history (probe, id);
+";
+
+// === data ===
+
+/// One past probe run, as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HistoryRow {
+    /// Probe name.
+    pub probe: String,
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// Why not.
+    pub error: Option<ErrorClass>,
+    /// How long it took.
+    pub duration: Duration,
+    /// When it finished (milliseconds are kept).
+    pub checked_at: Timestamp,
+}
+
+/// A silence created through the API, as stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoredSilence {
+    /// Generated id.
+    pub id: String,
+    /// Alert id patterns.
+    pub alerts: Vec<String>,
+    /// Label patterns.
+    pub labels: BTreeMap<String, String>,
+    /// Start.
+    pub starts_at: Timestamp,
+    /// End.
+    pub ends_at: Timestamp,
+    /// Why.
+    pub comment: String,
+    /// Who.
+    pub created_by: String,
+    /// When it was created.
+    pub created_at: Timestamp,
+}
+
+/// A notification waiting for delivery.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutboxEntry {
+    /// Row id (delivery order within a notifier).
+    pub id: i64,
+    /// What to deliver.
+    pub notification: Notification,
+    /// Attempts so far.
+    pub attempts: u32,
+}
+
+/// Everything the alert task restores at start.
+#[derive(Clone, Debug, Default)]
+pub struct Loaded {
+    /// Alert rows.
+    pub alerts: Vec<StoredAlert>,
+    /// API silences.
+    pub silences: Vec<StoredSilence>,
+    /// Waiting notifications per notifier.
+    pub depths: BTreeMap<String, u64>,
+}
+
+/// A store failure. The daemon refuses to start on one at open; at run time the alert task
+/// retries its commit and the dispatcher retries its read.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The file could not be opened or initialised.
+    #[error("opening the store {}: {message}", path.display())]
+    Open {
+        /// Which file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// A statement failed.
+    #[error("store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A stored row could not be decoded.
+    #[error("store: a stored row is unreadable: {0}")]
+    Decode(String),
+    /// The store thread is gone (shutting down).
+    #[error("store: closed")]
+    Closed,
+}
+
+// === handle ===
+
+enum Command {
+    Load(oneshot::Sender<Result<Loaded, StoreError>>),
+    LoadHistory(oneshot::Sender<Result<BTreeMap<String, Vec<HistoryRow>>, StoreError>>),
+    Commit(
+        Changes,
+        oneshot::Sender<Result<BTreeMap<String, u64>, StoreError>>,
+    ),
+    NextOutbox(
+        String,
+        oneshot::Sender<Result<Option<OutboxEntry>, StoreError>>,
+    ),
+    Finish {
+        id: i64,
+        notifier: String,
+        column: FinishColumn,
+        at: Timestamp,
+        reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
+    RecordFailure {
+        id: i64,
+        error: String,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    SaveSilence(StoredSilence, oneshot::Sender<Result<(), StoreError>>),
+    DeleteSilences(Vec<String>, oneshot::Sender<Result<(), StoreError>>),
+    History(HistoryRow),
+}
+
+#[derive(Clone, Copy, Debug)]
+enum FinishColumn {
+    Delivered,
+    GaveUp,
+}
+
+/// The way to the store thread. Cheap to clone; the thread ends when every handle is dropped.
+#[derive(Clone, Debug)]
+pub struct StoreHandle {
+    commands: mpsc::Sender<Command>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("store::Command")
+    }
+}
+
+impl StoreHandle {
+    /// Opens (creating if needed) the database at `path` on a thread of its own.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let (commands, receiver) = mpsc::channel(CHANNEL_CAPACITY);
+        let (opened, ready) = oneshot::channel();
+        let path = path.to_owned();
+        let thread = std::thread::Builder::new()
+            .name("honeyguide-store".to_owned())
+            .spawn(move || match open_connection(&path) {
+                Ok(connection) => {
+                    let _ = opened.send(Ok(()));
+                    serve(connection, receiver);
+                }
+                Err(error) => {
+                    let _ = opened.send(Err(error));
+                }
+            });
+        if let Err(error) = thread {
+            return Err(StoreError::Open {
+                path: PathBuf::new(),
+                message: format!("cannot start the store thread: {error}"),
+            });
+        }
+        ready.await.map_err(|_| StoreError::Closed)??;
+        Ok(Self { commands })
+    }
+
+    async fn ask<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Command,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(command(reply))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Alert rows, API silences and outbox depths, for the alert task at start.
+    pub async fn load(&self) -> Result<Loaded, StoreError> {
+        self.ask(Command::Load).await
+    }
+
+    /// The last runs of every probe, oldest first.
+    pub async fn load_history(&self) -> Result<BTreeMap<String, Vec<HistoryRow>>, StoreError> {
+        self.ask(Command::LoadHistory).await
+    }
+
+    /// Writes alert changes and enqueues notifications in one transaction. Returns the outbox
+    /// depth of every notifier that got something.
+    pub async fn commit(&self, changes: Changes) -> Result<BTreeMap<String, u64>, StoreError> {
+        self.ask(|reply| Command::Commit(changes, reply)).await
+    }
+
+    /// The oldest notification waiting for `notifier`.
+    pub async fn next_outbox(&self, notifier: &str) -> Result<Option<OutboxEntry>, StoreError> {
+        let notifier = notifier.to_owned();
+        self.ask(|reply| Command::NextOutbox(notifier, reply)).await
+    }
+
+    /// Marks a notification delivered; returns the notifier's remaining depth.
+    pub async fn mark_delivered(&self, id: i64, notifier: &str) -> Result<u64, StoreError> {
+        let notifier = notifier.to_owned();
+        self.ask(|reply| Command::Finish {
+            id,
+            notifier,
+            column: FinishColumn::Delivered,
+            at: Timestamp::now(),
+            reply,
+        })
+        .await
+    }
+
+    /// Abandons a notification; returns the notifier's remaining depth.
+    pub async fn give_up(&self, id: i64, notifier: &str) -> Result<u64, StoreError> {
+        let notifier = notifier.to_owned();
+        self.ask(|reply| Command::Finish {
+            id,
+            notifier,
+            column: FinishColumn::GaveUp,
+            at: Timestamp::now(),
+            reply,
+        })
+        .await
+    }
+
+    /// Counts a failed attempt and remembers its error.
+    pub async fn record_failure(&self, id: i64, error: &str) -> Result<(), StoreError> {
+        let error = error.to_owned();
+        self.ask(|reply| Command::RecordFailure { id, error, reply })
+            .await
+    }
+
+    /// Inserts or replaces an API silence.
+    pub async fn save_silence(&self, silence: StoredSilence) -> Result<(), StoreError> {
+        self.ask(|reply| Command::SaveSilence(silence, reply)).await
+    }
+
+    /// Forgets API silences.
+    pub async fn delete_silences(&self, ids: Vec<String>) -> Result<(), StoreError> {
+        self.ask(|reply| Command::DeleteSilences(ids, reply)).await
+    }
+
+    /// Hands one probe run over for the history, without waiting. Returns `false` when it was
+    /// dropped because the store is far behind (or gone).
+    pub fn append_history(&self, row: HistoryRow) -> bool {
+        self.commands.try_send(Command::History(row)).is_ok()
+    }
+}
+
+// === the thread ===
+
+fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let fail = |message: String| StoreError::Open {
+        path: path.to_owned(),
+        message,
+    };
+    if let Some(parent) = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(parent).map_err(|error| fail(error.to_string()))?;
+    }
+    let connection = Connection::open(path).map_err(|error| fail(error.to_string()))?;
+    let setup = || -> Result<(), rusqlite::Error> {
+        connection.busy_timeout(Duration::from_secs(5))?;
+        let mode: String =
+            connection.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(journal_mode = %mode, "the store could not switch to WAL");
+        }
+        connection.pragma_update(None, "synchronous", "FULL")?;
+        let version: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        if version > SCHEMA_VERSION {
+            return Err(rusqlite::Error::InvalidParameterName(format!(
+                "the database was written by a newer honeyguide (schema {version}, this one knows {SCHEMA_VERSION})"
+            )));
+        }
+        connection.execute_batch(SCHEMA)?;
+        connection.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        Ok(())
+    };
+    setup().map_err(|error| fail(error.to_string()))?;
+    Ok(connection)
+}
+
+fn serve(mut connection: Connection, mut commands: mpsc::Receiver<Command>) {
+    let mut history = Vec::new();
+    while let Some(first) = commands.blocking_recv() {
+        let mut next = Some(first);
+        // Batch consecutive history rows into one transaction: one fsync for a burst of results.
+        while let Some(command) = next.take() {
+            match command {
+                Command::History(row) => {
+                    history.push(row);
+                    next = commands.try_recv().ok();
+                }
+                other => {
+                    flush_history(&mut connection, &mut history);
+                    handle(&mut connection, other);
+                    next = commands.try_recv().ok();
+                }
+            }
+        }
+        flush_history(&mut connection, &mut history);
+    }
+}
+
+fn flush_history(connection: &mut Connection, rows: &mut Vec<HistoryRow>) {
+    if rows.is_empty() {
+        return;
+    }
+    if let Err(error) = append_history(connection, rows) {
+        tracing::warn!(%error, rows = rows.len(), "could not store probe history");
+    }
+    rows.clear();
+}
+
+fn handle(connection: &mut Connection, command: Command) {
+    // A reply that cannot be sent means the asker gave up (shutdown); nothing to do about it.
+    match command {
+        Command::Load(reply) => {
+            let _ = reply.send(load(connection));
+        }
+        Command::LoadHistory(reply) => {
+            let _ = reply.send(load_history(connection));
+        }
+        Command::Commit(changes, reply) => {
+            let _ = reply.send(commit(connection, &changes));
+        }
+        Command::NextOutbox(notifier, reply) => {
+            let _ = reply.send(next_outbox(connection, &notifier));
+        }
+        Command::Finish {
+            id,
+            notifier,
+            column,
+            at,
+            reply,
+        } => {
+            let _ = reply.send(finish(connection, id, &notifier, column, at));
+        }
+        Command::RecordFailure { id, error, reply } => {
+            let result = connection
+                .execute(
+                    "UPDATE outbox SET attempts = attempts + 1, last_error = ?2 WHERE id = ?1",
+                    params![id, error],
+                )
+                .map(|_| ())
+                .map_err(StoreError::from);
+            let _ = reply.send(result);
+        }
+        Command::SaveSilence(silence, reply) => {
+            let _ = reply.send(save_silence(connection, &silence));
+        }
+        Command::DeleteSilences(ids, reply) => {
+            let _ = reply.send(delete_silences(connection, &ids));
+        }
+        Command::History(row) => {
+            let mut rows = vec![row];
+            flush_history(connection, &mut rows);
+        }
+    }
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|error| StoreError::Decode(error.to_string()))
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|error| StoreError::Decode(error.to_string()))
+}
+
+fn load(connection: &mut Connection) -> Result<Loaded, StoreError> {
+    let cutoff = Timestamp::now()
+        .checked_sub(OUTBOX_RETENTION)
+        .unwrap_or(Timestamp::UNIX_EPOCH)
+        .to_string();
+    connection.execute(
+        "DELETE FROM outbox WHERE (delivered_at IS NOT NULL AND delivered_at < ?1)
+            OR (gave_up_at IS NOT NULL AND gave_up_at < ?1)",
+        params![cutoff],
+    )?;
+    let mut loaded = Loaded::default();
+    let mut statement = connection.prepare("SELECT id, body FROM alerts ORDER BY id")?;
+    let rows = statement.query_map([], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+    })?;
+    for row in rows {
+        let (id, body) = row?;
+        match decode::<StoredAlert>(&body) {
+            Ok(alert) => loaded.alerts.push(alert),
+            // One unreadable row must not keep the daemon from starting; say which.
+            Err(error) => {
+                tracing::warn!(alert.id = %id, %error, "skipping an unreadable stored alert")
+            }
+        }
+    }
+    let mut statement = connection.prepare("SELECT body FROM silences ORDER BY id")?;
+    let rows = statement.query_map([], |row| row.get::<_, String>(0))?;
+    for row in rows {
+        match decode::<StoredSilence>(&row?) {
+            Ok(silence) => loaded.silences.push(silence),
+            Err(error) => tracing::warn!(%error, "skipping an unreadable stored silence"),
+        }
+    }
+    let mut statement = connection.prepare(
+        "SELECT notifier, COUNT(*) FROM outbox
+         WHERE delivered_at IS NULL AND gave_up_at IS NULL GROUP BY notifier",
+    )?;
+    let rows = statement.query_map([], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+    })?;
+    for row in rows {
+        let (notifier, depth) = row?;
+        loaded
+            .depths
+            .insert(notifier, u64::try_from(depth).unwrap_or(0));
+    }
+    Ok(loaded)
+}
+
+fn depth(connection: &Connection, notifier: &str) -> Result<u64, StoreError> {
+    let count: i64 = connection.query_row(
+        "SELECT COUNT(*) FROM outbox WHERE notifier = ?1 AND delivered_at IS NULL AND gave_up_at IS NULL",
+        params![notifier],
+        |row| row.get(0),
+    )?;
+    Ok(u64::try_from(count).unwrap_or(0))
+}
+
+fn purpose_name(purpose: Purpose) -> &'static str {
+    match purpose {
+        Purpose::Alerts => "alerts",
+        Purpose::Refresh => "refresh",
+        Purpose::Test => "test",
+    }
+}
+
+fn commit(
+    connection: &mut Connection,
+    changes: &Changes,
+) -> Result<BTreeMap<String, u64>, StoreError> {
+    let transaction = connection.transaction()?;
+    for alert in &changes.upserts {
+        transaction.execute(
+            "INSERT INTO alerts (id, body) VALUES (?1, ?2)
+             ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+            params![alert.content.id, encode(alert)?],
+        )?;
+    }
+    for id in &changes.removed {
+        transaction.execute("DELETE FROM alerts WHERE id = ?1", params![id])?;
+    }
+    let mut touched = Vec::new();
+    for notification in &changes.notifications {
+        if notification.purpose == Purpose::Refresh {
+            // A newer re-send carries everything an older, undelivered one does.
+            transaction.execute(
+                "DELETE FROM outbox WHERE notifier = ?1 AND purpose = 'refresh'
+                 AND delivered_at IS NULL AND gave_up_at IS NULL",
+                params![notification.notifier],
+            )?;
+        }
+        transaction.execute(
+            "INSERT INTO outbox (notification_id, notifier, purpose, body, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                notification.id,
+                notification.notifier,
+                purpose_name(notification.purpose),
+                encode(notification)?,
+                notification.created_at.to_string(),
+            ],
+        )?;
+        if !touched.contains(&notification.notifier) {
+            touched.push(notification.notifier.clone());
+        }
+    }
+    let mut depths = BTreeMap::new();
+    for notifier in touched {
+        let waiting = depth(&transaction, &notifier)?;
+        depths.insert(notifier, waiting);
+    }
+    transaction.commit()?;
+    Ok(depths)
+}
+
+fn next_outbox(
+    connection: &mut Connection,
+    notifier: &str,
+) -> Result<Option<OutboxEntry>, StoreError> {
+    loop {
+        let row = connection
+            .query_row(
+                "SELECT id, body, attempts FROM outbox
+                 WHERE notifier = ?1 AND delivered_at IS NULL AND gave_up_at IS NULL
+                 ORDER BY id LIMIT 1",
+                params![notifier],
+                |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, i64>(2)?,
+                    ))
+                },
+            )
+            .optional()?;
+        let Some((id, body, attempts)) = row else {
+            return Ok(None);
+        };
+        match decode::<Notification>(&body) {
+            Ok(notification) => {
+                return Ok(Some(OutboxEntry {
+                    id,
+                    notification,
+                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                }));
+            }
+            Err(error) => {
+                // A row this version cannot read would block the notifier forever; set it aside.
+                tracing::warn!(outbox.id = id, %error, "abandoning an unreadable outbox row");
+                connection.execute(
+                    "UPDATE outbox SET gave_up_at = ?2, last_error = ?3 WHERE id = ?1",
+                    params![id, Timestamp::now().to_string(), error.to_string()],
+                )?;
+            }
+        }
+    }
+}
+
+fn finish(
+    connection: &mut Connection,
+    id: i64,
+    notifier: &str,
+    column: FinishColumn,
+    at: Timestamp,
+) -> Result<u64, StoreError> {
+    let statement = match column {
+        FinishColumn::Delivered => "UPDATE outbox SET delivered_at = ?2 WHERE id = ?1",
+        FinishColumn::GaveUp => "UPDATE outbox SET gave_up_at = ?2 WHERE id = ?1",
+    };
+    connection.execute(statement, params![id, at.to_string()])?;
+    depth(connection, notifier)
+}
+
+fn save_silence(connection: &mut Connection, silence: &StoredSilence) -> Result<(), StoreError> {
+    connection.execute(
+        "INSERT INTO silences (id, body) VALUES (?1, ?2)
+         ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+        params![silence.id, encode(silence)?],
+    )?;
+    Ok(())
+}
+
+fn delete_silences(connection: &mut Connection, ids: &[String]) -> Result<(), StoreError> {
+    let transaction = connection.transaction()?;
+    for id in ids {
+        transaction.execute("DELETE FROM silences WHERE id = ?1", params![id])?;
+    }
+    transaction.commit()?;
+    Ok(())
+}
+
+fn append_history(connection: &mut Connection, rows: &[HistoryRow]) -> Result<(), StoreError> {
+    let transaction = connection.transaction()?;
+    let mut probes: Vec<&str> = Vec::new();
+    for row in rows {
+        transaction.execute(
+            "INSERT INTO history (probe, ok, error, duration_seconds, checked_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                row.probe,
+                row.ok,
+                row.error.map(ErrorClass::as_str),
+                row.duration.as_secs_f64(),
+                row.checked_at.as_millisecond(),
+            ],
+        )?;
+        if !probes.contains(&row.probe.as_str()) {
+            probes.push(&row.probe);
+        }
+    }
+    for probe in probes {
+        transaction.execute(
+            "DELETE FROM history WHERE probe = ?1 AND id NOT IN
+                (SELECT id FROM history WHERE probe = ?1 ORDER BY id DESC LIMIT ?2)",
+            params![probe, i64::try_from(HISTORY_PER_PROBE).unwrap_or(i64::MAX)],
+        )?;
+    }
+    transaction.commit()?;
+    Ok(())
+}
+
+fn load_history(
+    connection: &mut Connection,
+) -> Result<BTreeMap<String, Vec<HistoryRow>>, StoreError> {
+    let mut statement = connection.prepare(
+        "SELECT probe, ok, error, duration_seconds, checked_at_ms FROM history ORDER BY id",
+    )?;
+    let rows = statement.query_map([], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, bool>(1)?,
+            row.get::<_, Option<String>>(2)?,
+            row.get::<_, f64>(3)?,
+            row.get::<_, i64>(4)?,
+        ))
+    })?;
+    let mut history: BTreeMap<String, Vec<HistoryRow>> = BTreeMap::new();
+    for row in rows {
+        let (probe, ok, error, duration, checked_at) = row?;
+        let Ok(checked_at) = Timestamp::from_millisecond(checked_at) else {
+            continue;
+        };
+        let error = error.and_then(|name| {
+            ErrorClass::ALL
+                .into_iter()
+                .find(|class| class.as_str() == name)
+        });
+        history.entry(probe.clone()).or_default().push(HistoryRow {
+            probe,
+            ok,
+            error: if ok {
+                None
+            } else {
+                error.or(Some(ErrorClass::Internal))
+            },
+            duration: Duration::try_from_secs_f64(duration).unwrap_or_default(),
+            checked_at,
+        });
+    }
+    Ok(history)
+}
+
+#[cfg(test)]
+mod tests;
