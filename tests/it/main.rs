@@ -30,4 +30,5 @@ mod probe_registry;
 mod probe_s3;
 mod probe_smtp;
 mod shipped_probes;
+mod status_page;
 mod support;

@@ -10,6 +10,7 @@
 )]
 
 pub mod asynq;
+pub mod browser;
 pub mod certs;
 pub mod daemon;
 pub mod dnsmasq;
