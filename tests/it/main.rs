@@ -31,4 +31,5 @@ mod probe_s3;
 mod probe_smtp;
 mod shipped_probes;
 mod status_page;
+mod status_schema;
 mod support;
