@@ -31,6 +31,10 @@ const STYLE: &str = include_str!("page/style.css");
 const SCRIPT: &str = include_str!("page/refresh.js");
 /// How often the page refreshes itself, with or without JavaScript.
 const REFRESH_SECONDS: u32 = 15;
+/// Passing probes listed at most. Failing probes and those without a result are always listed;
+/// beyond this many passing ones the page would grow to megabytes nobody reads on a phone, and
+/// `/status` has every probe.
+const PASSING_ROWS: usize = 500;
 
 /// Renders the page.
 pub fn render(status: &Status) -> String {
@@ -388,10 +392,25 @@ impl Page<'_> {
             None => 1,
             Some(true) => 2,
         });
-        for probe in probes {
+        let listed = probes.len().min(
+            probes
+                .iter()
+                .position(|probe| probe.ok == Some(true))
+                .map_or(usize::MAX, |first_passing| first_passing + PASSING_ROWS),
+        );
+        for probe in &probes[..listed] {
             self.write_probe(out, probe)?;
         }
-        out.push_str("</tbody></table></section>");
+        out.push_str("</tbody></table>");
+        let unlisted = probes.len() - listed;
+        if unlisted > 0 {
+            write!(
+                out,
+                "<p class=\"quiet\">{unlisted} more passing probes are not listed here; \
+                 <a href=\"/status\">/status</a> has every probe.</p>"
+            )?;
+        }
+        out.push_str("</section>");
         Ok(())
     }
 
@@ -746,16 +765,16 @@ fn write_sparkline(out: &mut String, history: &[HistoryStatus]) -> fmt::Result {
         out.push_str("<span class=\"quiet\">no runs yet</span>");
         return Ok(());
     }
-    let failed = history.iter().filter(|run| !run.ok).count();
+    let failures = history.iter().filter(|run| !run.ok).count();
     let slowest = history
         .iter()
         .map(|run| run.duration_seconds)
         .fold(0.0_f64, f64::max);
     let width = history.len() * (SPARK_BAR + SPARK_GAP) - SPARK_GAP;
     let label = format!(
-        "last {} runs: {} passed, {failed} failed; slowest {}",
+        "last {} runs: {} passed, {failures} failed; slowest {}",
         history.len(),
-        history.len() - failed,
+        history.len() - failures,
         format_seconds(slowest)
     );
     write!(
@@ -764,24 +783,30 @@ fn write_sparkline(out: &mut String, history: &[HistoryStatus]) -> fmt::Result {
          viewBox=\"0 0 {width} {SPARK_HEIGHT}\" role=\"img\" aria-label=\"{label}\">\
          <title>{label}</title>"
     )?;
+    // One path per colour keeps a row's sparkline to a few hundred bytes.
+    let (mut passed, mut failed) = (String::new(), String::new());
     for (i, run) in history.iter().enumerate() {
-        let height = if run.ok {
+        let (path, height) = if run.ok {
             let share = if slowest > 0.0 {
                 run.duration_seconds / slowest
             } else {
                 0.0
             };
-            (share * SPARK_HEIGHT).clamp(2.0, SPARK_HEIGHT)
+            (&mut passed, (share * SPARK_HEIGHT).clamp(2.0, SPARK_HEIGHT))
         } else {
-            SPARK_HEIGHT
+            (&mut failed, SPARK_HEIGHT)
         };
         write!(
-            out,
-            "<rect class=\"{}\" x=\"{}\" y=\"{:.1}\" width=\"{SPARK_BAR}\" height=\"{height:.1}\"/>",
-            if run.ok { "ok" } else { "fail" },
+            path,
+            "M{} {:.1}h{SPARK_BAR}v{height:.1}h-{SPARK_BAR}z",
             i * (SPARK_BAR + SPARK_GAP),
             SPARK_HEIGHT - height,
         )?;
+    }
+    for (class, path) in [("ok", passed), ("fail", failed)] {
+        if !path.is_empty() {
+            write!(out, "<path class=\"{class}\" d=\"{path}\"/>")?;
+        }
     }
     out.push_str("</svg>");
     Ok(())

@@ -293,12 +293,35 @@ fn probe_rows_put_failures_first_and_say_everything_in_words() {
         "{failing}"
     );
     assert!(
-        failing.contains("<rect class=\"fail\" x=\"6\" y=\"0.0\" width=\"4\" height=\"20.0\"/>"),
+        failing.contains(
+            "<path class=\"ok\" d=\"M0 10.5h4v9.5h-4z\"/><path class=\"fail\" d=\"M6 0.0h4v20.0h-4z\"/></svg>"
+        ),
         "{failing}"
     );
     let waiting = section(rows, "<tr id=\"p-b-waiting\"", "</tr>");
     assert!(waiting.contains("No result"), "{waiting}");
     assert!(waiting.contains("not yet"), "{waiting}");
+}
+
+/// Past [`PASSING_ROWS`] passing probes, the rest are counted instead of listed; failing ones
+/// are always listed, even at the end of the config.
+#[test]
+fn a_huge_config_lists_every_failure_but_not_every_passing_probe() {
+    let mut probes: Vec<ProbeStatus> = (0..PASSING_ROWS + 7)
+        .map(|i| probe(&format!("ok-{i}"), Some(true), "200 OK"))
+        .collect();
+    probes.push(probe("last-failing", Some(false), "refused"));
+    let html = render(&status(Vec::new(), probes));
+    let rows = section(&html, "<tbody>", "</tbody>");
+    assert_eq!(rows.matches("<tr ").count(), PASSING_ROWS + 1);
+    assert!(
+        rows.starts_with("<tbody><tr id=\"p-last-failing\""),
+        "{rows}"
+    );
+    assert!(
+        html.contains("</table><p class=\"quiet\">7 more passing probes are not listed here"),
+        "{html}"
+    );
 }
 
 /// A result much older than the interval is flagged: the page would otherwise show stale data as
