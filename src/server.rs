@@ -80,11 +80,23 @@ async fn status_handler(State(state): State<AppState>) -> Response {
     }
 }
 
+/// The page, with a policy that lets only its own inline style and script run, and never cached:
+/// an old copy of a status page is worse than none.
 async fn page_handler(State(state): State<AppState>) -> Response {
     match snapshot(&state).await {
-        Ok(snapshot) => {
-            Html(page::render(&status::Status::from_snapshot(&snapshot))).into_response()
-        }
+        Ok(snapshot) => (
+            [
+                (
+                    header::CONTENT_SECURITY_POLICY,
+                    page::content_security_policy(),
+                ),
+                (header::CACHE_CONTROL, "no-store".to_owned()),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+                (header::REFERRER_POLICY, "no-referrer".to_owned()),
+            ],
+            Html(page::render(&status::Status::from_snapshot(&snapshot))),
+        )
+            .into_response(),
         Err(response) => response,
     }
 }

@@ -224,7 +224,7 @@ fn write_html_alert(out: &mut String, message: &AlertMessage, now: Timestamp) {
         if is_safe_link(&alert.runbook) {
             let _ = write!(out, "<a href=\"{0}\">{0}</a>", escape(&alert.runbook));
         } else {
-            out.push_str(&escape(&alert.runbook));
+            let _ = write!(out, "{}", escape(&alert.runbook));
         }
         out.push_str("</p>");
     }

@@ -28,24 +28,28 @@ async fn serves_health_and_metrics_with_the_right_content_type() {
     daemon.stop().await;
 }
 
-/// `/status` is JSON with a `probes` array, and `/` is an HTML page.
+/// `/status` is JSON with a `probes` array, and `/` is an HTML page, never cached, whose policy
+/// lets only its own inline style and script run.
 #[tokio::test]
 async fn serves_status_json_and_the_page() {
     let daemon = TestDaemon::start("").await;
     let status = daemon.status().await;
     assert_eq!(status["probes"], serde_json::json!([]));
     let page = daemon.get("/").await;
+    let header = |name: &str| page.headers()[name].to_str().unwrap().to_owned();
+    assert!(header("content-type").starts_with("text/html"));
+    assert_eq!(header("cache-control"), "no-store");
+    let policy = header("content-security-policy");
     assert!(
-        page.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/html")
+        policy.starts_with("default-src 'none'; style-src 'sha256-"),
+        "{policy}"
     );
+    assert!(policy.contains("; script-src 'sha256-"), "{policy}");
     assert!(
         page.text()
             .await
             .unwrap()
-            .contains("<title>honeyguide</title>")
+            .contains("<title>Idle: no probes configured · honeyguide</title>")
     );
     daemon.stop().await;
 }

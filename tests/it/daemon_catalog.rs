@@ -149,10 +149,21 @@ async fn a_failing_backend_is_diagnosed_in_status_page_and_metrics() {
     let root_at = page
         .find("backend-down title")
         .expect("the root cause on the page");
-    let probes_at = page.find("<h2>Probes</h2>").unwrap();
+    let probes_at = page.find("<h2 id=\"probes-title\">Probes</h2>").unwrap();
     assert!(root_at < probes_at, "diagnoses come before the probe table");
-    assert!(page.contains("Run `fix backend-down`."), "{page}");
-    assert!(page.contains("(explained by backend-down)"), "{page}");
+    assert!(
+        page.contains("<p>Run <code>fix backend-down</code>.</p>"),
+        "{page}"
+    );
+    let explained_at = page
+        .find("Also explained by this (not notified)")
+        .expect("the explained mode under its root cause");
+    let inhibited_at = page.find("api-failing title").unwrap();
+    assert!(
+        root_at < explained_at && explained_at < inhibited_at,
+        "{page}"
+    );
+    assert!(inhibited_at < probes_at, "{page}");
     daemon.stop().await;
 }
 

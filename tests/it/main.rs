@@ -34,4 +34,6 @@ mod probe_registry;
 mod probe_s3;
 mod probe_smtp;
 mod shipped_probes;
+mod status_page;
+mod status_schema;
 mod support;

@@ -11,6 +11,7 @@
 
 pub mod alerting;
 pub mod asynq;
+pub mod browser;
 pub mod certs;
 pub mod daemon;
 pub mod dnsmasq;

@@ -1,0 +1,198 @@
+//! `/status` against its documented schema (`docs/status.schema.json`): a live document from a
+//! daemon with passing and failing probes and an active diagnosis validates, and the schema is
+//! strict enough that a field added to (or dropped from) the view types without updating it
+//! fails here.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use jsonschema::Validator;
+use serde_json::{Value, json};
+
+use crate::support::daemon::TestDaemon;
+use crate::support::http_server::{HttpServer, Route};
+use crate::support::{self, free_port};
+
+fn schema() -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/status.schema.json");
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+        .unwrap_or_else(|error| panic!("{} is not JSON: {error}", path.display()))
+}
+
+fn validator(schema: &Value) -> Validator {
+    jsonschema::draft202012::meta::validate(schema)
+        .unwrap_or_else(|error| panic!("the schema is not a valid 2020-12 schema: {error}"));
+    jsonschema::draft202012::options()
+        .should_validate_formats(true)
+        .build(schema)
+        .unwrap_or_else(|error| panic!("the schema does not compile: {error}"))
+}
+
+/// Every problem of `document`, one per line, with where it is.
+fn problems(validator: &Validator, document: &Value) -> String {
+    validator
+        .iter_errors(document)
+        .map(|error| format!("at {}: {error}", error.instance_path()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn rule(id: &str, inhibits: &str, when: &str) -> (String, String) {
+    (
+        format!("{id}.toml"),
+        format!(
+            "id = \"{id}\"\ntitle = \"{id} title\"\nseverity = \"critical\"\nwhen = '{when}'\n\
+             for = \"0s\"\nsymptom = \"s\"\nrecovery = \"r\"\nrunbook = \"#{id}\"\n\
+             inhibits = [{inhibits}]\nlabels = {{ team = \"web\" }}\n"
+        ),
+    )
+}
+
+/// A live `/status` (a passing probe, a refused one, an active root cause with an inhibited
+/// mode under it, a rule failing to evaluate) validates against the schema, with formats
+/// checked; then every object kind in it is shown to reject a field the schema does not know.
+#[tokio::test]
+async fn a_live_status_document_matches_the_schema() {
+    support::init();
+    let fine = HttpServer::builder()
+        .route("/", Route::ok("fine"))
+        .start()
+        .await;
+    let refused = format!("http://127.0.0.1:{}/", free_port());
+    let probes = format!(
+        "[defaults]\ninterval = \"1s\"\ntimeout = \"1s\"\n\n\
+         [[probe]]\nname = \"web\"\nkind = \"http\"\nurl = \"{}\"\nlabels = {{ tier = \"edge\" }}\n\n\
+         [[probe]]\nname = \"api\"\nkind = \"http\"\nurl = \"{refused}\"\n",
+        fine.url("/")
+    );
+    let rules = [
+        rule(
+            "api-down",
+            "\"api-failing\"",
+            "!probes.api.ok && probes.web.ok",
+        ),
+        rule("api-failing", "", "!probes.api.ok"),
+        rule("typo", "", "probes.web.observations.not_observed == 1"),
+    ];
+    let rules: Vec<(&str, &str)> = rules
+        .iter()
+        .map(|(name, text)| (name.as_str(), text.as_str()))
+        .collect();
+    let daemon = TestDaemon::start_with_alerts(&probes, &rules).await;
+    let status = support::eventually(
+        "an active diagnosis, an inhibited one, and two runs of each probe",
+        Duration::from_secs(20),
+        || async {
+            let status = daemon.status().await;
+            let diagnoses = status["diagnoses"].as_array()?;
+            let root = diagnoses
+                .iter()
+                .any(|d| d["id"] == "api-down" && d["state"] == "active");
+            let inhibited = diagnoses.iter().any(|d| d["inhibited_by"] == "api-down");
+            let runs = status["probes"]
+                .as_array()?
+                .iter()
+                .all(|probe| probe["history"].as_array().is_some_and(|h| h.len() >= 2));
+            let rule_error = status["rules"]
+                .as_array()?
+                .iter()
+                .any(|rule| rule["status"] == "error");
+            (root && inhibited && runs && rule_error).then_some(status)
+        },
+    )
+    .await;
+    daemon.stop().await;
+
+    let schema = schema();
+    let validator = validator(&schema);
+    assert_eq!(problems(&validator, &status), "", "{status:#}");
+    // The document exercised both branches of the nullable fields the page relies on.
+    assert_eq!(status["probes"][1]["error"], "connect");
+    assert_eq!(status["probes"][0]["error"], json!(null));
+    assert!(status["probes"][0]["phases"].as_array().unwrap().len() >= 2);
+    assert!(
+        !status["probes"][0]["observations"]
+            .as_object()
+            .unwrap()
+            .is_empty()
+    );
+
+    // Formats and closed sets are checked, not just shapes.
+    let mut changed = status.clone();
+    changed["generated_at"] = json!("yesterday at noon");
+    changed["probes"][1]["error"] = json!("refused");
+    let found = problems(&validator, &changed);
+    assert!(
+        found.contains("at /generated_at: \"yesterday at noon\" is not a \"date-time\""),
+        "{found}"
+    );
+    assert!(found.contains("at /probes/1/error: "), "{found}");
+
+    // A field the schema does not describe is rejected at every level.
+    let places = [
+        "",
+        "/diagnoses/0",
+        "/diagnoses/0/probes/0",
+        "/probes/0",
+        "/probes/0/phases/0",
+        "/probes/0/history/0",
+        "/rules/0",
+    ];
+    for place in places {
+        let mut changed = status.clone();
+        changed
+            .pointer_mut(place)
+            .and_then(Value::as_object_mut)
+            .unwrap_or_else(|| panic!("no object at {place:?}"))
+            .insert("added_field".to_owned(), json!(1));
+        let found = problems(&validator, &changed);
+        assert!(
+            found.contains("'added_field' was unexpected"),
+            "{place}: {found}"
+        );
+    }
+}
+
+/// Every object in the schema requires each of its properties and allows no others: the schema
+/// lists all fields of the view types (null when absent), so both an undocumented new field and
+/// a documented field that disappeared fail the live check above.
+#[test]
+fn every_object_in_the_schema_is_closed_and_complete() {
+    fn check(path: &str, node: &Value, objects: &mut usize) {
+        if let Some(properties) = node.get("properties").and_then(Value::as_object) {
+            *objects += 1;
+            assert_eq!(
+                node["additionalProperties"],
+                json!(false),
+                "{path}: additionalProperties must be false"
+            );
+            let mut required: Vec<&str> = node["required"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{path}: no required list"))
+                .iter()
+                .map(|name| name.as_str().unwrap())
+                .collect();
+            required.sort_unstable();
+            let mut names: Vec<&str> = properties.keys().map(String::as_str).collect();
+            names.sort_unstable();
+            assert_eq!(required, names, "{path}: required must list every property");
+        }
+        match node {
+            Value::Object(map) => {
+                for (key, child) in map {
+                    check(&format!("{path}/{key}"), child, objects);
+                }
+            }
+            Value::Array(items) => {
+                for (i, child) in items.iter().enumerate() {
+                    check(&format!("{path}/{i}"), child, objects);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut objects = 0;
+    check("#", &schema(), &mut objects);
+    // The document, diagnosis, evidence, rule, probe, phase and run.
+    assert_eq!(objects, 7);
+}
