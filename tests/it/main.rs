@@ -24,6 +24,7 @@ mod catalog_rules;
 mod daemon;
 mod daemon_catalog;
 mod daemon_http;
+mod deploy;
 mod metrics_format;
 mod probe_asynq;
 mod probe_dns;
