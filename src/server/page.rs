@@ -8,18 +8,19 @@
 //!
 //! Safety: everything that came from a target (messages, banners, headers) or from config is
 //! escaped where it is written; the recovery steps are markdown from the rule files, rendered
-//! without raw HTML (`markdown`). The page is one request (styles inline) and works without
+//! without raw HTML ([`crate::html`]). The page is one request (styles inline) and works without
 //! JavaScript (a `<noscript>` meta refresh); with it, a small script refreshes the page in
 //! place and says loudly when honeyguide stops answering. [`content_security_policy`] allows
 //! exactly that style and that script.
-
-mod markdown;
 
 use std::fmt::{self, Write as _};
 
 use base64::Engine as _;
 use jiff::Timestamp;
 use sha2::{Digest as _, Sha256};
+
+use crate::html::{self, Medium, escape};
+use crate::human;
 
 use super::status::{
     DiagnosisStatus, EvidenceStatus, HistoryStatus, ProbeStatus, RuleEvaluationStatus, Status,
@@ -268,9 +269,11 @@ impl Page<'_> {
         out.push_str("<h4>Evidence</h4>");
         write_evidence(out, &diagnosis.probes)?;
         out.push_str("<h4>Recovery</h4><div class=\"recovery\">");
-        markdown::push_html(out, &diagnosis.recovery);
+        html::push_markdown(out, &diagnosis.recovery, Medium::Page);
         out.push_str("</div><p class=\"runbook\">");
-        write_runbook(out, &diagnosis.runbook)?;
+        if !diagnosis.runbook.is_empty() {
+            write!(out, "Runbook: {}", html::link_or_code(&diagnosis.runbook))?;
+        }
         write!(out, " · id <code>{}</code>", escape(&diagnosis.id))?;
         for (key, value) in &diagnosis.labels {
             write!(out, " · {}={}", escape(key), escape(value))?;
@@ -735,23 +738,6 @@ fn write_evidence(out: &mut String, evidence: &[EvidenceStatus]) -> fmt::Result 
     Ok(())
 }
 
-/// A runbook reference: a link when it is a web address, text otherwise (rule files often
-/// name a section of a document that is not served here).
-fn write_runbook(out: &mut String, runbook: &str) -> fmt::Result {
-    if runbook.is_empty() {
-        return Ok(());
-    }
-    if runbook.starts_with("https://") || runbook.starts_with("http://") {
-        write!(
-            out,
-            "Runbook: <a href=\"{0}\" rel=\"noreferrer\">{0}</a>",
-            escape(runbook)
-        )
-    } else {
-        write!(out, "Runbook: <code>{}</code>", escape(runbook))
-    }
-}
-
 /// Width of one run's bar in the sparkline, and the gap after it, in pixels.
 const SPARK_BAR: usize = 4;
 const SPARK_GAP: usize = 2;
@@ -912,7 +898,7 @@ impl fmt::Display for TimeHtml<'_> {
             return write!(f, "{}", escape(self.at));
         };
         let absolute = at.strftime("%Y-%m-%d %H:%M:%S UTC");
-        let ago = format_ago(self.now.as_second() - at.as_second());
+        let ago = human::ago(at, self.now);
         write!(f, "<time datetime=\"{}\"", escape(self.at))?;
         match self.style {
             TimeStyle::Relative => write!(f, " title=\"{absolute}\">{ago}</time>"),
@@ -924,19 +910,6 @@ impl fmt::Display for TimeHtml<'_> {
 
 fn parse_time(text: &str) -> Option<Timestamp> {
     text.parse().ok()
-}
-
-/// `45s ago`, `3m 12s ago`, `2h 5m ago`, `3d 4h ago`: two units at most.
-fn format_ago(seconds: i64) -> String {
-    let seconds = seconds.max(0);
-    let (days, hours) = (seconds / 86_400, seconds / 3600 % 24);
-    let (minutes, secs) = (seconds / 60 % 60, seconds % 60);
-    match seconds {
-        0..60 => format!("{secs}s ago"),
-        60..3600 => format!("{minutes}m {secs}s ago"),
-        3600..86_400 => format!("{}h {minutes}m ago", seconds / 3600),
-        _ => format!("{days}d {hours}h ago"),
-    }
 }
 
 /// `0.4 ms`, `45 ms`, `1.25 s`.
@@ -957,32 +930,6 @@ fn format_uptime(share: f64) -> String {
         "100 %".to_owned()
     } else {
         format!("{:.2} %", (share * 10_000.0).floor() / 100.0)
-    }
-}
-
-/// Escapes text for HTML element content and attribute values.
-pub fn escape(text: &str) -> Escaped<'_> {
-    Escaped(text)
-}
-
-/// Text that escapes itself as it is written.
-pub struct Escaped<'a>(&'a str);
-
-impl fmt::Display for Escaped<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut rest = self.0;
-        while let Some(at) = rest.find(['&', '<', '>', '"', '\'']) {
-            f.write_str(&rest[..at])?;
-            f.write_str(match rest.as_bytes()[at] {
-                b'&' => "&amp;",
-                b'<' => "&lt;",
-                b'>' => "&gt;",
-                b'"' => "&quot;",
-                _ => "&#39;",
-            })?;
-            rest = &rest[at + 1..];
-        }
-        f.write_str(rest)
     }
 }
 
