@@ -712,7 +712,8 @@ impl fmt::Display for Badge<'_> {
             "ok" => "✔",
             "pending" => "◔",
             "active" => "●",
-            "silenced" => "⏸",
+            // A pause sign that common fonts have (U+23F8 is missing from many).
+            "silenced" => "‖",
             _ => "•",
         };
         write!(

@@ -196,7 +196,7 @@ async fn email_over_starttls_and_implicit_tls_with_auth() {
         );
         assert!(
             mail.html
-                .contains("<a href=\"https://runbooks.example/neon-down\">"),
+                .contains("<a href=\"https://runbooks.example/neon-down\" rel=\"noreferrer\">"),
             "{}",
             mail.html
         );

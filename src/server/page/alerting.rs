@@ -195,7 +195,12 @@ impl Page<'_> {
                 inhibited_by,
                 earlier,
             } => {
-                write!(out, "{} ", badge("silenced", "Not notified"))?;
+                let held = if silenced_by.is_empty() {
+                    "quiet"
+                } else {
+                    "silenced"
+                };
+                write!(out, "{} ", badge(held, "Not notified"))?;
                 if !silenced_by.is_empty() {
                     out.push_str("silenced by ");
                     write_links(out, "s", silenced_by.iter().map(String::as_str))?;
@@ -294,7 +299,7 @@ impl Page<'_> {
                 escape(&alert.title),
             )?;
             if let Some(at) = &alert.resolved_at {
-                write!(out, "{}", self.time(at, TimeStyle::Relative))?;
+                write!(out, "resolved {}", self.time(at, TimeStyle::Relative))?;
             }
             if let (Some(end), Some(start)) = (resolved_at, parse_time(&alert.since)) {
                 write!(out, " after {}", human::duration(end.duration_since(start)))?;

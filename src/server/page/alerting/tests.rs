@@ -330,7 +330,8 @@ fn resolved_alerts_say_how_long_and_whether_on_call_heard() {
     assert!(order.windows(2).all(|pair| pair[0] < pair[1]), "{list}");
     assert!(
         list.contains(
-            "30s ago</time> after 2m 42s; the resolve is still to go out via \
+            "resolved <time datetime=\"2025-06-01T11:59:30Z\" title=\"2025-06-01 11:59:30 UTC\">\
+             30s ago</time> after 2m 42s; the resolve is still to go out via \
              <a href=\"#n-hook\">hook</a>"
         ),
         "{list}"
