@@ -67,7 +67,7 @@ pub struct DiagnosisStatus {
 }
 
 /// A probe a diagnosis rests on.
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct EvidenceStatus {
     /// Probe name.
     pub probe: String,

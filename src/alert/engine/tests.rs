@@ -26,6 +26,16 @@ fn target(name: &str) -> Target {
     }
 }
 
+/// A notifier that takes critical alerts only.
+fn pager() -> Target {
+    let mut pager = target("pager");
+    pager.route = Route {
+        severities: vec![Severity::Critical],
+        alerts: vec![],
+    };
+    pager
+}
+
 fn settings(targets: Vec<Target>) -> Settings {
     Settings {
         group_wait: Duration::from_secs(10),
@@ -391,11 +401,7 @@ async fn an_announced_alert_resolving_under_a_silence_still_sends_its_resolve() 
 /// Routes filter by severity and id; send_resolved = false drops resolves for that notifier.
 #[tokio::test(start_paused = true)]
 async fn routes_pick_alerts_by_severity_and_id() {
-    let mut pager = target("pager");
-    pager.route = Route {
-        severities: vec![Severity::Critical],
-        alerts: vec![],
-    };
+    let mut pager = pager();
     pager.send_resolved = false;
     let mut workers = target("workers");
     workers.route = Route {
@@ -430,12 +436,7 @@ async fn routes_pick_alerts_by_severity_and_id() {
 /// for its batch: neither notified nor queued.
 #[tokio::test(start_paused = true)]
 async fn an_alert_no_notifier_takes_is_neither_notified_nor_queued() {
-    let mut pager = target("pager");
-    pager.route = Route {
-        severities: vec![Severity::Critical],
-        alerts: vec![],
-    };
-    let mut h = Harness::new(settings(vec![pager]));
+    let mut h = Harness::new(settings(vec![pager()]));
     let mut warning = active("worker-stalled");
     warning.severity = Severity::Warning;
     h.report(vec![warning]);

@@ -258,11 +258,7 @@ fn probe_rows_put_failures_first_and_say_everything_in_words() {
         ],
     ));
     let rows = section(&html, "<tbody>", "</tbody>");
-    let order: Vec<usize> = ["p-c-failing", "p-b-waiting", "p-a-passing"]
-        .iter()
-        .map(|id| rows.find(id).unwrap())
-        .collect();
-    assert!(order.windows(2).all(|pair| pair[0] < pair[1]), "{rows}");
+    assert_in_order(rows, &["p-c-failing", "p-b-waiting", "p-a-passing"]);
     let failing = section(rows, "<tr id=\"p-c-failing\"", "</tr>");
     assert!(
         failing.contains("</span> Fail</span> <span class=\"quiet streak\">3 in a row</span>"),
@@ -384,6 +380,21 @@ fn latencies_and_shares_read_naturally() {
     assert_eq!(format_uptime(1.0), "100 %");
     assert_eq!(format_uptime(0.999_99), "99.99 %");
     assert_eq!(format_uptime(0.0), "0.00 %");
+}
+
+/// Asserts that each of `needles` occurs in `html`, in this order.
+pub(super) fn assert_in_order(html: &str, needles: &[&str]) {
+    let at: Vec<usize> = needles
+        .iter()
+        .map(|needle| {
+            html.find(needle)
+                .unwrap_or_else(|| panic!("no {needle} in {html}"))
+        })
+        .collect();
+    assert!(
+        at.windows(2).all(|pair| pair[0] < pair[1]),
+        "not in the order {needles:?}: {html}"
+    );
 }
 
 /// The part of `html` from the first `open` to the next `close` (inclusive of `open`).

@@ -4,10 +4,9 @@
 use std::collections::BTreeMap;
 
 use crate::server::page::render;
-use crate::server::page::tests::{diagnosis, probe, section, status};
+use crate::server::page::tests::{assert_in_order, diagnosis, probe, section, status};
 use crate::server::status::{
-    AlertStatus, DiagnosisStatus, EvidenceStatus, NotifierStatus, SilenceStatus, Status,
-    WeeklyStatus,
+    AlertStatus, DiagnosisStatus, NotifierStatus, SilenceStatus, Status, WeeklyStatus,
 };
 
 /// The alert of a diagnosis, firing and notified through `hook` three minutes ago.
@@ -28,15 +27,7 @@ fn alert_of(diagnosis: &DiagnosisStatus) -> AlertStatus {
         summary: diagnosis.summary.clone(),
         recovery: diagnosis.recovery.clone(),
         runbook: diagnosis.runbook.clone(),
-        evidence: diagnosis
-            .probes
-            .iter()
-            .map(|evidence| EvidenceStatus {
-                probe: evidence.probe.clone(),
-                ok: evidence.ok,
-                message: evidence.message.clone(),
-            })
-            .collect(),
+        evidence: diagnosis.probes.clone(),
         labels: diagnosis.labels.clone(),
     }
 }
@@ -323,11 +314,7 @@ fn resolved_alerts_say_how_long_and_whether_on_call_heard() {
     ];
     let html = render(&document);
     let list = section(&html, "<section id=\"resolved\"", "</section>");
-    let order: Vec<usize> = ["d-new", "d-old", "d-quiet"]
-        .iter()
-        .map(|id| list.find(id).unwrap())
-        .collect();
-    assert!(order.windows(2).all(|pair| pair[0] < pair[1]), "{list}");
+    assert_in_order(list, &["d-new", "d-old", "d-quiet"]);
     assert!(
         list.contains(
             "resolved <time datetime=\"2025-06-01T11:59:30Z\" title=\"2025-06-01 11:59:30 UTC\">\
@@ -383,11 +370,7 @@ fn silences_are_listed_with_what_they_hold_back() {
         "{html}"
     );
     let list = section(&html, "<section id=\"silences\"", "</section>");
-    let order: Vec<usize> = ["s-db-upgrade", "s-nightly", "s-gone"]
-        .iter()
-        .map(|id| list.find(id).unwrap())
-        .collect();
-    assert!(order.windows(2).all(|pair| pair[0] < pair[1]), "{list}");
+    assert_in_order(list, &["s-db-upgrade", "s-nightly", "s-gone"]);
     assert!(
         list.contains(
             "<strong>db-upgrade</strong> <span class=\"quiet\">(api)</span>: covers \
