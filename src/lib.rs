@@ -9,6 +9,8 @@
 //! - [`catalog`]: the failure modes (`alerts/*.toml`) and the diagnoses they produce.
 //! - [`metrics`]: the Prometheus text exposition, rendered from a snapshot.
 //! - [`server`]: `/metrics`, `/status`, `/`, `/healthz`.
+//! - [`html`]: safe HTML (escaping, the rules' markdown, links) for the page and email.
+//! - [`human`]: durations and relative times in words.
 //! - [`alert`]: alert states from diagnoses; grouping, repeat, inhibition, silences.
 //! - [`notify`]: notifiers (email, webhook, Alertmanager, heartbeat) and the outbox dispatcher.
 //! - [`store`]: the embedded SQLite store: alert state, outbox, silences, probe history.
@@ -21,6 +23,8 @@ pub mod alert;
 pub mod app;
 pub mod catalog;
 pub mod config;
+pub mod html;
+pub mod human;
 pub mod metrics;
 pub mod notify;
 pub mod probe;

@@ -144,6 +144,10 @@ pub struct AlertView {
     pub last_notified: Option<Timestamp>,
     /// Notifiers that were told it is firing.
     pub notified: Vec<String>,
+    /// A change of it (firing, a repeat, its resolve) waits in the current batch and goes out
+    /// with it (within `group_wait`). A firing alert neither notified nor queued is one that no
+    /// notifier takes.
+    pub queued: bool,
 }
 
 /// What the engine decided since the last [`Engine::take_changes`].
@@ -413,8 +417,8 @@ impl Engine {
     /// Every alert, by id.
     pub fn view(&self) -> Vec<AlertView> {
         self.alerts
-            .values()
-            .map(|alert| AlertView {
+            .iter()
+            .map(|(id, alert)| AlertView {
                 content: alert.content.clone(),
                 state: alert.state,
                 fired_at: alert.fired_at,
@@ -423,6 +427,7 @@ impl Engine {
                 inhibited_by: alert.inhibited_by.clone(),
                 last_notified: alert.last_notified.map(|(_, at)| at),
                 notified: alert.notified.iter().cloned().collect(),
+                queued: self.queued(id).is_some(),
             })
             .collect()
     }

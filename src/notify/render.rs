@@ -2,19 +2,20 @@
 //! (version 4) and Alertmanager API alerts. Pure functions of the notification.
 //!
 //! Everything that came from outside (probe messages, rule text) is escaped in HTML. The
-//! recovery steps are markdown from the catalog; they are rendered with pulldown-cmark with raw
-//! HTML turned into text, and only `http`, `https` and `mailto` links are kept as links.
+//! recovery steps are markdown from the catalog, rendered by [`crate::html`] as the status page
+//! renders them, but for mail: raw HTML turned into text, only `http`, `https` and `mailto`
+//! links kept as links, images never loaded.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use jiff::{SignedDuration, Timestamp};
-use pulldown_cmark::{CowStr, Event, Options, Parser, Tag};
+use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::DeliveryContext;
 use crate::alert::notification::{AlertMessage, MessageStatus, Notification, Purpose, Reason};
-use crate::server::page::escape;
+use crate::html::{self, Medium, escape};
+use crate::human;
 
 /// The Alertmanager zero time: `endsAt` of a firing alert in the webhook payload.
 const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
@@ -217,61 +218,15 @@ fn write_html_alert(out: &mut String, message: &AlertMessage, now: Timestamp) {
     }
     if message.status == MessageStatus::Firing && !alert.recovery.is_empty() {
         out.push_str("<h3>What to do</h3>");
-        out.push_str(&markdown_to_html(&alert.recovery));
+        html::push_markdown(out, &alert.recovery, Medium::Email);
     }
     if !alert.runbook.is_empty() {
-        out.push_str("<p>Runbook: ");
-        if is_safe_link(&alert.runbook) {
-            let _ = write!(out, "<a href=\"{0}\">{0}</a>", escape(&alert.runbook));
-        } else {
-            let _ = write!(out, "{}", escape(&alert.runbook));
-        }
-        out.push_str("</p>");
+        let _ = write!(
+            out,
+            "<p>Runbook: {}</p>",
+            html::link_or_code(&alert.runbook)
+        );
     }
-}
-
-/// Renders catalog markdown to HTML, with raw HTML shown as text and unsafe link targets
-/// (`javascript:` and the like) dropped.
-pub fn markdown_to_html(markdown: &str) -> String {
-    let parser = Parser::new_ext(
-        markdown,
-        Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH,
-    )
-    .map(|event| match event {
-        Event::Html(raw) | Event::InlineHtml(raw) => Event::Text(raw),
-        Event::Start(Tag::Link {
-            link_type,
-            dest_url,
-            title,
-            id,
-        }) if !is_safe_link(&dest_url) => Event::Start(Tag::Link {
-            link_type,
-            dest_url: CowStr::Borrowed("#"),
-            title,
-            id,
-        }),
-        Event::Start(Tag::Image {
-            link_type,
-            title,
-            id,
-            ..
-        }) => Event::Start(Tag::Image {
-            link_type,
-            // Remote images in alert mail are tracking pixels at best; never load them.
-            dest_url: CowStr::Borrowed(""),
-            title,
-            id,
-        }),
-        other => other,
-    });
-    let mut html = String::new();
-    pulldown_cmark::html::push_html(&mut html, parser);
-    html
-}
-
-fn is_safe_link(target: &str) -> bool {
-    let lower = target.trim().to_ascii_lowercase();
-    lower.starts_with("https://") || lower.starts_with("http://") || lower.starts_with("mailto:")
 }
 
 fn timing_line(message: &AlertMessage, now: Timestamp) -> String {
@@ -279,9 +234,9 @@ fn timing_line(message: &AlertMessage, now: Timestamp) -> String {
     match (message.status, message.ends_at) {
         (MessageStatus::Resolved, Some(end)) => format!(
             "Resolved at {end} after {} (started {since}).",
-            human(end.duration_since(since))
+            human::duration(end.duration_since(since))
         ),
-        _ => format!("Started {since}, {} ago.", human(now.duration_since(since))),
+        _ => format!("Started {since}, {}.", human::ago(since, now)),
     }
 }
 
@@ -292,29 +247,6 @@ fn reason_note(reason: Reason) -> Option<&'static str> {
             Some("Still happening now that the silence or inhibition that held it has ended.")
         }
         Reason::New | Reason::Resolved | Reason::Refresh | Reason::Test => None,
-    }
-}
-
-/// `3h 12m`, `45s`, `2d 4h`: the two largest units.
-pub fn human(duration: SignedDuration) -> String {
-    let seconds = duration.as_secs().max(0);
-    let units = [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)];
-    let parts: Vec<String> = units
-        .iter()
-        .scan(seconds, |left, (name, size)| {
-            let value = *left / size;
-            *left %= size;
-            Some((value, *name))
-        })
-        .skip_while(|(value, _)| *value == 0)
-        .take(2)
-        .filter(|(value, _)| *value > 0)
-        .map(|(value, name)| format!("{value}{name}"))
-        .collect();
-    if parts.is_empty() {
-        "0s".to_owned()
-    } else {
-        parts.join(" ")
     }
 }
 
@@ -614,6 +546,12 @@ mod tests {
         assert!(!body.contains("<script>"), "{body}");
         assert!(body.contains("&lt;script&gt;"), "{body}");
         assert!(!body.contains("javascript:"), "{body}");
+        assert!(
+            body.contains(
+                "<p>Runbook: <a href=\"https://runbooks.example/neon-down\" rel=\"noreferrer\">"
+            ),
+            "{body}"
+        );
     }
 
     #[test]
@@ -653,20 +591,5 @@ mod tests {
         assert_eq!(first["generatorURL"], "https://hg.example/status");
         assert_eq!(payload["alerts"][1]["status"], "resolved");
         assert_eq!(payload["alerts"][1]["endsAt"], "2026-07-01T10:42:00Z");
-    }
-
-    #[test]
-    fn human_durations_use_two_units() {
-        assert_eq!(human(SignedDuration::from_secs(0)), "0s");
-        assert_eq!(human(SignedDuration::from_secs(45)), "45s");
-        assert_eq!(
-            human(SignedDuration::from_secs(3 * 3600 + 12 * 60 + 5)),
-            "3h 12m"
-        );
-        assert_eq!(
-            human(SignedDuration::from_secs(2 * 86_400 + 4 * 3600)),
-            "2d 4h"
-        );
-        assert_eq!(human(SignedDuration::from_secs(3600 + 5)), "1h");
     }
 }

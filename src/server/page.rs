@@ -2,18 +2,18 @@
 //!
 //! It is built from the `/status` view types and nothing else, so the page and the JSON cannot
 //! disagree. The reader is on call, maybe at 3 a.m., maybe on a phone: the worst news comes
-//! first (a one-line verdict, then each failure mode with its evidence and recovery steps, the
-//! modes it explains tucked beneath it), then every probe, failing ones first, then silences.
+//! first (a one-line verdict, then each failure mode with its evidence, recovery steps and
+//! whether on-call was notified or why not, the modes it explains tucked beneath it), then what
+//! resolved lately, every probe (failing ones first), silences and notifiers. A notifier that
+//! fails to deliver moves to the top: on-call must know when alerts are not reaching them.
 //! Every state is said in words as well as colour.
 //!
 //! Safety: everything that came from a target (messages, banners, headers) or from config is
 //! escaped where it is written; the recovery steps are markdown from the rule files, rendered
-//! without raw HTML (`markdown`). The page is one request (styles inline) and works without
+//! without raw HTML ([`crate::html`]). The page is one request (styles inline) and works without
 //! JavaScript (a `<noscript>` meta refresh); with it, a small script refreshes the page in
 //! place and says loudly when honeyguide stops answering. [`content_security_policy`] allows
 //! exactly that style and that script.
-
-mod markdown;
 
 use std::fmt::{self, Write as _};
 
@@ -21,9 +21,13 @@ use base64::Engine as _;
 use jiff::Timestamp;
 use sha2::{Digest as _, Sha256};
 
-use super::status::{
-    DiagnosisStatus, EvidenceStatus, HistoryStatus, ProbeStatus, RuleEvaluationStatus, Status,
-};
+mod alerting;
+
+use crate::html::{self, Medium, escape};
+use crate::human;
+
+use super::status::{EvidenceStatus, HistoryStatus, ProbeStatus, RuleEvaluationStatus, Status};
+use alerting::Card;
 
 /// The page's styles, inlined so the page is a single request.
 const STYLE: &str = include_str!("page/style.css");
@@ -40,7 +44,7 @@ const PASSING_ROWS: usize = 500;
 pub fn render(status: &Status) -> String {
     let page = Page {
         status,
-        alerting: alerting(status),
+        cards: Card::all(status),
         now: parse_time(&status.generated_at).unwrap_or_else(Timestamp::now),
     };
     let mut html = String::with_capacity(16 * 1024 + status.probes.len() * 1536);
@@ -69,73 +73,19 @@ fn sha256_source(text: &str) -> String {
     )
 }
 
-// === alerts and silences ===
-
-/// What the alert engine adds to the page: how each diagnosis was notified, and the silences
-/// and maintenance windows.
-#[derive(Debug, Default)]
-pub struct Alerting<'a> {
-    /// Per alert (by failure mode id): notified, silenced.
-    pub alerts: Vec<AlertLine<'a>>,
-    /// Every silence and maintenance window.
-    pub silences: Vec<SilenceLine<'a>>,
-}
-
-/// How one diagnosis was notified (mirrors `alerts[]` of `/status` on the `alerting` branch).
-#[derive(Debug)]
-pub struct AlertLine<'a> {
-    /// The failure mode id.
-    pub id: &'a str,
-    /// Silences holding it now: it is not notified.
-    pub silenced_by: &'a [String],
-    /// Notifiers told it is firing.
-    pub notified: &'a [String],
-    /// When it was last sent as firing (RFC 3339).
-    pub last_notified: Option<&'a str>,
-}
-
-/// One silence or maintenance window (mirrors `silences[]` of `/status` on the `alerting`
-/// branch).
-#[derive(Debug)]
-pub struct SilenceLine<'a> {
-    /// The window's name or the silence's id.
-    pub id: &'a str,
-    /// `maintenance` (probes.toml) or `api`.
-    pub source: &'a str,
-    /// `pending`, `active` or `expired`.
-    pub state: &'a str,
-    /// Start of the current or next occurrence (RFC 3339).
-    pub starts_at: Option<&'a str>,
-    /// Its end (RFC 3339).
-    pub ends_at: &'a str,
-    /// What it covers, in words (alert ids and label matchers).
-    pub covers: String,
-    /// Why.
-    pub comment: &'a str,
-    /// Who created it (API silences).
-    pub created_by: Option<&'a str>,
-}
-
-/// ALERTING-MERGE: `/status` on main has no `alerts` or `silences` yet (the `alerting` branch
-/// adds them), so the page is rendered with none. Once `Status` has those fields, build
-/// [`AlertLine`]s and [`SilenceLine`]s from them here; the page already shows them (a
-/// "Notified"/"Silenced" line on each diagnosis, the silences section, a note in the header).
-fn alerting(_status: &Status) -> Alerting<'_> {
-    Alerting::default()
-}
-
 // === the page ===
 
 struct Page<'a> {
     status: &'a Status,
-    alerting: Alerting<'a>,
+    /// The failure modes to show, from the diagnoses and the open alerts, worst first.
+    cards: Vec<Card<'a>>,
     /// When the document was made: relative times are counted from here.
     now: Timestamp,
 }
 
 impl Page<'_> {
     fn write(&self, out: &mut String) -> fmt::Result {
-        let verdict = Verdict::of(self.status);
+        let verdict = Verdict::of(self);
         self.write_head(out, &verdict)?;
         write!(
             out,
@@ -144,10 +94,18 @@ impl Page<'_> {
         )?;
         self.write_header(out, &verdict)?;
         out.push_str("<main>");
+        let notifiers_failing = self.failing_notifiers().next().is_some();
+        if notifiers_failing {
+            self.write_notifiers(out)?;
+        }
         self.write_diagnoses(out)?;
+        self.write_resolved(out)?;
         self.write_rule_errors(out)?;
         self.write_probes(out)?;
         self.write_silences(out)?;
+        if !notifiers_failing {
+            self.write_notifiers(out)?;
+        }
         out.push_str("</main>");
         self.write_footer(out)?;
         writeln!(out, "</div><script>{SCRIPT}</script></body></html>")
@@ -179,7 +137,7 @@ impl Page<'_> {
         )?;
         counts.write(out)?;
         let active_silences = self
-            .alerting
+            .status
             .silences
             .iter()
             .filter(|silence| silence.state == "active")
@@ -188,6 +146,13 @@ impl Page<'_> {
             write!(
                 out,
                 " · <a href=\"#silences\">{active_silences} silence(s) active</a>"
+            )?;
+        }
+        let failing_notifiers = self.failing_notifiers().count();
+        if failing_notifiers > 0 {
+            write!(
+                out,
+                " · <a href=\"#notifiers\">{failing_notifiers} notifier(s) failing</a>"
             )?;
         }
         write!(
@@ -204,8 +169,8 @@ impl Page<'_> {
             "<section id=\"diagnoses\" aria-labelledby=\"diagnoses-title\">\
              <h2 id=\"diagnoses-title\">What is wrong</h2>",
         );
-        let diagnoses = &self.status.diagnoses;
-        if diagnoses.is_empty() {
+        let cards = &self.cards;
+        if cards.is_empty() {
             out.push_str("<p class=\"none\">No known failure mode is happening.");
             let failing = ProbeCounts::of(&self.status.probes).failing;
             if failing > 0 {
@@ -216,21 +181,20 @@ impl Page<'_> {
             }
             out.push_str("</p>");
         }
-        let is_root = |diagnosis: &&DiagnosisStatus| diagnosis.inhibited_by.is_none();
-        for root in diagnoses.iter().filter(is_root) {
-            let explained: Vec<&DiagnosisStatus> = diagnoses
+        for root in cards.iter().filter(|card| card.inhibited_by.is_none()) {
+            let explained: Vec<&Card> = cards
                 .iter()
-                .filter(|other| other.inhibited_by.as_deref() == Some(root.id.as_str()))
+                .filter(|other| other.inhibited_by == Some(root.id))
                 .collect();
-            self.write_diagnosis(out, root, &explained)?;
+            self.write_card(out, root, &explained)?;
         }
         // An inhibitor is always an active diagnosis, so this is empty unless the classifier
-        // and this page disagree; show such diagnoses rather than lose them.
-        let orphans: Vec<&DiagnosisStatus> = diagnoses
+        // and this page disagree; show such failure modes rather than lose them.
+        let orphans: Vec<&Card> = cards
             .iter()
-            .filter(|diagnosis| {
-                diagnosis.inhibited_by.as_deref().is_some_and(|cause| {
-                    !diagnoses
+            .filter(|card| {
+                card.inhibited_by.is_some_and(|cause| {
+                    !cards
                         .iter()
                         .any(|root| root.id == cause && root.inhibited_by.is_none())
                 })
@@ -243,36 +207,33 @@ impl Page<'_> {
         Ok(())
     }
 
-    fn write_diagnosis(
-        &self,
-        out: &mut String,
-        diagnosis: &DiagnosisStatus,
-        explained: &[&DiagnosisStatus],
-    ) -> fmt::Result {
+    fn write_card(&self, out: &mut String, card: &Card, explained: &[&Card]) -> fmt::Result {
         write!(
             out,
             "<article class=\"diagnosis {severity} {state}\" id=\"d-{id}\" \
              aria-labelledby=\"d-{id}-title\"><header><p class=\"tags\">{} {}</p>\
              <h3 id=\"d-{id}-title\">{}</h3><p class=\"since\">Since {}</p></header>\
              <p class=\"symptom\">{}</p>",
-            badge(diagnosis.severity, severity_label(diagnosis.severity)),
-            state_badge(diagnosis.state),
-            escape(&diagnosis.title),
-            self.time(&diagnosis.since, TimeStyle::Both),
-            escape(&diagnosis.summary),
-            severity = class(diagnosis.severity),
-            state = class(diagnosis.state),
-            id = escape(&diagnosis.id),
+            badge(card.severity, severity_label(card.severity)),
+            state_badge(card.state),
+            escape(card.title),
+            self.time(card.since, TimeStyle::Both),
+            escape(card.summary),
+            severity = class(card.severity),
+            state = class(card.state),
+            id = escape(card.id),
         )?;
-        self.write_notified(out, &diagnosis.id)?;
+        self.write_notified(out, card)?;
         out.push_str("<h4>Evidence</h4>");
-        write_evidence(out, &diagnosis.probes)?;
+        write_evidence(out, card.evidence)?;
         out.push_str("<h4>Recovery</h4><div class=\"recovery\">");
-        markdown::push_html(out, &diagnosis.recovery);
+        html::push_markdown(out, card.recovery, Medium::Page);
         out.push_str("</div><p class=\"runbook\">");
-        write_runbook(out, &diagnosis.runbook)?;
-        write!(out, " · id <code>{}</code>", escape(&diagnosis.id))?;
-        for (key, value) in &diagnosis.labels {
+        if !card.runbook.is_empty() {
+            write!(out, "Runbook: {} · ", html::link_or_code(card.runbook))?;
+        }
+        write!(out, "id <code>{}</code>", escape(card.id))?;
+        for (key, value) in card.labels {
             write!(out, " · {}={}", escape(key), escape(value))?;
         }
         out.push_str("</p>");
@@ -283,51 +244,22 @@ impl Page<'_> {
         Ok(())
     }
 
-    /// How the alert engine handled a diagnosis; nothing until it reports.
-    fn write_notified(&self, out: &mut String, id: &str) -> fmt::Result {
-        let Some(alert) = self.alerting.alerts.iter().find(|alert| alert.id == id) else {
-            return Ok(());
-        };
-        out.push_str("<p class=\"notified\">");
-        if !alert.silenced_by.is_empty() {
+    /// Failure modes explained by another (inhibited): shown small, with why they are not
+    /// notified.
+    fn write_explained(&self, out: &mut String, explained: &[&Card]) -> fmt::Result {
+        out.push_str("<div class=\"explained\"><h4>Also explained by this</h4><ul>");
+        for card in explained {
             write!(
                 out,
-                "{} by {}. ",
-                badge("silenced", "Silenced"),
-                escape(&alert.silenced_by.join(", "))
+                "<li id=\"d-{}\">{} <strong>{}</strong> <span class=\"quiet\">{}, since {}</span>",
+                escape(card.id),
+                badge(card.severity, severity_label(card.severity)),
+                escape(card.title),
+                state_label(card.state),
+                self.time(card.since, TimeStyle::Relative),
             )?;
-        }
-        match alert.last_notified {
-            Some(at) => write!(
-                out,
-                "Notified {} via {}.",
-                self.time(at, TimeStyle::Relative),
-                escape(&alert.notified.join(", "))
-            )?,
-            None => out.push_str("Not notified yet."),
-        }
-        out.push_str("</p>");
-        Ok(())
-    }
-
-    /// Diagnoses explained by another (inhibited): shown small, not notified.
-    fn write_explained(&self, out: &mut String, explained: &[&DiagnosisStatus]) -> fmt::Result {
-        out.push_str("<div class=\"explained\"><h4>Also explained by this (not notified)</h4><ul>");
-        for diagnosis in explained {
-            write!(
-                out,
-                "<li id=\"d-{}\">{} <strong>{}</strong> <span class=\"quiet\">{}, since {}",
-                escape(&diagnosis.id),
-                badge(diagnosis.severity, severity_label(diagnosis.severity)),
-                escape(&diagnosis.title),
-                state_label(diagnosis.state),
-                self.time(&diagnosis.since, TimeStyle::Relative),
-            )?;
-            if let Some(cause) = &diagnosis.inhibited_by {
-                write!(out, "; explained by <code>{}</code>", escape(cause))?;
-            }
-            out.push_str("</span>");
-            write_evidence(out, &diagnosis.probes)?;
+            self.write_notified(out, card)?;
+            write_evidence(out, card.evidence)?;
             out.push_str("</li>");
         }
         out.push_str("</ul></div>");
@@ -476,55 +408,6 @@ impl Page<'_> {
         self.now.duration_since(checked).as_secs_f64() > allowed
     }
 
-    // --- silences ---
-
-    fn write_silences(&self, out: &mut String) -> fmt::Result {
-        out.push_str(
-            "<section id=\"silences\" aria-labelledby=\"silences-title\">\
-             <h2 id=\"silences-title\">Silences and maintenance windows</h2>",
-        );
-        let silences = &self.alerting.silences;
-        if silences.is_empty() {
-            out.push_str("<p class=\"none\">None.</p></section>");
-            return Ok(());
-        }
-        out.push_str("<ul class=\"silences\">");
-        for silence in silences {
-            write!(
-                out,
-                "<li>{} <strong>{}</strong> <span class=\"quiet\">({})</span>: {}",
-                badge(
-                    if silence.state == "active" {
-                        "silenced"
-                    } else {
-                        "quiet"
-                    },
-                    silence.state
-                ),
-                escape(silence.id),
-                escape(silence.source),
-                escape(&silence.covers),
-            )?;
-            if let Some(start) = silence.starts_at {
-                write!(out, ", from {}", self.time(start, TimeStyle::Absolute))?;
-            }
-            write!(
-                out,
-                " until {}",
-                self.time(silence.ends_at, TimeStyle::Absolute)
-            )?;
-            if !silence.comment.is_empty() {
-                write!(out, " · {}", escape(silence.comment))?;
-            }
-            if let Some(by) = silence.created_by {
-                write!(out, " · by {}", escape(by))?;
-            }
-            out.push_str("</li>");
-        }
-        out.push_str("</ul></section>");
-        Ok(())
-    }
-
     fn write_footer(&self, out: &mut String) -> fmt::Result {
         write!(
             out,
@@ -597,11 +480,11 @@ impl Level {
 }
 
 impl Verdict {
-    fn of(status: &Status) -> Self {
-        let roots: Vec<&DiagnosisStatus> = status
-            .diagnoses
+    fn of(page: &Page) -> Self {
+        let roots: Vec<&Card> = page
+            .cards
             .iter()
-            .filter(|diagnosis| diagnosis.inhibited_by.is_none())
+            .filter(|card| card.inhibited_by.is_none())
             .collect();
         let more = |shown: usize| match roots.len().saturating_sub(shown) {
             0 => String::new(),
@@ -609,8 +492,8 @@ impl Verdict {
         };
         let worst_active = roots
             .iter()
-            .filter(|diagnosis| diagnosis.state == "active")
-            .min_by_key(|diagnosis| severity_rank(diagnosis.severity));
+            .filter(|card| card.state == "active")
+            .min_by_key(|card| severity_rank(card.severity));
         if let Some(worst) = worst_active {
             let level = match worst.severity {
                 "critical" => Level::Critical,
@@ -628,7 +511,20 @@ impl Verdict {
                 headline: format!("{}{}", first.title, more(1)),
             };
         }
-        let counts = ProbeCounts::of(&status.probes);
+        let failing_notifiers: Vec<&str> = page
+            .failing_notifiers()
+            .map(|notifier| notifier.name.as_str())
+            .collect();
+        if !failing_notifiers.is_empty() {
+            return Self {
+                level: Level::Warning,
+                headline: format!(
+                    "notifications through {} failing",
+                    failing_notifiers.join(", ")
+                ),
+            };
+        }
+        let counts = ProbeCounts::of(&page.status.probes);
         let (level, headline) = if counts.total == 0 {
             (Level::Idle, "no probes configured".to_owned())
         } else if counts.failing > 0 {
@@ -735,23 +631,6 @@ fn write_evidence(out: &mut String, evidence: &[EvidenceStatus]) -> fmt::Result 
     Ok(())
 }
 
-/// A runbook reference: a link when it is a web address, text otherwise (rule files often
-/// name a section of a document that is not served here).
-fn write_runbook(out: &mut String, runbook: &str) -> fmt::Result {
-    if runbook.is_empty() {
-        return Ok(());
-    }
-    if runbook.starts_with("https://") || runbook.starts_with("http://") {
-        write!(
-            out,
-            "Runbook: <a href=\"{0}\" rel=\"noreferrer\">{0}</a>",
-            escape(runbook)
-        )
-    } else {
-        write!(out, "Runbook: <code>{}</code>", escape(runbook))
-    }
-}
-
 /// Width of one run's bar in the sparkline, and the gap after it, in pixels.
 const SPARK_BAR: usize = 4;
 const SPARK_GAP: usize = 2;
@@ -833,7 +712,8 @@ impl fmt::Display for Badge<'_> {
             "ok" => "✔",
             "pending" => "◔",
             "active" => "●",
-            "silenced" => "⏸",
+            // A pause sign that common fonts have (U+23F8 is missing from many).
+            "silenced" => "‖",
             _ => "•",
         };
         write!(
@@ -912,7 +792,7 @@ impl fmt::Display for TimeHtml<'_> {
             return write!(f, "{}", escape(self.at));
         };
         let absolute = at.strftime("%Y-%m-%d %H:%M:%S UTC");
-        let ago = format_ago(self.now.as_second() - at.as_second());
+        let ago = human::ago(at, self.now);
         write!(f, "<time datetime=\"{}\"", escape(self.at))?;
         match self.style {
             TimeStyle::Relative => write!(f, " title=\"{absolute}\">{ago}</time>"),
@@ -924,19 +804,6 @@ impl fmt::Display for TimeHtml<'_> {
 
 fn parse_time(text: &str) -> Option<Timestamp> {
     text.parse().ok()
-}
-
-/// `45s ago`, `3m 12s ago`, `2h 5m ago`, `3d 4h ago`: two units at most.
-fn format_ago(seconds: i64) -> String {
-    let seconds = seconds.max(0);
-    let (days, hours) = (seconds / 86_400, seconds / 3600 % 24);
-    let (minutes, secs) = (seconds / 60 % 60, seconds % 60);
-    match seconds {
-        0..60 => format!("{secs}s ago"),
-        60..3600 => format!("{minutes}m {secs}s ago"),
-        3600..86_400 => format!("{}h {minutes}m ago", seconds / 3600),
-        _ => format!("{days}d {hours}h ago"),
-    }
 }
 
 /// `0.4 ms`, `45 ms`, `1.25 s`.
@@ -957,32 +824,6 @@ fn format_uptime(share: f64) -> String {
         "100 %".to_owned()
     } else {
         format!("{:.2} %", (share * 10_000.0).floor() / 100.0)
-    }
-}
-
-/// Escapes text for HTML element content and attribute values.
-pub fn escape(text: &str) -> Escaped<'_> {
-    Escaped(text)
-}
-
-/// Text that escapes itself as it is written.
-pub struct Escaped<'a>(&'a str);
-
-impl fmt::Display for Escaped<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut rest = self.0;
-        while let Some(at) = rest.find(['&', '<', '>', '"', '\'']) {
-            f.write_str(&rest[..at])?;
-            f.write_str(match rest.as_bytes()[at] {
-                b'&' => "&amp;",
-                b'<' => "&lt;",
-                b'>' => "&gt;",
-                b'"' => "&quot;",
-                _ => "&#39;",
-            })?;
-            rest = &rest[at + 1..];
-        }
-        f.write_str(rest)
     }
 }
 

@@ -67,7 +67,7 @@ pub struct DiagnosisStatus {
 }
 
 /// A probe a diagnosis rests on.
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct EvidenceStatus {
     /// Probe name.
     pub probe: String,
@@ -121,6 +121,9 @@ pub struct AlertStatus {
     pub last_notified: Option<String>,
     /// Notifiers told it is firing (and not yet told it resolved).
     pub notified: Vec<String>,
+    /// A change of it waits to be sent with its group (within `group_wait`). Firing, not
+    /// suppressed, never notified and not queued: no notifier takes it.
+    pub queued: bool,
     /// What users see.
     pub summary: String,
     /// What to do (markdown).
@@ -314,6 +317,7 @@ impl AlertStatus {
             inhibited_by: alert.inhibited_by.clone(),
             last_notified: alert.last_notified.map(|at| at.to_string()),
             notified: alert.notified.clone(),
+            queued: alert.queued,
             summary: content.summary.clone(),
             recovery: content.recovery.clone(),
             runbook: content.runbook.clone(),

@@ -214,7 +214,18 @@ async fn inhibited_alerts_are_shown_not_sent_then_sent_when_the_inhibitor_ends()
     assert_eq!(edge_status["inhibited_by"], "cf-global");
     assert_eq!(edge_status["notified"], json!([]));
     let page = daemon.get("/").await.text().await.unwrap();
-    assert!(page.contains("no: inhibited by cf-global"), "{page}");
+    let item = page
+        .split("<li id=\"d-edge-5xx\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</li>").next())
+        .unwrap_or_else(|| panic!("edge-5xx is not listed under its cause: {page}"));
+    assert!(
+        item.contains(
+            "Not notified</span> inhibited by <a href=\"#d-cf-global\">cf-global</a>, which \
+             explains it."
+        ),
+        "{item}"
+    );
     let metrics = daemon.metrics().await;
     assert_eq!(
         sample(

@@ -196,7 +196,7 @@ async fn email_over_starttls_and_implicit_tls_with_auth() {
         );
         assert!(
             mail.html
-                .contains("<a href=\"https://runbooks.example/neon-down\">"),
+                .contains("<a href=\"https://runbooks.example/neon-down\" rel=\"noreferrer\">"),
             "{}",
             mail.html
         );
@@ -286,8 +286,9 @@ async fn an_smtp_outage_delays_the_email_only_and_it_arrives_once() {
     daemon.stop().await;
 }
 
-/// A wrong SMTP password is a clear notifier error in `/status` and the metrics (the 535 the
-/// server answered), honeyguide stays healthy, and the password appears nowhere.
+/// A wrong SMTP password is a clear notifier error in `/status`, the metrics and at the top of
+/// the page (the 535 the server answered), the alert's card says its delivery fails, honeyguide
+/// stays healthy, and the password appears nowhere.
 #[tokio::test]
 async fn a_wrong_smtp_password_is_a_clear_error_not_a_crash() {
     crate::support::init();
@@ -334,9 +335,31 @@ async fn a_wrong_smtp_password_is_a_clear_error_not_a_crash() {
         sample(&metrics, "honeyguide_outbox_depth{notifier=\"mail\"}"),
         Some(1.0)
     );
+    // The page puts the failing notifier above everything else, with the server's answer, and
+    // the alert's card does not pretend on-call was told.
+    let page = daemon.get("/").await.text().await.unwrap();
+    let notifiers = page
+        .find("<section id=\"notifiers\" class=\"alarm\"")
+        .unwrap_or_else(|| panic!("no failing notifiers section: {page}"));
+    let diagnoses = page.find("<section id=\"diagnoses\"").unwrap();
+    assert!(notifiers < diagnoses, "a failing notifier is at the top");
+    assert!(
+        page.contains(&format!(
+            "<strong>mail</strong> <span class=\"quiet\">(email)</span>: \
+             <span class=\"message\">smtp 127.0.0.1:{}: permanent error (535)",
+            server.smtps_port
+        )),
+        "{page}"
+    );
+    assert!(page.contains("Delivery failing</span> notified "), "{page}");
+    assert!(
+        page.contains("<a href=\"#n-mail\">mail</a> cannot deliver: on-call may not have it."),
+        "{page}"
+    );
     assert_eq!(daemon.get("/healthz").await.status(), 200);
     let status = daemon.status().await.to_string();
     assert!(!status.contains("not-the-password") && !metrics.contains("not-the-password"));
+    assert!(!page.contains("not-the-password"));
     assert!(server.received().is_empty());
     daemon.stop().await;
 }

@@ -156,14 +156,17 @@ async fn a_failing_backend_is_diagnosed_in_status_page_and_metrics() {
         "{page}"
     );
     let explained_at = page
-        .find("Also explained by this (not notified)")
+        .find("Also explained by this")
         .expect("the explained mode under its root cause");
     let inhibited_at = page.find("api-failing title").unwrap();
+    let not_notified_at = page
+        .find("Not notified</span> inhibited by <a href=\"#d-backend-down\">backend-down</a>")
+        .expect("the explained mode is not notified, and says why");
     assert!(
-        root_at < explained_at && explained_at < inhibited_at,
+        root_at < explained_at && explained_at < inhibited_at && inhibited_at < not_notified_at,
         "{page}"
     );
-    assert!(inhibited_at < probes_at, "{page}");
+    assert!(not_notified_at < probes_at, "{page}");
     daemon.stop().await;
 }
 

@@ -1,6 +1,7 @@
 //! The status page in a real browser (headless Chromium): what on-call sees when a node of the
 //! stack is down, on a desktop and on a phone, in light and dark mode. Screenshots are saved
-//! under `target/screenshots/` for review.
+//! under `screenshots/` in Cargo's temporary directory for integration tests
+//! (`$CARGO_TARGET_DIR/tmp`) for review; `docs/status-page.png` is the desktop one.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use fantoccini::Locator;
 use serde_json::json;
 
+use crate::support::alerting::Receiver;
 use crate::support::browser::Browser;
 use crate::support::daemon::TestDaemon;
 use crate::support::http_server::{HttpServer, Route};
@@ -42,12 +44,21 @@ fn health_server() -> impl std::future::Future<Output = HttpServer> {
 }
 
 /// The honeyDue edge and origin probes of the shipped `probes.toml`, pointed at local servers:
-/// the origins pinned with `connect_to`, as in production.
-fn probes_toml(edge: &HttpServer, origins: [u16; 3]) -> String {
+/// the origins pinned with `connect_to`, as in production; a webhook for on-call, and a k3s
+/// upgrade planned for the day after tomorrow.
+fn probes_toml(edge: &HttpServer, origins: [u16; 3], oncall: &Receiver) -> String {
+    let upgrade = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(48);
     let mut toml = format!(
-        "[defaults]\ninterval = \"1s\"\ntimeout = \"1s\"\n\n\
+        "[alerting]\ngroup_wait = \"200ms\"\ngroup_interval = \"0s\"\n\n\
+         [[notifier]]\nname = \"oncall-webhook\"\nkind = \"webhook\"\nurl = \"{}\"\n\n\
+         [[maintenance]]\nname = \"k3s-upgrade\"\n\
+         alerts = [\"one-node-down\", \"two-nodes-down\"]\nstart = \"{upgrade}\"\n\
+         end = \"{}\"\ncomment = \"k3s upgrade: nodes drain one at a time\"\n\n\
+         [defaults]\ninterval = \"1s\"\ntimeout = \"1s\"\n\n\
          [[probe]]\nname = \"edge-api\"\nkind = \"http\"\nurl = \"{}\"\n\
          labels = {{ layer = \"edge\", service = \"api\" }}\n",
+        oncall.url("/hook"),
+        upgrade + jiff::SignedDuration::from_hours(2),
         edge.url("/api/health/")
     );
     for (i, port) in origins.iter().enumerate() {
@@ -62,12 +73,13 @@ fn probes_toml(edge: &HttpServer, origins: [u16; 3]) -> String {
 }
 
 fn screenshot_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("target/screenshots/{name}"))
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("screenshots/{name}"))
 }
 
 /// With one origin node stopped, the page shows the confirmed "one node unreachable" diagnosis
 /// first, its title and recovery steps visible (not merely present in the DOM), the failing
-/// probe's message as evidence; on a 390 px phone nothing overflows sideways; dark mode applies;
+/// probe's message as evidence, and that on-call was notified through the webhook; the planned
+/// maintenance window is listed; on a 390 px phone nothing overflows sideways; dark mode applies;
 /// the script refreshes the page in place and says so when honeyguide stops answering.
 #[tokio::test]
 async fn on_call_sees_the_diagnosis_and_its_recovery_in_a_browser() {
@@ -90,19 +102,25 @@ async fn on_call_sees_the_diagnosis_and_its_recovery_in_a_browser() {
         .iter()
         .map(|(name, text)| (name.as_str(), text.as_str()))
         .collect();
-    let daemon = TestDaemon::start_with_alerts(&probes_toml(&edge, ports), &rules).await;
+    let oncall = Receiver::start().await;
+    let daemon = TestDaemon::start_with_alerts(&probes_toml(&edge, ports, &oncall), &rules).await;
     let diagnosis = support::eventually(
-        "one-node-down to be active",
+        "one-node-down to be active and notified",
         Duration::from_secs(20),
         || async {
             let status = daemon.status().await;
+            let notified = status["alerts"].as_array()?.iter().any(|alert| {
+                alert["id"] == "one-node-down" && alert["notified"] == json!(["oncall-webhook"])
+            });
             let diagnoses = status["diagnoses"].as_array().cloned().unwrap_or_default();
             diagnoses
                 .into_iter()
                 .find(|d| d["id"] == "one-node-down" && d["state"] == "active")
+                .filter(|_| notified)
         },
     )
     .await;
+    oncall.wait_for(1, Duration::from_secs(10)).await;
     let refused = diagnosis["probes"]
         .as_array()
         .unwrap()
@@ -147,6 +165,29 @@ async fn on_call_sees_the_diagnosis_and_its_recovery_in_a_browser() {
     assert_eq!(
         evidence.text().await.unwrap(),
         format!("✖ Fail origin-2 {refused}")
+    );
+    let notified = browser
+        .client
+        .find(Locator::Css("#d-one-node-down .notified"))
+        .await
+        .expect("the notified line");
+    assert!(notified.is_displayed().await.unwrap(), "notified visible");
+    let notified_text = notified.text().await.unwrap();
+    assert!(
+        notified_text.starts_with("✔ Notified ") && notified_text.ends_with(" via oncall-webhook."),
+        "{notified_text}"
+    );
+    let window = browser
+        .client
+        .find(Locator::Css("#s-k3s-upgrade"))
+        .await
+        .expect("the planned window");
+    let window_text = window.text().await.unwrap();
+    assert!(
+        window_text.starts_with(
+            "◔ Scheduled k3s-upgrade (maintenance): covers one-node-down, two-nodes-down; from "
+        ),
+        "{window_text}"
     );
     let verdict = browser
         .client
@@ -266,5 +307,5 @@ async fn on_call_sees_the_diagnosis_and_its_recovery_in_a_browser() {
         "the last known diagnosis stays on screen"
     );
     browser.close().await;
-    drop((origin_1, origin_3, edge));
+    drop((origin_1, origin_3, edge, oncall));
 }

@@ -1,14 +1,16 @@
 //! `/status` against its documented schema (`docs/status.schema.json`): a live document from a
-//! daemon with passing and failing probes and an active diagnosis validates, and the schema is
-//! strict enough that a field added to (or dropped from) the view types without updating it
-//! fails here.
+//! daemon with passing and failing probes, an active diagnosis, a notified alert, silences and a
+//! notifier validates, and the schema is strict enough that a field added to (or dropped from)
+//! the view types without updating it fails here.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use jsonschema::Validator;
+use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::support::alerting::Receiver;
 use crate::support::daemon::TestDaemon;
 use crate::support::http_server::{HttpServer, Route};
 use crate::support::{self, free_port};
@@ -48,9 +50,33 @@ fn rule(id: &str, inhibits: &str, when: &str) -> (String, String) {
     )
 }
 
+const TOKEN: &str = "schema-test-token-0123456789";
+
+/// Alerting for the live document: a webhook that delivers, the API, a one-off window in force
+/// now over the inhibited mode, and a weekly window by label.
+fn alerting_toml(receiver: &Receiver) -> String {
+    let now = jiff::Timestamp::now();
+    let hour = jiff::SignedDuration::from_hours(1);
+    format!(
+        "[alerting]\ngroup_wait = \"200ms\"\ngroup_interval = \"0s\"\n\n\
+         [api]\ntoken = \"{TOKEN}\"\n\n\
+         [[notifier]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{}\"\n\n\
+         [[maintenance]]\nname = \"api-work\"\nalerts = [\"api-failing\"]\n\
+         start = \"{}\"\nend = \"{}\"\ncomment = \"moving the API\"\n\n\
+         [[maintenance]]\nname = \"nightly\"\nmatchers = {{ team = \"none\" }}\n\
+         weekly = {{ day = [\"mon\", \"tue\"], start = \"02:00\", end = \"04:00\", \
+         timezone = \"Europe/Berlin\" }}\n",
+        receiver.url("/hook"),
+        now - hour,
+        now + hour,
+    )
+}
+
 /// A live `/status` (a passing probe, a refused one, an active root cause with an inhibited
-/// mode under it, a rule failing to evaluate) validates against the schema, with formats
-/// checked; then every object kind in it is shown to reject a field the schema does not know.
+/// mode under it, a rule failing to evaluate; the root's alert notified through a webhook, the
+/// inhibited one also silenced by a window, a weekly window, an API silence) validates against
+/// the schema, with formats checked; then every object kind in it is shown to reject a field
+/// the schema does not know.
 #[tokio::test]
 async fn a_live_status_document_matches_the_schema() {
     support::init();
@@ -58,11 +84,13 @@ async fn a_live_status_document_matches_the_schema() {
         .route("/", Route::ok("fine"))
         .start()
         .await;
+    let receiver = Receiver::start().await;
     let refused = format!("http://127.0.0.1:{}/", free_port());
     let probes = format!(
-        "[defaults]\ninterval = \"1s\"\ntimeout = \"1s\"\n\n\
+        "[defaults]\ninterval = \"1s\"\ntimeout = \"1s\"\n\n{}\n\
          [[probe]]\nname = \"web\"\nkind = \"http\"\nurl = \"{}\"\nlabels = {{ tier = \"edge\" }}\n\n\
          [[probe]]\nname = \"api\"\nkind = \"http\"\nurl = \"{refused}\"\n",
+        alerting_toml(&receiver),
         fine.url("/")
     );
     let rules = [
@@ -79,8 +107,21 @@ async fn a_live_status_document_matches_the_schema() {
         .map(|(name, text)| (name.as_str(), text.as_str()))
         .collect();
     let daemon = TestDaemon::start_with_alerts(&probes, &rules).await;
+    let created = daemon
+        .request(Method::POST, "/api/silences")
+        .bearer_auth(TOKEN)
+        .json(&json!({
+            "alerts": ["web-*"],
+            "duration": "1h",
+            "comment": "web migration",
+            "created_by": "ana",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
     let status = support::eventually(
-        "an active diagnosis, an inhibited one, and two runs of each probe",
+        "an active diagnosis, an inhibited one, two runs of each probe, a delivered alert",
         Duration::from_secs(20),
         || async {
             let status = daemon.status().await;
@@ -97,7 +138,16 @@ async fn a_live_status_document_matches_the_schema() {
                 .as_array()?
                 .iter()
                 .any(|rule| rule["status"] == "error");
-            (root && inhibited && runs && rule_error).then_some(status)
+            let alerts = status["alerts"].as_array()?;
+            let notified = alerts
+                .iter()
+                .any(|a| a["id"] == "api-down" && a["notified"] == json!(["hook"]));
+            let silenced = alerts
+                .iter()
+                .any(|a| a["id"] == "api-failing" && a["silenced_by"] == json!(["api-work"]));
+            let delivered = status["notifiers"][0]["delivered"].as_u64() >= Some(1);
+            (root && inhibited && runs && rule_error && notified && silenced && delivered)
+                .then_some(status)
         },
     )
     .await;
@@ -116,6 +166,22 @@ async fn a_live_status_document_matches_the_schema() {
             .unwrap()
             .is_empty()
     );
+    assert!(status["notifiers"][0]["last_success_at"].is_string());
+    let sources: Vec<&Value> = status["silences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|silence| &silence["source"])
+        .collect();
+    assert_eq!(
+        sources,
+        [&json!("maintenance"), &json!("maintenance"), &json!("api")]
+    );
+    assert_eq!(
+        status["silences"][1]["weekly"]["days"],
+        json!(["mon", "tue"])
+    );
+    assert_eq!(status["silences"][2]["created_by"], "ana");
 
     // Formats and closed sets are checked, not just shapes.
     let mut changed = status.clone();
@@ -137,6 +203,12 @@ async fn a_live_status_document_matches_the_schema() {
         "/probes/0/phases/0",
         "/probes/0/history/0",
         "/rules/0",
+        "/alerts/0",
+        "/alerts/0/evidence/0",
+        "/silences/1",
+        "/silences/1/weekly",
+        "/silences/2",
+        "/notifiers/0",
     ];
     for place in places {
         let mut changed = status.clone();
@@ -146,10 +218,12 @@ async fn a_live_status_document_matches_the_schema() {
             .unwrap_or_else(|| panic!("no object at {place:?}"))
             .insert("added_field".to_owned(), json!(1));
         let found = problems(&validator, &changed);
-        assert!(
-            found.contains("'added_field' was unexpected"),
-            "{place}: {found}"
-        );
+        // A nullable object (`weekly`) is an `anyOf`: the error names the alternatives
+        // rather than the field, but is still at that place, about that object.
+        let rejected = found.contains("'added_field' was unexpected")
+            || (found.starts_with(&format!("at {place}: {{\"added_field\":1,"))
+                && found.contains("is not valid under any of the schemas listed in the 'anyOf'"));
+        assert!(rejected, "{place}: {found}");
     }
 }
 
@@ -193,6 +267,7 @@ fn every_object_in_the_schema_is_closed_and_complete() {
     }
     let mut objects = 0;
     check("#", &schema(), &mut objects);
-    // The document, diagnosis, evidence, rule, probe, phase and run.
-    assert_eq!(objects, 7);
+    // The document, diagnosis, evidence, rule, probe, phase, run, alert, silence, weekly window
+    // and notifier.
+    assert_eq!(objects, 11);
 }

@@ -26,6 +26,16 @@ fn target(name: &str) -> Target {
     }
 }
 
+/// A notifier that takes critical alerts only.
+fn pager() -> Target {
+    let mut pager = target("pager");
+    pager.route = Route {
+        severities: vec![Severity::Critical],
+        alerts: vec![],
+    };
+    pager
+}
+
 fn settings(targets: Vec<Target>) -> Settings {
     Settings {
         group_wait: Duration::from_secs(10),
@@ -205,9 +215,11 @@ async fn fire_then_resolve_sends_exactly_two_messages() {
     assert_eq!(h.alert("neon-down").state, AlertState::Firing);
     h.advance(Duration::from_secs(9)).await;
     assert!(h.sent().is_empty(), "held for group wait");
+    assert!(h.alert("neon-down").queued, "waiting in the batch");
     h.advance(SECOND).await;
     assert_eq!(h.sent(), ["email: firing:new neon-down"]);
     assert!(h.alert("neon-down").last_notified.is_some());
+    assert!(!h.alert("neon-down").queued);
 
     h.advance(Duration::from_secs(120)).await;
     h.report(vec![]);
@@ -389,11 +401,7 @@ async fn an_announced_alert_resolving_under_a_silence_still_sends_its_resolve() 
 /// Routes filter by severity and id; send_resolved = false drops resolves for that notifier.
 #[tokio::test(start_paused = true)]
 async fn routes_pick_alerts_by_severity_and_id() {
-    let mut pager = target("pager");
-    pager.route = Route {
-        severities: vec![Severity::Critical],
-        alerts: vec![],
-    };
+    let mut pager = pager();
     pager.send_resolved = false;
     let mut workers = target("workers");
     workers.route = Route {
@@ -422,6 +430,23 @@ async fn routes_pick_alerts_by_severity_and_id() {
             "all: resolved neon-down, resolved worker-stalled",
         ]
     );
+}
+
+/// An alert no notifier takes fires all the same, and the view tells it apart from one waiting
+/// for its batch: neither notified nor queued.
+#[tokio::test(start_paused = true)]
+async fn an_alert_no_notifier_takes_is_neither_notified_nor_queued() {
+    let mut h = Harness::new(settings(vec![pager()]));
+    let mut warning = active("worker-stalled");
+    warning.severity = Severity::Warning;
+    h.report(vec![warning]);
+    assert!(h.alert("worker-stalled").queued);
+    h.advance(Duration::from_secs(10)).await;
+    assert!(h.sent().is_empty());
+    let alert = h.alert("worker-stalled");
+    assert_eq!(alert.state, AlertState::Firing);
+    assert!(!alert.queued);
+    assert!(alert.notified.is_empty() && alert.last_notified.is_none());
 }
 
 /// Alertmanager gets no repeats; instead every firing alert it was told about is re-pushed each
