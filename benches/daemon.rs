@@ -8,7 +8,7 @@
 //!
 //! Environment: `BENCH_WINDOW` (seconds measured per size, default 30), `BENCH_SIZES`
 //! (default `100,1000,10000`), `BENCH_SKIP_BLACKBOX=1`, `BENCH_NO_WRITE=1`, `BENCH_PARTS`
-//! (default `load,latency,metrics,alert`).
+//! (default `load,latency,metrics,render,alert`).
 
 #![allow(
     clippy::unwrap_used,
@@ -70,7 +70,7 @@ impl Settings {
             blackbox: std::env::var_os("BENCH_SKIP_BLACKBOX").is_none(),
             write: std::env::var_os("BENCH_NO_WRITE").is_none(),
             parts: std::env::var("BENCH_PARTS")
-                .unwrap_or_else(|_| "load,latency,metrics,alert".into())
+                .unwrap_or_else(|_| "load,latency,metrics,render,alert".into())
                 .split(',')
                 .map(|part| part.trim().to_owned())
                 .collect(),
@@ -125,6 +125,9 @@ async fn run() {
     if settings.wants("metrics") {
         eprintln!("bench: /metrics at 10000 probes");
         report.exposition(measure_exposition(&scratch, target).await);
+    }
+    if settings.wants("render") {
+        report.render(measure_render(&scratch, target).await);
     }
     if settings.wants("alert") {
         eprintln!("bench: time to alert");
@@ -452,6 +455,56 @@ async fn measure_exposition(scratch: &Path, target: Target) -> Result<(f64, usiz
 /// Stops a target and times how long until the webhook receives the alert, over several
 /// rounds: probe interval 1 s, rule `for` 0 s, no group wait. The minimum possible is the wait for
 /// the next probe run, on average half an interval and at most one.
+/// The exposition's render alone, in-process: 10,000 http probes with a real result each (from
+/// running them once against the target), then `metrics::render` of the snapshot, 20 times.
+async fn measure_render(scratch: &Path, target: Target) -> Result<f64, String> {
+    use honeyguide::config::{self, Source};
+    let dir = scratch.join("render");
+    std::fs::create_dir_all(dir.join("alerts")).unwrap();
+    let text = http_probes(target, 10_000, "/", 60);
+    let config = config::parse(&Source::new(dir.join("probes.toml"), text), &|_| None)
+        .map_err(|errors| errors.to_string())?;
+    let catalog = honeyguide::catalog::load(
+        &dir.join("alerts"),
+        &honeyguide::catalog::probe_kinds(&config),
+    )
+    .map_err(|errors| errors.to_string())?;
+    let (task, results, state) =
+        honeyguide::state::StateTask::new(&config, std::sync::Arc::new(catalog));
+    let running = tokio::spawn(task.run());
+    for (index, probe) in config.probes.iter().enumerate() {
+        let result = honeyguide::probe::execute(probe.probe.clone(), probe.timeout).await;
+        let run = honeyguide::state::ProbeRun {
+            probe: index,
+            result,
+            at: tokio::time::Instant::now(),
+            checked_at: jiff::Timestamp::now(),
+            lag: Duration::ZERO,
+        };
+        results.send(run).await.map_err(|_| "state task gone")?;
+    }
+    drop(results);
+    // Let the state task drain the channel before the snapshot is taken.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let snapshot = state.snapshot().await.ok_or("no snapshot")?;
+    let mut timings = Vec::new();
+    let rounds = std::env::var("BENCH_RENDER_ROUNDS")
+        .ok()
+        .and_then(|rounds| rounds.parse().ok())
+        .unwrap_or(20);
+    for _ in 0..rounds {
+        let started = Instant::now();
+        let text = honeyguide::metrics::render(&snapshot);
+        timings.push(started.elapsed().as_secs_f64() * 1000.0);
+        std::hint::black_box(text);
+    }
+    drop(state);
+    drop(snapshot);
+    let _ = running.await;
+    timings.sort_by(f64::total_cmp);
+    Ok(quantile(&timings, 0.5))
+}
+
 async fn measure_time_to_alert(scratch: &Path) -> Result<(f64, f64), String> {
     const ROUNDS: usize = 5;
     let (hook, mut received) = start_webhook_receiver().await;
@@ -754,6 +807,15 @@ impl Report {
                 size as f64 / 1024.0 / 1024.0
             ),
             Err(error) => format!("| /metrics at 10000 probes | failed: {error} | | | | |"),
+        });
+    }
+
+    fn render(&mut self, measured: Result<f64, String>) {
+        self.rows.push(match measured {
+            Ok(millis) => format!(
+                "| /metrics render alone at 10000 probes | {millis:.1} ms (p50, in-process) | | | | |"
+            ),
+            Err(error) => format!("| /metrics render alone | failed: {error} | | | | |"),
         });
     }
 

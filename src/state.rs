@@ -154,13 +154,13 @@ impl ProbeView {
             interval,
             timeout,
             latest: None,
-            history: VecDeque::with_capacity(HISTORY_LEN),
+            history: VecDeque::new(),
             consecutive_failures: 0,
             last_ok: None,
             last_ok_at: None,
             runs_ok: 0,
             runs_failed: BTreeMap::new(),
-            hourly: VecDeque::with_capacity(HOURS_KEPT),
+            hourly: VecDeque::new(),
         }
     }
 

@@ -136,7 +136,7 @@ impl Spec {
             (Some((config, endpoint)), Some(tls)) if errors.is_empty() => Ok(PostgresProbe {
                 config,
                 endpoint,
-                resolver: net::Resolver::system(),
+                resolver: cx.system_resolver(),
                 tls,
                 query,
                 schema,

@@ -156,7 +156,7 @@ impl ConnectionSpec {
             host: parsed.host,
             port: parsed.port,
             db,
-            resolver: net::Resolver::system(),
+            resolver: cx.system_resolver(),
             tls: tls.flatten(),
             info,
         })

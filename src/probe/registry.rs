@@ -137,7 +137,7 @@ impl Spec {
                 base,
                 credentials,
                 manifest,
-                resolver: net::Resolver::system(),
+                resolver: cx.system_resolver(),
                 tls,
             }),
             _ => Err(errors),

@@ -140,7 +140,7 @@ impl Spec {
                 bucket,
                 key: self.key,
                 credentials,
-                resolver: net::Resolver::system(),
+                resolver: cx.system_resolver(),
                 tls,
             }),
             _ => Err(errors),

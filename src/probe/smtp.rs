@@ -173,7 +173,7 @@ impl Spec {
                 mode,
                 credentials,
                 helo_name,
-                resolver: net::Resolver::system(),
+                resolver: cx.system_resolver(),
                 tls,
             }),
             _ => Err(errors),

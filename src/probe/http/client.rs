@@ -38,13 +38,9 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    /// A client using the system resolver and, for `https://` URLs, `tls` (`None`: plain HTTP
-    /// only).
-    pub(crate) fn new(tls: Option<net::TlsSettings>) -> Self {
-        Self {
-            resolver: net::Resolver::system(),
-            tls,
-        }
+    /// A client using `resolver` and, for `https://` URLs, `tls` (`None`: plain HTTP only).
+    pub(crate) fn new(resolver: net::Resolver, tls: Option<net::TlsSettings>) -> Self {
+        Self { resolver, tls }
     }
 }
 

@@ -103,7 +103,7 @@ impl Spec {
                     expect_body,
                     follow_redirects: self.follow_redirects,
                     body_limit,
-                    client: Client::new(tls),
+                    client: Client::new(cx.system_resolver(), tls),
                 })
             }
             _ => Err(errors),
