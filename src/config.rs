@@ -399,41 +399,18 @@ fn load_probe(
     cx: &BuildContext,
     sink: &mut ErrorSink<'_>,
 ) -> Option<(ProbeConfig, Range<usize>)> {
-    let span = item.span();
-    let DeValue::Table(mut table) = item.into_inner() else {
-        sink.push(&span, &format!("probe[{index}]"), "a probe must be a table");
-        return None;
-    };
-    let label = match table.get("name").and_then(|name| name.get_ref().as_str()) {
-        Some(name) => format!("probe[{name}]"),
-        None => format!("probe[{index}]"),
-    };
-    let kind = probe_kind(&table, &span, &label, sink);
-
-    let mut common_table = DeTable::new();
-    for key in COMMON_KEYS {
-        if let Some((name, value)) = table.remove_entry(key) {
-            common_table.insert(name, value);
-        }
-    }
-    let common: Option<RawCommon> = sink.deserialize(
-        Spanned::new(span.clone(), DeValue::Table(common_table)),
-        &label,
-    );
-    let built = kind.and_then(|kind| {
-        probe::build(
-            kind,
-            Spanned::new(span.clone(), DeValue::Table(table)),
-            &label,
-            cx,
-            sink,
-        )
-    });
+    let entry =
+        split_kinded_entry::<Kind>("probe", index, item, &COMMON_KEYS, &Kind::list(), sink)?;
+    let (span, label) = (entry.span, entry.label);
+    let common: Option<RawCommon> = sink.deserialize(entry.common, &label);
+    let built = entry
+        .kind
+        .and_then(|kind| probe::build(kind, entry.own, &label, cx, sink));
     let common = common?;
 
     let name_span = common.name.span();
     let name = common.name.into_inner();
-    let valid_name = check_probe_name(&name, &name_span, &label, sink);
+    let valid_name = check_entry_name("probe", &name, &name_span, &label, sink);
     let interval =
         positive(common.interval, &format!("{label}.interval"), sink).unwrap_or(defaults.interval);
     let timeout_span = common.timeout.as_ref().map(Spanned::span);
@@ -477,35 +454,86 @@ fn load_probe(
     })
 }
 
-fn probe_kind(
-    table: &DeTable<'_>,
-    span: &Range<usize>,
-    label: &str,
+/// A `[[probe]]` or `[[notifier]]` entry taken apart: the keys every kind shares, which the
+/// section deserializes itself, and the kind's own keys, which the kind deserializes.
+pub(crate) struct KindedEntry<'i, K> {
+    /// The whole entry.
+    pub span: Range<usize>,
+    /// `probe[name]` (or `probe[3]` before a name is known), for messages.
+    pub label: String,
+    /// The kind, when present and known; otherwise the error is already recorded.
+    pub kind: Option<K>,
+    /// The common keys, as a table.
+    pub common: Spanned<DeValue<'i>>,
+    /// Everything else: the kind's own keys.
+    pub own: Spanned<DeValue<'i>>,
+}
+
+/// Splits entry `index` of a `[[what]]` array; `kinds` lists the valid kinds for messages.
+pub(crate) fn split_kinded_entry<'i, K: std::str::FromStr>(
+    what: &str,
+    index: usize,
+    item: Spanned<DeValue<'i>>,
+    common_keys: &[&str],
+    kinds: &str,
     sink: &mut ErrorSink<'_>,
-) -> Option<Kind> {
-    let Some(kind) = table.get("kind") else {
+) -> Option<KindedEntry<'i, K>> {
+    let span = item.span();
+    let DeValue::Table(mut table) = item.into_inner() else {
         sink.push(
-            span,
-            &format!("{label}.kind"),
-            format!("missing key `kind`, expected one of {}", Kind::list()),
+            &span,
+            &format!("{what}[{index}]"),
+            format!("a {what} must be a table"),
         );
         return None;
     };
-    match kind.get_ref().as_str().map(str::parse::<Kind>) {
-        Some(Ok(kind)) => Some(kind),
-        _ => {
+    let label = match table.get("name").and_then(|name| name.get_ref().as_str()) {
+        Some(name) => format!("{what}[{name}]"),
+        None => format!("{what}[{index}]"),
+    };
+    let kind = match table.get("kind") {
+        None => {
             sink.push(
-                &kind.span(),
+                &span,
                 &format!("{label}.kind"),
-                format!("unknown probe kind, expected one of {}", Kind::list()),
+                format!("missing key `kind`, expected one of {kinds}"),
             );
             None
         }
+        Some(kind) => {
+            let parsed = kind
+                .get_ref()
+                .as_str()
+                .and_then(|text| text.parse::<K>().ok());
+            if parsed.is_none() {
+                sink.push(
+                    &kind.span(),
+                    &format!("{label}.kind"),
+                    format!("unknown {what} kind, expected one of {kinds}"),
+                );
+            }
+            parsed
+        }
+    };
+    let mut common = DeTable::new();
+    for key in common_keys {
+        if let Some((name, value)) = table.remove_entry(*key) {
+            common.insert(name, value);
+        }
     }
+    Some(KindedEntry {
+        common: Spanned::new(span.clone(), DeValue::Table(common)),
+        own: Spanned::new(span.clone(), DeValue::Table(table)),
+        span,
+        label,
+        kind,
+    })
 }
 
-/// Probe names appear in metric labels, URLs and rules, so they are kept to a safe alphabet.
-fn check_probe_name(
+/// Probe and notifier names appear in metric labels, URLs and rules, so they are kept to a safe
+/// alphabet. Records an error and returns false otherwise.
+pub(crate) fn check_entry_name(
+    what: &str,
     name: &str,
     span: &Range<usize>,
     label: &str,
@@ -519,7 +547,7 @@ fn check_probe_name(
         sink.push(
             span,
             &format!("{label}.name"),
-            format!("`{name}` is not a valid probe name: use letters, digits, `-`, `_` and `.`"),
+            format!("`{name}` is not a valid {what} name: use letters, digits, `-`, `_` and `.`"),
         );
     }
     valid

@@ -16,7 +16,7 @@ use jiff::civil::{Time, Weekday};
 use jiff::tz::TimeZone;
 use serde::Deserialize;
 use toml::Spanned;
-use toml::de::{DeTable, DeValue};
+use toml::de::DeValue;
 
 use super::{BuildContext, ErrorSink, HumanDuration, Secret, secret};
 use crate::alert::route::{Glob, Route, parse_severity};
@@ -582,53 +582,21 @@ fn load_notifier(
     cx: &BuildContext,
     sink: &mut ErrorSink<'_>,
 ) -> Option<(NotifierConfig, Range<usize>)> {
-    let span = item.span();
-    let DeValue::Table(mut table) = item.into_inner() else {
-        sink.push(
-            &span,
-            &format!("notifier[{index}]"),
-            "a notifier must be a table",
-        );
-        return None;
-    };
-    let label = match table.get("name").and_then(|name| name.get_ref().as_str()) {
-        Some(name) => format!("notifier[{name}]"),
-        None => format!("notifier[{index}]"),
-    };
-    let kind = notifier_kind(&table, &span, &label, sink);
-    let mut common_table = DeTable::new();
-    for key in NOTIFIER_COMMON_KEYS {
-        if let Some((name, value)) = table.remove_entry(key) {
-            common_table.insert(name, value);
-        }
-    }
-    let common: Option<RawNotifierCommon> = sink.deserialize(
-        Spanned::new(span.clone(), DeValue::Table(common_table)),
-        &label,
-    );
-    let built = kind.and_then(|kind| {
-        notify::build(
-            kind,
-            Spanned::new(span.clone(), DeValue::Table(table)),
-            &label,
-            cx,
-            sink,
-        )
-    });
+    let entry = super::split_kinded_entry::<NotifierKind>(
+        "notifier",
+        index,
+        item,
+        &NOTIFIER_COMMON_KEYS,
+        &NotifierKind::list(),
+        sink,
+    )?;
+    let (label, kind) = (entry.label, entry.kind);
+    let common: Option<RawNotifierCommon> = sink.deserialize(entry.common, &label);
+    let built = kind.and_then(|kind| notify::build(kind, entry.own, &label, cx, sink));
     let common = common?;
     let name_span = common.name.span();
     let name = common.name.into_inner();
-    let valid_name = !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if !valid_name {
-        sink.push(
-            &name_span,
-            &format!("{label}.name"),
-            format!("`{name}` is not a valid notifier name: use letters, digits, `-`, `_` and `.`"),
-        );
-    }
+    let valid_name = super::check_entry_name("notifier", &name, &name_span, &label, sink);
     let mut severities = Vec::new();
     if let Some(listed) = &common.severities {
         for severity in listed.get_ref() {
@@ -689,39 +657,6 @@ fn load_notifier(
             name_span,
         )
     })
-}
-
-fn notifier_kind(
-    table: &DeTable<'_>,
-    span: &Range<usize>,
-    label: &str,
-    sink: &mut ErrorSink<'_>,
-) -> Option<NotifierKind> {
-    let Some(kind) = table.get("kind") else {
-        sink.push(
-            span,
-            &format!("{label}.kind"),
-            format!(
-                "missing key `kind`, expected one of {}",
-                NotifierKind::list()
-            ),
-        );
-        return None;
-    };
-    match kind.get_ref().as_str().map(str::parse::<NotifierKind>) {
-        Some(Ok(kind)) => Some(kind),
-        _ => {
-            sink.push(
-                &kind.span(),
-                &format!("{label}.kind"),
-                format!(
-                    "unknown notifier kind, expected one of {}",
-                    NotifierKind::list()
-                ),
-            );
-            None
-        }
-    }
 }
 
 #[cfg(test)]
