@@ -6,9 +6,9 @@
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock build.rs* ./
-COPY proto ./proto
-COPY src ./src
+# The whole tree (minus .dockerignore): Cargo.toml declares the test and bench targets, and
+# cargo refuses a manifest whose declared targets are missing.
+COPY . .
 RUN cargo build --release --locked && strip target/release/honeyguide
 
 FROM debian:bookworm-slim
