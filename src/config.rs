@@ -166,15 +166,8 @@ impl BuildContext {
 
 /// Reads and validates `path`, interpolating from the process environment.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    let text = std::fs::read_to_string(path).map_err(|error| {
-        ConfigErrors(vec![ConfigError {
-            file: path.to_owned(),
-            line: 0,
-            column: 0,
-            key: String::new(),
-            message: format!("cannot read: {error}"),
-        }])
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| ConfigErrors(vec![ConfigError::unreadable(path, &error)]))?;
     let source = Source::new(path, text);
     parse(&source, &|name| std::env::var(name).ok())
 }

@@ -148,19 +148,24 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the tokio runtime")
 }
 
+/// Prints every problem found in `path` to stderr, then how many there were.
+fn report(errors: &ConfigErrors, path: &Path) {
+    for error in &errors.0 {
+        eprintln!("{error}");
+    }
+    eprintln!(
+        "honeyguide: {} problem(s) in {}",
+        errors.0.len(),
+        path.display()
+    );
+}
+
 /// Loads the config, printing every problem to stderr.
 fn load_config(path: &Path) -> Option<Config> {
     match config::load(path) {
         Ok(config) => Some(config),
-        Err(ConfigErrors(errors)) => {
-            for error in &errors {
-                eprintln!("{error}");
-            }
-            eprintln!(
-                "honeyguide: {} problem(s) in {}",
-                errors.len(),
-                path.display()
-            );
+        Err(errors) => {
+            report(&errors, path);
             None
         }
     }
@@ -171,15 +176,8 @@ fn load_all(paths: &Paths) -> Option<(Config, Arc<Catalog>)> {
     let config = load_config(&paths.config)?;
     match catalog::load(&paths.alerts, &catalog::probe_kinds(&config)) {
         Ok(catalog) => Some((config, Arc::new(catalog))),
-        Err(ConfigErrors(errors)) => {
-            for error in &errors {
-                eprintln!("{error}");
-            }
-            eprintln!(
-                "honeyguide: {} problem(s) in {}",
-                errors.len(),
-                paths.alerts.display()
-            );
+        Err(errors) => {
+            report(&errors, &paths.alerts);
             None
         }
     }

@@ -26,6 +26,22 @@ pub struct Matchers {
 }
 
 impl Matchers {
+    /// The alert id patterns as written, for storing and showing.
+    pub fn alert_patterns(&self) -> Vec<String> {
+        self.alerts
+            .iter()
+            .map(|glob| glob.as_str().to_owned())
+            .collect()
+    }
+
+    /// The label patterns as written, for storing and showing.
+    pub fn label_patterns(&self) -> BTreeMap<String, String> {
+        self.labels
+            .iter()
+            .map(|(name, glob)| (name.clone(), glob.as_str().to_owned()))
+            .collect()
+    }
+
     /// Whether an alert with this id and these labels is covered.
     pub fn matches(&self, id: &str, labels: &BTreeMap<String, String>) -> bool {
         let id_matches = self.alerts.is_empty() || self.alerts.iter().any(|glob| glob.matches(id));

@@ -418,18 +418,8 @@ fn stored_from_silence(silence: &Silence) -> StoredSilence {
     };
     StoredSilence {
         id: silence.id.clone(),
-        alerts: silence
-            .matchers
-            .alerts
-            .iter()
-            .map(|glob| glob.as_str().to_owned())
-            .collect(),
-        labels: silence
-            .matchers
-            .labels
-            .iter()
-            .map(|(name, glob)| (name.clone(), glob.as_str().to_owned()))
-            .collect(),
+        alerts: silence.matchers.alert_patterns(),
+        labels: silence.matchers.label_patterns(),
         starts_at,
         ends_at,
         comment: silence.comment.clone(),

@@ -29,13 +29,7 @@ const RESERVED_LABELS: [&str; 2] = ["alertname", "severity"];
 /// Reads every `*.toml` file of `dir`, in name order.
 pub(super) fn read_dir(dir: &Path) -> Result<Vec<Source>, ConfigErrors> {
     let unreadable = |error: std::io::Error, path: &Path| {
-        ConfigErrors(vec![ConfigError {
-            file: path.to_owned(),
-            line: 0,
-            column: 0,
-            key: String::new(),
-            message: format!("cannot read: {error}"),
-        }])
+        ConfigErrors(vec![ConfigError::unreadable(path, &error)])
     };
     let mut paths = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|error| unreadable(error, dir))? {

@@ -370,18 +370,8 @@ impl SilenceStatus {
             state: phase.as_str(),
             starts_at,
             ends_at,
-            alerts: silence
-                .matchers
-                .alerts
-                .iter()
-                .map(|glob| glob.as_str().to_owned())
-                .collect(),
-            matchers: silence
-                .matchers
-                .labels
-                .iter()
-                .map(|(name, glob)| (name.clone(), glob.as_str().to_owned()))
-                .collect(),
+            alerts: silence.matchers.alert_patterns(),
+            matchers: silence.matchers.label_patterns(),
             weekly,
             comment: silence.comment.clone(),
             created_by,
