@@ -14,6 +14,18 @@ use jiff::{Timestamp, ToSpan};
 
 use super::route::Glob;
 
+/// API silences held at once, expired ones kept for the record included: each is in memory,
+/// in the store and in every `/status` and page.
+pub const MAX_API_SILENCES: usize = 1000;
+/// Longest `comment`, in characters.
+pub const MAX_COMMENT_CHARS: usize = 2000;
+/// Longest `created_by`, in characters.
+pub const MAX_CREATED_BY_CHARS: usize = 200;
+/// Alert patterns and label matchers of one silence, together.
+pub const MAX_MATCHERS: usize = 32;
+/// Longest pattern or label name, in characters.
+pub const MAX_PATTERN_CHARS: usize = 256;
+
 /// Which alerts a silence covers. Both parts must match; an empty part matches everything, and
 /// config validation ensures at least one part is given.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -224,6 +236,14 @@ impl Silence {
     }
 }
 
+/// There are already [`MAX_API_SILENCES`] API silences that have not expired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "there are already {MAX_API_SILENCES} silences (the limit); expire some first \
+     (DELETE /api/silences/{{id}})"
+)]
+pub struct Full;
+
 /// Every silence in force or known: maintenance windows from the config, then API silences.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Silences {
@@ -258,6 +278,30 @@ impl Silences {
     /// Adds one (an API silence).
     pub fn add(&mut self, silence: Silence) {
         self.list.push(silence);
+    }
+
+    /// Whether another API silence may be added at `at` without holding more than
+    /// [`MAX_API_SILENCES`]; when full, the expired silence that ended first makes way (its id
+    /// is returned, to be deleted from the store). `Err` when every one still counts.
+    pub fn make_room(&mut self, at: Timestamp) -> Result<Option<String>, Full> {
+        let api = |silence: &Silence| matches!(silence.origin, Origin::Api { .. });
+        if self.list.iter().filter(|silence| api(silence)).count() < MAX_API_SILENCES {
+            return Ok(None);
+        }
+        let oldest_expired = self
+            .list
+            .iter()
+            .enumerate()
+            .filter(|(_, silence)| api(silence))
+            .filter_map(|(index, silence)| match silence.phase(at) {
+                Phase::Expired { end } => Some((end, index)),
+                _ => None,
+            })
+            .min();
+        match oldest_expired {
+            Some((_, index)) => Ok(Some(self.list.remove(index).id)),
+            None => Err(Full),
+        }
     }
 
     /// A silence by id.
@@ -341,6 +385,40 @@ mod tests {
             timezone: TimeZone::get("America/Los_Angeles").unwrap(),
             timezone_name: "America/Los_Angeles".into(),
         }
+    }
+
+    fn api_silence(id: usize, end: &str) -> Silence {
+        Silence {
+            id: format!("s{id}"),
+            origin: Origin::Api {
+                created_by: "ana".into(),
+                created_at: ts("2026-07-01T00:00:00Z"),
+            },
+            matchers: Matchers::default(),
+            schedule: Schedule::Once {
+                start: ts("2026-07-01T00:00:00Z"),
+                end: ts(end),
+            },
+            comment: String::new(),
+        }
+    }
+
+    /// At the limit, the silence that expired first makes way; with none expired, it is full.
+    #[test]
+    fn the_api_silence_limit_drops_the_oldest_expired_first() {
+        let now = ts("2026-07-02T12:00:00Z");
+        let mut silences = Silences::new(
+            (0..MAX_API_SILENCES)
+                .map(|id| api_silence(id, "2026-07-03T00:00:00Z"))
+                .collect(),
+        );
+        assert_eq!(silences.make_room(now), Err(Full));
+        silences.list[7] = api_silence(7, "2026-07-02T11:00:00Z");
+        silences.list[3] = api_silence(3, "2026-07-02T10:00:00Z");
+        assert_eq!(silences.make_room(now), Ok(Some("s3".to_owned())));
+        assert_eq!(silences.make_room(now), Ok(None));
+        silences.add(api_silence(9999, "2026-07-03T00:00:00Z"));
+        assert_eq!(silences.make_room(now), Ok(Some("s7".to_owned())));
     }
 
     #[test]

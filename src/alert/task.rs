@@ -53,6 +53,9 @@ pub enum SilenceError {
     /// It could not be persisted.
     #[error("{0}")]
     Store(#[from] crate::store::StoreError),
+    /// The limit on API silences is reached.
+    #[error(transparent)]
+    Full(#[from] super::silence::Full),
     /// The alert task is gone.
     #[error("honeyguide is shutting down")]
     Closed,
@@ -154,7 +157,11 @@ impl AlertTask {
     pub fn new(wiring: Wiring) -> (Self, AlertHandle, watch::Receiver<Arc<AlertsView>>) {
         let (commands_tx, commands) = mpsc::channel(64);
         let mut list = wiring.maintenance;
-        list.extend(wiring.stored_silences.into_iter().map(silence_from_stored));
+        list.extend(
+            within_bounds(wiring.stored_silences)
+                .into_iter()
+                .map(silence_from_stored),
+        );
         let (view, view_rx) = watch::channel(Arc::new(AlertsView::default()));
         let mut task = Self {
             engine: wiring.engine,
@@ -324,6 +331,18 @@ impl AlertTask {
         let at = Timestamp::now();
         match command {
             Command::Add(request, reply) => {
+                let made_way = match self.silences.make_room(at) {
+                    Ok(made_way) => made_way,
+                    Err(full) => {
+                        let _ = reply.send(Err(SilenceError::Full(full)));
+                        return;
+                    }
+                };
+                if let Some(id) = made_way
+                    && let Err(error) = self.store.delete_silences(vec![id]).await
+                {
+                    tracing::debug!(%error, "could not forget an expired silence");
+                }
                 let stored = StoredSilence {
                     id: super::notification::new_id(&mut self.rng),
                     alerts: request
@@ -379,6 +398,24 @@ impl AlertTask {
             }
         }
     }
+}
+
+/// Silences stored by an older version may exceed today's bounds; holding them would let a
+/// store that once grew too big exhaust memory at every start. Keeps the newest
+/// [`MAX_API_SILENCES`], each comment cut to [`MAX_COMMENT_CHARS`].
+fn within_bounds(mut stored: Vec<StoredSilence>) -> Vec<StoredSilence> {
+    use super::silence::{MAX_API_SILENCES, MAX_COMMENT_CHARS};
+    if stored.len() > MAX_API_SILENCES {
+        stored.sort_by_key(|silence| std::cmp::Reverse(silence.created_at));
+        stored.truncate(MAX_API_SILENCES);
+    }
+    for silence in &mut stored {
+        if let Some((cut, _)) = silence.comment.char_indices().nth(MAX_COMMENT_CHARS) {
+            silence.comment.truncate(cut);
+            silence.comment.push('…');
+        }
+    }
+    stored
 }
 
 fn silence_from_stored(stored: StoredSilence) -> Silence {

@@ -21,7 +21,9 @@ use subtle::ConstantTimeEq;
 use super::AppState;
 use super::status::SilenceStatus;
 use crate::alert::route::Glob;
-use crate::alert::silence::{ExpireError, Matchers};
+use crate::alert::silence::{
+    ExpireError, MAX_COMMENT_CHARS, MAX_CREATED_BY_CHARS, MAX_MATCHERS, MAX_PATTERN_CHARS, Matchers,
+};
 use crate::alert::task::{NewSilence, SilenceError};
 
 /// The body of `POST /api/silences`.
@@ -162,10 +164,41 @@ fn silence_error(failure: &SilenceError) -> Response {
         SilenceError::Expire(ExpireError::FromConfig | ExpireError::AlreadyExpired) => {
             StatusCode::CONFLICT
         }
+        SilenceError::Full(_) => StatusCode::BAD_REQUEST,
         SilenceError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         SilenceError::Closed => StatusCode::SERVICE_UNAVAILABLE,
     };
     error(status, failure.to_string())
+}
+
+/// Every stored silence is held in memory and rendered into `/status` and the page, so its
+/// parts are bounded; the message names the limit.
+fn check_bounds(request: &SilenceRequest) -> Result<(), String> {
+    let too_long = |key: &str, text: &str, max: usize| {
+        (text.chars().count() > max)
+            .then(|| format!("`{key}` is longer than {max} characters (the limit)"))
+    };
+    let matchers = request.alerts.len() + request.matchers.len();
+    if matchers > MAX_MATCHERS {
+        return Err(format!(
+            "{matchers} alert patterns and matchers: at most {MAX_MATCHERS} (the limit)"
+        ));
+    }
+    let patterns = request
+        .alerts
+        .iter()
+        .map(|pattern| ("alerts", pattern.as_str()))
+        .chain(request.matchers.iter().flat_map(|(name, pattern)| {
+            [("matchers", name.as_str()), ("matchers", pattern.as_str())]
+        }));
+    let problem = too_long("comment", &request.comment, MAX_COMMENT_CHARS)
+        .or_else(|| too_long("created_by", &request.created_by, MAX_CREATED_BY_CHARS))
+        .or_else(|| {
+            patterns
+                .into_iter()
+                .find_map(|(key, text)| too_long(key, text, MAX_PATTERN_CHARS))
+        });
+    problem.map_or(Ok(()), Err)
 }
 
 /// Turns a request into a silence, or says what is wrong with it.
@@ -176,6 +209,7 @@ fn validate(request: SilenceRequest, now: Timestamp) -> Result<NewSilence, Strin
     if request.created_by.trim().is_empty() {
         return Err("`created_by` must say who is silencing".into());
     }
+    check_bounds(&request)?;
     if request.alerts.is_empty() && request.matchers.is_empty() {
         return Err(
             "say which alerts to silence: `alerts` (id patterns) and/or `matchers` (labels); \
@@ -272,5 +306,39 @@ mod tests {
         past["ends_at"] = "2026-07-01T09:00:00Z".into();
         assert!(request(past).unwrap_err().contains("after `starts_at`"));
         assert!(with("nonsense", 1.into()).contains("unknown field `nonsense`"));
+    }
+
+    /// What one silence may hold is bounded, and the message names the limit.
+    #[test]
+    fn oversized_silences_are_refused_naming_the_limit() {
+        let base = serde_json::json!({"alerts": ["x"], "duration": "1h", "comment": "c", "created_by": "me"});
+        let with = |key: &str, value: serde_json::Value| {
+            let mut body = base.clone();
+            body[key] = value;
+            request(body).unwrap_err()
+        };
+        let long = |n: usize| serde_json::Value::from("é".repeat(n));
+        assert_eq!(
+            with("comment", long(MAX_COMMENT_CHARS + 1)),
+            "`comment` is longer than 2000 characters (the limit)"
+        );
+        assert!(
+            request({
+                let mut body = base.clone();
+                body["comment"] = long(MAX_COMMENT_CHARS);
+                body
+            })
+            .is_ok()
+        );
+        assert!(with("created_by", long(201)).contains("200 characters (the limit)"));
+        let many: Vec<String> = (0..=MAX_MATCHERS).map(|i| format!("a{i}")).collect();
+        assert_eq!(
+            with("alerts", many.into()),
+            "33 alert patterns and matchers: at most 32 (the limit)"
+        );
+        assert!(
+            with("matchers", serde_json::json!({"layer": "x".repeat(257)}))
+                .contains("`matchers` is longer than 256 characters")
+        );
     }
 }
