@@ -7,10 +7,14 @@
 //! where the alert engine's diagnoses come from ([`Diagnoses`]): the catalog, or a feed the
 //! caller controls.
 //!
-//! Shutdown order: stop the heartbeats; stop scheduling new runs; let runs in flight finish
-//! (each is bounded by its timeout) and report; stop the server; let deliveries in flight finish (for
-//! at most [`DELIVERY_DRAIN`]) so they are recorded and not repeated after restart; save the
-//! alert state; then the state task and the store stop.
+//! Shutdown order, all of it within [`SHUTDOWN_DEADLINE`] (under Kubernetes' default 30 s grace
+//! period, so the last steps run before a SIGKILL): stop the heartbeats (a stopping honeyguide
+//! no longer vouches for itself); stop scheduling new runs and let runs in flight finish and
+//! report (for at most [`RUNS_DRAIN`]) while the server closes idle connections and lets
+//! requests in flight finish ([`server::serve::DRAIN`]); let deliveries in flight finish (for at
+//! most [`DELIVERY_DRAIN`]) so they are recorded and not repeated after restart; save the alert
+//! state; then the state task and the store stop. Whatever has not finished by its bound is
+//! abandoned with a warning: a run is lost, a delivery is retried after the next start.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -37,14 +41,23 @@ use crate::store::{StoreError, StoreHandle};
 
 /// How long shutdown waits for deliveries in flight before abandoning them (they are then
 /// retried, with the same id, after the next start).
-pub const DELIVERY_DRAIN: Duration = Duration::from_secs(10);
+pub const DELIVERY_DRAIN: Duration = Duration::from_secs(8);
+
+/// How long shutdown waits for heartbeats in flight.
+pub const HEARTBEAT_DRAIN: Duration = Duration::from_secs(2);
+
+/// How long shutdown waits for probe runs in flight (runs with longer timeouts are cut short).
+pub const RUNS_DRAIN: Duration = Duration::from_secs(8);
+
+/// The bound on the whole shutdown, from the signal to the return of [`run`].
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(25);
+
+/// Kept at the end of [`SHUTDOWN_DEADLINE`] for the alert task's final save and the store.
+const SAVE_RESERVE: Duration = Duration::from_secs(5);
 
 /// Something went wrong running the daemon itself (not a probe: those are results).
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    /// The HTTP server failed.
-    #[error("http server: {0}")]
-    Serve(#[source] std::io::Error),
     /// The store could not be opened or read at start.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -197,56 +210,95 @@ pub async fn run_with(
 
     let server_stop = CancellationToken::new();
     let server = {
-        let router = server::router(AppState {
-            state,
-            alerts,
-            api_token: config.api.token.clone(),
-        });
-        let server_stop = server_stop.clone();
-        tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(server_stop.cancelled_owned())
-                .await
-        })
+        let runs_in_flight = config.scheduler.max_concurrent.min(config.probes.len());
+        let share = crate::fd_limit::server_share(crate::fd_limit::current(), runs_in_flight);
+        let limits = server::serve::Limits::new(&config.server, share);
+        if limits.max_connections < config.server.max_connections {
+            tracing::warn!(
+                configured = config.server.max_connections,
+                allowed = limits.max_connections,
+                descriptors = crate::fd_limit::current(),
+                "the descriptor limit leaves too few for [server] max_connections beside the \
+                 probes; serving fewer connections"
+            );
+        }
+        let app = AppState::new(state, alerts, config.api.token.clone());
+        let stats = app.server.clone();
+        let router = server::router(app);
+        tokio::spawn(server::serve::serve(
+            listener,
+            router,
+            limits,
+            stats,
+            server_stop.clone(),
+        ))
     };
 
     shutdown.await;
-    tracing::info!("shutting down: finishing probe runs in flight");
+    let deadline = Instant::now() + SHUTDOWN_DEADLINE;
+    let before_save = deadline.checked_sub(SAVE_RESERVE).unwrap_or(deadline);
+    tracing::info!(
+        bound = %humantime::format_duration(SHUTDOWN_DEADLINE),
+        "shutting down: finishing probe runs in flight"
+    );
     // A stopping honeyguide stops vouching for itself first.
     heartbeat_stop.cancel();
-    while heartbeats.join_next().await.is_some() {}
-    stop.cancel();
-    if let Err(error) = scheduler.await {
-        tracing::warn!(%error, "scheduler ended abnormally");
+    if !drain(&mut heartbeats, HEARTBEAT_DRAIN.min(remaining(before_save))).await {
+        tracing::warn!("heartbeats still in flight at shutdown; abandoned");
     }
+    stop.cancel();
     server_stop.cancel();
-    let served = server.await;
-    delivery_stop.cancel();
-    if tokio::time::timeout(DELIVERY_DRAIN, async {
-        while deliveries.join_next().await.is_some() {}
-    })
-    .await
-    .is_err()
+    let mut scheduler = scheduler;
+    if tokio::time::timeout(RUNS_DRAIN.min(remaining(before_save)), &mut scheduler)
+        .await
+        .is_err()
     {
+        tracing::warn!("probe runs still in flight at shutdown; their results are lost");
+        scheduler.abort();
+    }
+    let mut server = server;
+    if tokio::time::timeout(remaining(before_save), &mut server)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the http server did not stop in time; its connections are dropped");
+        server.abort();
+    }
+    delivery_stop.cancel();
+    if !drain(&mut deliveries, DELIVERY_DRAIN.min(remaining(before_save))).await {
         tracing::warn!(
             "deliveries still in flight at shutdown; they will be retried after restart"
         );
-        deliveries.abort_all();
     }
     alert_stop.cancel();
-    if let Err(error) = alert_task.await {
-        tracing::warn!(%error, "alert task ended abnormally");
+    match tokio::time::timeout(remaining(deadline), alert_task).await {
+        Ok(Err(error)) => tracing::warn!(%error, "alert task ended abnormally"),
+        Err(_) => tracing::warn!("the alert task did not save its state in time"),
+        Ok(Ok(())) => {}
     }
-    if let Err(error) = state_task.await {
-        tracing::warn!(%error, "state task ended abnormally");
+    match tokio::time::timeout(remaining(deadline), state_task).await {
+        Ok(Err(error)) => tracing::warn!(%error, "state task ended abnormally"),
+        Err(_) => tracing::warn!("the state task did not stop in time"),
+        Ok(Ok(())) => {}
     }
-    match served {
-        Ok(result) => result.map_err(AppError::Serve),
-        Err(error) => {
-            tracing::warn!(%error, "http server task ended abnormally");
-            Ok(())
-        }
+    Ok(())
+}
+
+/// Time left until `deadline` (zero once it passed).
+fn remaining(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
+}
+
+/// Waits up to `bound` for every task of `tasks`; aborts the rest and returns false on timeout.
+async fn drain(tasks: &mut JoinSet<()>, bound: Duration) -> bool {
+    let finished =
+        tokio::time::timeout(bound, async { while tasks.join_next().await.is_some() {} })
+            .await
+            .is_ok();
+    if !finished {
+        tasks.abort_all();
     }
+    finished
 }
 
 /// The engine's timing and routing, from `[alerting]` and `[[notifier]]`.

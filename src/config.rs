@@ -67,12 +67,38 @@ pub struct Config {
     pub maintenance: Vec<crate::alert::silence::Silence>,
 }
 
-/// `[server]`: where honeyguide serves its own endpoints.
+/// `[server]`: where honeyguide serves its own endpoints, and the bounds that keep its clients
+/// from taking what the probes need (see `src/server/serve.rs`).
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Address to bind.
     pub listen: SocketAddr,
+    /// Connections held open at once; beyond it, an idle one makes way or the newcomer is
+    /// refused.
+    pub max_connections: usize,
+    /// How long a client may take to send a whole request head.
+    pub header_timeout: Duration,
+    /// How long a connection may sit without a request in flight.
+    pub idle_timeout: Duration,
+    /// How long one request may take, reading its body included.
+    pub request_timeout: Duration,
 }
+
+/// Default `[server] max_connections`: far below the usual 1,024 file descriptors, so a
+/// crowd of clients never takes the descriptors probes need.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+/// Default `[server] header_timeout`: real clients send their head in one packet.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default `[server] idle_timeout`: longer than a 30 s scrape interval, so vmagent keeps its
+/// connection between scrapes.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+/// Default `[server] request_timeout`.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The range of `[server] max_connections`.
+pub const MAX_CONNECTIONS_RANGE: std::ops::RangeInclusive<usize> = 8..=65_536;
+/// The range of the `[server]` timeouts.
+pub const SERVER_TIMEOUT_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::from_millis(100)..=Duration::from_secs(600);
 
 /// `[scheduler]`: how probe runs share the machine.
 #[derive(Debug, Clone)]
@@ -250,6 +276,10 @@ pub fn parse(source: &Source, lookup: interpolate::Lookup<'_>) -> Result<Config,
 #[serde(deny_unknown_fields)]
 struct RawServer {
     listen: Option<Spanned<String>>,
+    max_connections: Option<Spanned<usize>>,
+    header_timeout: Option<Spanned<HumanDuration>>,
+    idle_timeout: Option<Spanned<HumanDuration>>,
+    request_timeout: Option<Spanned<HumanDuration>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -314,7 +344,52 @@ fn validate_server(raw: RawServer, sink: &mut ErrorSink<'_>) -> ServerConfig {
             fallback
         }),
     };
-    ServerConfig { listen }
+    let max_connections = match raw.max_connections {
+        None => DEFAULT_MAX_CONNECTIONS,
+        Some(value) if !MAX_CONNECTIONS_RANGE.contains(value.get_ref()) => {
+            sink.push(
+                &value.span(),
+                "server.max_connections",
+                format!(
+                    "must be between {} and {}",
+                    MAX_CONNECTIONS_RANGE.start(),
+                    MAX_CONNECTIONS_RANGE.end()
+                ),
+            );
+            DEFAULT_MAX_CONNECTIONS
+        }
+        Some(value) => value.into_inner(),
+    };
+    let mut timeout = |value: Option<Spanned<HumanDuration>>, key: &str, default: Duration| {
+        let Some(value) = value else {
+            return default;
+        };
+        let duration = value.get_ref().get();
+        if SERVER_TIMEOUT_RANGE.contains(&duration) {
+            return duration;
+        }
+        sink.push(
+            &value.span(),
+            &format!("server.{key}"),
+            format!(
+                "must be between {} and {}",
+                HumanDuration(*SERVER_TIMEOUT_RANGE.start()),
+                HumanDuration(*SERVER_TIMEOUT_RANGE.end())
+            ),
+        );
+        default
+    };
+    ServerConfig {
+        listen,
+        header_timeout: timeout(raw.header_timeout, "header_timeout", DEFAULT_HEADER_TIMEOUT),
+        idle_timeout: timeout(raw.idle_timeout, "idle_timeout", DEFAULT_IDLE_TIMEOUT),
+        request_timeout: timeout(
+            raw.request_timeout,
+            "request_timeout",
+            DEFAULT_REQUEST_TIMEOUT,
+        ),
+        max_connections,
+    }
 }
 
 fn validate_scheduler(raw: RawScheduler, sink: &mut ErrorSink<'_>) -> SchedulerConfig {

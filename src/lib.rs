@@ -14,7 +14,7 @@
 //! - [`alert`]: alert states from diagnoses; grouping, repeat, inhibition, silences.
 //! - [`notify`]: notifiers (email, webhook, Alertmanager, heartbeat) and the outbox dispatcher.
 //! - [`store`]: the embedded SQLite store: alert state, outbox, silences, probe history.
-//! - [`app`]: wiring and lifecycle.
+//! - [`app`]: wiring and lifecycle; [`fd_limit`]: the descriptor limit and the server's share.
 //! - [`tls`]: the one rustls provider, trust roots, certificate facts.
 //!
 //! See ARCHITECTURE.md for the data flow and the invariants that hold it together.
@@ -23,6 +23,7 @@ pub mod alert;
 pub mod app;
 pub mod catalog;
 pub mod config;
+pub mod fd_limit;
 pub mod html;
 pub mod human;
 pub mod metrics;

@@ -184,15 +184,16 @@ fn load_all(paths: &Paths) -> Option<(Config, Arc<Catalog>)> {
 }
 
 async fn run_daemon(config: Config, catalog: Arc<Catalog>) -> anyhow::Result<()> {
+    let descriptors = honeyguide::fd_limit::raise();
     let listen = config.server.listen;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("binding {listen}"))?;
+    let listener =
+        honeyguide::server::serve::bind(listen).with_context(|| format!("binding {listen}"))?;
     tracing::info!(
         %listen,
         probes = config.probes.len(),
         failure_modes = catalog.modes().len(),
         config = %config.path.display(),
+        descriptors = ?descriptors.now,
         "honeyguide started"
     );
     honeyguide::app::run(config, catalog, listener, shutdown_signal()).await?;
@@ -200,22 +201,62 @@ async fn run_daemon(config: Config, catalog: Arc<Catalog>) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Completes on SIGINT or SIGTERM.
+/// Completes on the first SIGINT or SIGTERM. From then on, a second signal, or a shutdown that
+/// overruns its bound by far (a bug), ends the process at once: an operator pressing Ctrl-C
+/// twice, or Kubernetes, must never wait on a stuck drain.
 async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    let mut signals = Signals::new();
+    signals.next().await;
+    tokio::spawn(async move {
+        let overrun = honeyguide::app::SHUTDOWN_DEADLINE + std::time::Duration::from_secs(5);
+        tokio::select! {
+            () = signals.next() => {
+                tracing::warn!("second signal: exiting without finishing the shutdown");
             }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops honeyguide");
-                std::future::pending::<()>().await;
+            () = tokio::time::sleep(overrun) => {
+                tracing::error!("shutdown overran its bound; exiting without finishing it");
             }
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
+        std::process::exit(1);
+    });
+}
+
+/// SIGINT and SIGTERM, as one stream.
+struct Signals {
+    terminate: Option<tokio::signal::unix::Signal>,
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        let listen = |kind: SignalKind, name: &str| match signal(kind) {
+            Ok(signal) => Some(signal),
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for {name}");
+                None
+            }
+        };
+        Self {
+            terminate: listen(SignalKind::terminate(), "SIGTERM"),
+            interrupt: listen(SignalKind::interrupt(), "SIGINT"),
+        }
+    }
+
+    /// The next SIGINT or SIGTERM.
+    async fn next(&mut self) {
+        async fn recv(signal: Option<&mut tokio::signal::unix::Signal>) {
+            match signal {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            () = recv(self.terminate.as_mut()) => {}
+            () = recv(self.interrupt.as_mut()) => {}
+        }
     }
 }
 

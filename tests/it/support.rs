@@ -161,6 +161,13 @@ impl ChildGuard {
         self.kill();
     }
 
+    /// The exit status, once the process has exited (it is then reaped).
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.child.as_mut()?.try_wait().ok()??;
+        self.child = None;
+        Some(status)
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.child
             .as_mut()

@@ -122,6 +122,15 @@ impl TestDaemon {
             .unwrap_or_else(|error| panic!("GET {path}: {error}"))
     }
 
+    /// `GET path`, or `None` if the request failed (refused, reset, timed out).
+    pub async fn try_get(&self, path: &str) -> Option<reqwest::Response> {
+        self.client
+            .get(format!("{}{path}", self.base_url))
+            .send()
+            .await
+            .ok()
+    }
+
     pub async fn status(&self) -> Value {
         let response = self.get("/status").await;
         assert_eq!(response.status(), 200);
