@@ -34,6 +34,7 @@ mod probe_redis;
 mod probe_registry;
 mod probe_s3;
 mod probe_smtp;
+mod probe_wrong_server;
 mod shipped_probes;
 mod status_page;
 mod status_schema;
