@@ -19,6 +19,7 @@
 mod alerting;
 mod alerting_alertmanager;
 mod alerting_email;
+mod alerting_permanent;
 mod alerting_restart;
 mod catalog_rules;
 mod daemon;
