@@ -195,7 +195,10 @@ pub fn write_metrics<'a>(
         for permanence in [Permanence::Temporary, Permanence::Permanent] {
             out.sample(
                 "honeyguide_notifier_failing",
-                &[("notifier", &notifier.name), ("failure", permanence.as_str())],
+                &[
+                    ("notifier", &notifier.name),
+                    ("failure", permanence.as_str()),
+                ],
                 if notifier.failing == Some(permanence) {
                     1.0
                 } else {

@@ -675,7 +675,8 @@ where
         Ok(Ok(outcome)) => outcome,
         Ok(Err(join_error)) => {
             let message = if join_error.is_panic() {
-                let error = crate::text::one_line(&join_error.to_string(), crate::text::MESSAGE_MAX);
+                let error =
+                    crate::text::one_line(&join_error.to_string(), crate::text::MESSAGE_MAX);
                 tracing::warn!(%error, "probe panicked; reported as an internal error");
                 "probe panicked (a honeyguide bug, please report it)".to_owned()
             } else {

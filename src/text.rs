@@ -91,8 +91,14 @@ mod tests {
             one_line("line one\nline two\r\n\x1b[31mred\x1b[0m\ttab\0", 100),
             "line one\\nline two\\r\\n\\x1b[31mred\\x1b[0m\\ttab\\x00"
         );
-        assert_eq!(one_line("a\u{2028}b\u{9b}c\u{202e}d", 100), "a\\u{2028}b\\u{9b}c\\u{202e}d");
-        assert_eq!(one_line("plain text, ünïcödé · ok", 100), "plain text, ünïcödé · ok");
+        assert_eq!(
+            one_line("a\u{2028}b\u{9b}c\u{202e}d", 100),
+            "a\\u{2028}b\\u{9b}c\\u{202e}d"
+        );
+        assert_eq!(
+            one_line("plain text, ünïcödé · ok", 100),
+            "plain text, ünïcödé · ok"
+        );
     }
 
     #[test]
@@ -112,7 +118,10 @@ mod tests {
             excerpt(b"HTTP/1.1 400 Bad Request\r\n", 64),
             "\"HTTP/1.1 400 Bad Request\\r\\n\""
         );
-        assert_eq!(excerpt(b"\x1b[31m\"q\"\xff", 64), "\"\\x1b[31m\\\"q\\\"\\xff\"");
+        assert_eq!(
+            excerpt(b"\x1b[31m\"q\"\xff", 64),
+            "\"\\x1b[31m\\\"q\\\"\\xff\""
+        );
         assert_eq!(excerpt(b"abcdef", 3), "\"abc\"…");
     }
 }

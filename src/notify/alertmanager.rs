@@ -183,7 +183,9 @@ impl AlertmanagerNotifier {
         if reported < failures.len() {
             return Err(failures.swap_remove(reported));
         }
-        Err(NotifyError::Message("no Alertmanager URL configured".into()))
+        Err(NotifyError::Message(
+            "no Alertmanager URL configured".into(),
+        ))
     }
 }
 

@@ -214,7 +214,11 @@ pub async fn run(lane: Lane, stop: CancellationToken) {
                 if let Err(store_error) = lane.store.record_failure(entry.id, &message).await {
                     tracing::debug!(notifier = %lane.name, error = %store_error, "could not record the failure");
                 }
-                report(&lane, DeliveryReport::failed(&lane.name, &error, Some(delay))).await;
+                report(
+                    &lane,
+                    DeliveryReport::failed(&lane.name, &error, Some(delay)),
+                )
+                .await;
                 if sleep_or_stop(delay, &stop).await {
                     return;
                 }
@@ -224,13 +228,7 @@ pub async fn run(lane: Lane, stop: CancellationToken) {
 }
 
 /// Says a failure once (not at every retry), and whether it will pass by itself.
-fn log_failure(
-    notifier: &str,
-    error: &str,
-    permanence: Permanence,
-    attempt: u32,
-    delay: Duration,
-) {
+fn log_failure(notifier: &str, error: &str, permanence: Permanence, attempt: u32, delay: Duration) {
     let retry_in = crate::human::duration(
         jiff::SignedDuration::try_from(delay).unwrap_or(jiff::SignedDuration::MAX),
     );

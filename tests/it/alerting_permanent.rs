@@ -139,13 +139,10 @@ async fn a_refused_smtp_login_fails_permanently_and_a_454_temporarily() {
     let mail = notifier(&status, "mail");
     assert_eq!(mail["failing"], "permanent", "{mail}");
     assert!(
-        mail["last_error"]
-            .as_str()
-            .unwrap()
-            .starts_with(&format!(
-                "smtp 127.0.0.1:{}: permanent error (535)",
-                server.smtps_port
-            )),
+        mail["last_error"].as_str().unwrap().starts_with(&format!(
+            "smtp 127.0.0.1:{}: permanent error (535)",
+            server.smtps_port
+        )),
         "{mail}"
     );
     assert_valid(&status);
@@ -208,7 +205,10 @@ async fn a_refused_smtp_login_fails_permanently_and_a_454_temporarily() {
     );
     let busy = entry("mail-busy");
     assert!(busy.contains(" Failing</span>"), "{busy}");
-    assert!(busy.contains("It is retried with backoff, next in"), "{busy}");
+    assert!(
+        busy.contains("It is retried with backoff, next in"),
+        "{busy}"
+    );
     assert!(!busy.contains("permanently"), "{busy}");
     daemon.stop().await;
 }

@@ -39,4 +39,5 @@ mod probe_wrong_server;
 mod shipped_probes;
 mod status_page;
 mod status_schema;
+mod store_lock;
 mod support;

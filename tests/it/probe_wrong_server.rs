@@ -85,7 +85,12 @@ fn assert_one_line(result: &ProbeResult) {
 
 fn assert_protocol(result: &ProbeResult, starts_with: &str) {
     assert!(!result.ok, "{result:?}");
-    assert_eq!(result.error, Some(ErrorClass::Protocol), "{}", result.message);
+    assert_eq!(
+        result.error,
+        Some(ErrorClass::Protocol),
+        "{}",
+        result.message
+    );
     assert!(
         result.message.starts_with(starts_with),
         "expected `{starts_with}…`, got {:?}",
@@ -208,7 +213,10 @@ async fn the_check_table_stays_one_line_per_probe() {
         .zip(["redis", "asynq", "pg-prefer", "pg-disable"])
     {
         assert!(line.starts_with(name), "{stdout}");
-        assert!(line.contains(" FAIL  ") && line.contains(" protocol "), "{line}");
+        assert!(
+            line.contains(" FAIL  ") && line.contains(" protocol "),
+            "{line}"
+        );
     }
     assert!(
         !stdout.contains('\x1b') && !stdout.contains('\r') && !stdout.contains('\0'),
