@@ -25,6 +25,7 @@ mod catalog_rules;
 mod daemon;
 mod daemon_catalog;
 mod daemon_http;
+mod daemon_logs;
 mod deploy;
 mod metrics_format;
 mod probe_asynq;
