@@ -13,6 +13,10 @@
 //! - [`heartbeat`]: a dead man's switch, pinged while honeyguide is healthy (not alert-driven).
 //!
 //! [`render`] holds what the kinds share: subjects, text, HTML, and the Alertmanager shapes.
+//!
+//! A failed attempt is a [`NotifyError`], which says whether retrying can help by itself
+//! ([`Permanence`]: a 535 or a 401 will not pass, an outage may) and displays as one bounded line
+//! with whatever the receiver said escaped.
 //! Notifiers know nothing of probes: everything they say comes from the notification.
 
 pub mod alertmanager;

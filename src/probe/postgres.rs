@@ -20,6 +20,10 @@
 //! - `query`: the configured query;
 //! - `schema`: the goose check, when configured.
 //!
+//! The server's first answer is checked before tokio-postgres reads it (`FirstReply`): the
+//! library would read an HTTP server's `HTTP/1.1 400` as the header of a 1.4 GB message and wait
+//! for it until the timeout, where this fails at once as `protocol`, quoting what was said.
+//!
 //! Queries use the simple query protocol only, never named prepared statements: through PgBouncer
 //! in transaction mode those fail when the statement's two halves land on different server
 //! connections (106 of 160 `query()` calls with 8 concurrent clients on PgBouncer 1.18).

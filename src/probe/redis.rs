@@ -12,6 +12,10 @@
 //! `uptime_in_seconds` and `run_id`, and a lower uptime or another run id means the server
 //! restarted in between. A pod that comes back on another node with an empty data directory shows
 //! as `restarted = true` with `keys = 0`.
+//!
+//! A server that does not speak RESP (an HTTP server on the port) is `protocol`, "not a Redis
+//! reply", quoting the start of what it sent (escaped) rather than the parser's dump of byte
+//! values: the stream records the start of the latest chunk it read for that.
 
 use std::collections::HashMap;
 use std::fmt;
