@@ -25,6 +25,7 @@ pub use engine::{AlertState, AlertView, Engine, Evaluation, Settings, StoredAler
 pub use task::{AlertHandle, AlertTask};
 
 use crate::metrics::{MetricType, MetricsWriter};
+use crate::notify::Permanence;
 use silence::{Phase, Silence};
 
 /// What readers (`/status`, `/metrics`, the page) see of alerting, published by the alert task.
@@ -51,6 +52,11 @@ pub struct NotifierStats {
     pub results: BTreeMap<DeliveryResult, u64>,
     /// The latest failure, if the latest attempt failed.
     pub last_error: Option<String>,
+    /// Whether the latest attempt failed, and if so whether it will pass by itself
+    /// (temporary) or the receiver refuses until someone fixes the notifier (permanent).
+    pub failing: Option<Permanence>,
+    /// When the next attempt of a failing delivery is due.
+    pub next_attempt_at: Option<Timestamp>,
     /// When a delivery last succeeded.
     pub last_success_at: Option<Timestamp>,
 }
@@ -67,6 +73,8 @@ impl NotifierStats {
                 .map(|result| (*result, 0))
                 .collect(),
             last_error: None,
+            failing: None,
+            next_attempt_at: None,
             last_success_at: None,
         }
     }
@@ -177,6 +185,28 @@ pub fn write_metrics<'a>(
             notifier.outbox_depth as f64,
         );
     }
+    out.family(
+        "honeyguide_notifier_failing",
+        MetricType::Gauge,
+        "1 while a notifier's latest attempt failed, by how: temporary (retried with backoff) or \
+         permanent (the receiver refuses: this alert path is broken until the notifier is fixed).",
+    );
+    for notifier in &view.notifiers {
+        for permanence in [Permanence::Temporary, Permanence::Permanent] {
+            out.sample(
+                "honeyguide_notifier_failing",
+                &[
+                    ("notifier", &notifier.name),
+                    ("failure", permanence.as_str()),
+                ],
+                if notifier.failing == Some(permanence) {
+                    1.0
+                } else {
+                    0.0
+                },
+            );
+        }
+    }
     out.gauge(
         "honeyguide_silences_active",
         "Silences (maintenance windows and API silences) in force now.",
@@ -212,6 +242,8 @@ mod tests {
             "honeyguide_notifications_total{notifier=\"hook\",result=\"failed\"} 0\n",
             "honeyguide_notifications_total{notifier=\"hook\",result=\"expired\"} 0\n",
             "honeyguide_outbox_depth{notifier=\"hook\"} 0\n",
+            "honeyguide_notifier_failing{notifier=\"hook\",failure=\"temporary\"} 0\n",
+            "honeyguide_notifier_failing{notifier=\"hook\",failure=\"permanent\"} 0\n",
             "honeyguide_silences_active 0\n",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");

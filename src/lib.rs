@@ -11,6 +11,7 @@
 //! - [`server`]: `/metrics`, `/status`, `/`, `/healthz`.
 //! - [`html`]: safe HTML (escaping, the rules' markdown, links) for the page and email.
 //! - [`human`]: durations and relative times in words.
+//! - [`text`]: outside text made safe for one line (escaped control characters, bounded length).
 //! - [`alert`]: alert states from diagnoses; grouping, repeat, inhibition, silences.
 //! - [`notify`]: notifiers (email, webhook, Alertmanager, heartbeat) and the outbox dispatcher.
 //! - [`store`]: the embedded SQLite store: alert state, outbox, silences, probe history.
@@ -33,4 +34,5 @@ pub mod scheduler;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod text;
 pub mod tls;

@@ -13,6 +13,10 @@
 //! - [`heartbeat`]: a dead man's switch, pinged while honeyguide is healthy (not alert-driven).
 //!
 //! [`render`] holds what the kinds share: subjects, text, HTML, and the Alertmanager shapes.
+//!
+//! A failed attempt is a [`NotifyError`], which says whether retrying can help by itself
+//! ([`Permanence`]: a 535 or a 401 will not pass, an outage may) and displays as one bounded line
+//! with whatever the receiver said escaped.
 //! Notifiers know nothing of probes: everything they say comes from the notification.
 
 pub mod alertmanager;
@@ -192,23 +196,56 @@ pub fn build(
 
 // === errors ===
 
-/// Why one delivery attempt failed. Every message is one line a person can act on, and none
-/// contains a credential.
-#[derive(Debug, thiserror::Error)]
+/// Whether retrying a failed delivery can help by itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Permanence {
+    /// The receiver or the way to it is down, slow or overloaded (connection errors, timeouts,
+    /// SMTP 4xx, HTTP 5xx, 408, 425 and 429): it may work on the next attempt.
+    Temporary,
+    /// The receiver refuses what it is sent (SMTP 5xx such as 535 for a wrong password, HTTP
+    /// 4xx such as 401, 403 and 404), or the message cannot be built: it keeps failing until
+    /// someone fixes the notifier's credentials, URL or addresses.
+    Permanent,
+}
+
+impl Permanence {
+    /// `"temporary"` or `"permanent"`: the `/status` value and the metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permanence::Temporary => "temporary",
+            Permanence::Permanent => "permanent",
+        }
+    }
+
+    /// What an HTTP status other than 2xx means: 4xx is the receiver refusing this request
+    /// (permanent), except 408 Request Timeout, 425 Too Early and 429 Too Many Requests, which
+    /// ask to try again later; 5xx and anything else are temporary.
+    pub fn of_http_status(status: u16) -> Self {
+        match status {
+            408 | 425 | 429 => Permanence::Temporary,
+            400..=499 => Permanence::Permanent,
+            _ => Permanence::Temporary,
+        }
+    }
+}
+
+/// Why one delivery attempt failed. Every message is one line a person can act on (what a
+/// server or receiver said is escaped, never raw: see [`crate::text`]), and none contains a
+/// credential.
+#[derive(Debug)]
 pub enum NotifyError {
     /// The SMTP conversation failed (connect, TLS, AUTH, or the server refused the message).
-    #[error("smtp {server}: {message}")]
     Smtp {
         /// `host:port`.
         server: String,
         /// What lettre reported, e.g. `permanent error (535): 5.7.8 Authentication failed`.
         message: String,
+        /// Whether the server answered with a permanent (5xx) reply.
+        permanent: bool,
     },
     /// The message could not be built (bad address, ...).
-    #[error("building the message: {0}")]
     Message(String),
     /// An HTTP request could not be made or got no answer.
-    #[error("{url}: {message}")]
     Http {
         /// Where.
         url: String,
@@ -216,7 +253,6 @@ pub enum NotifyError {
         message: String,
     },
     /// The receiver answered with a status other than 2xx.
-    #[error("{url}: HTTP {status}{}", if body.is_empty() { String::new() } else { format!(": {body}") })]
     Status {
         /// Where.
         url: String,
@@ -226,6 +262,26 @@ pub enum NotifyError {
         body: String,
     },
 }
+
+impl fmt::Display for NotifyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = match self {
+            NotifyError::Smtp {
+                server, message, ..
+            } => format!("smtp {server}: {message}"),
+            NotifyError::Message(message) => format!("building the message: {message}"),
+            NotifyError::Http { url, message } => format!("{url}: {message}"),
+            NotifyError::Status { url, status, body } if body.is_empty() => {
+                format!("{url}: HTTP {status}")
+            }
+            NotifyError::Status { url, status, body } => format!("{url}: HTTP {status}: {body}"),
+        };
+        // Once here, for every use: `/status`, the page, the outbox row, logs, `test-alert`.
+        f.write_str(&crate::text::one_line(&text, crate::text::MESSAGE_MAX))
+    }
+}
+
+impl std::error::Error for NotifyError {}
 
 impl NotifyError {
     /// A request error with its causes, without the full URL reqwest would print (its path
@@ -244,17 +300,22 @@ impl NotifyError {
         }
     }
 
-    /// A non-2xx answer, with at most 200 characters of its body on one line.
+    /// A non-2xx answer, with at most 200 characters of its body on one line (escaped).
     pub fn status(url: &str, status: u16, body: &str) -> Self {
-        let body: String = body
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .take(200)
-            .collect();
         NotifyError::Status {
             url: url.to_owned(),
             status,
-            body: body.trim().to_owned(),
+            body: crate::text::one_line(body.trim(), 200),
+        }
+    }
+
+    /// Whether retrying can help by itself.
+    pub fn permanence(&self) -> Permanence {
+        match self {
+            NotifyError::Smtp { permanent, .. } if *permanent => Permanence::Permanent,
+            NotifyError::Smtp { .. } | NotifyError::Http { .. } => Permanence::Temporary,
+            NotifyError::Message(_) => Permanence::Permanent,
+            NotifyError::Status { status, .. } => Permanence::of_http_status(*status),
         }
     }
 }

@@ -9,7 +9,8 @@
 //! A run yields an [`Outcome`] (ok, a closed [`ErrorClass`], a human message, observations rules
 //! can read). [`execute`] wraps every run: it times the phases the probe marks, enforces the hard
 //! timeout, and turns a hang or a panic into a failed [`ProbeResult`], so no probe can stall the
-//! scheduler or take the daemon down.
+//! scheduler or take the daemon down. It also makes every message one bounded line
+//! ([`crate::text::one_line`]): kinds may quote what a target said, and need not escape it.
 //!
 //! Probes know nothing of rules, alerts or notifiers.
 
@@ -652,7 +653,8 @@ impl Timings {
 
 /// Runs `probe` once with a hard `timeout`. Never panics, never takes longer than `timeout`
 /// (plus scheduling noise): a hang becomes [`ErrorClass::Timeout`] naming the phase it hung in,
-/// and a panic inside the probe becomes [`ErrorClass::Internal`].
+/// and a panic inside the probe becomes [`ErrorClass::Internal`]. The message is made one line
+/// of at most [`crate::text::MESSAGE_MAX`] characters, control characters escaped.
 pub async fn execute(probe: Arc<Probe>, timeout: Duration) -> ProbeResult {
     execute_with(timeout, move |ctx| async move { probe.run(&ctx).await }).await
 }
@@ -673,7 +675,9 @@ where
         Ok(Ok(outcome)) => outcome,
         Ok(Err(join_error)) => {
             let message = if join_error.is_panic() {
-                tracing::warn!(error = %join_error, "probe panicked; reported as an internal error");
+                let error =
+                    crate::text::one_line(&join_error.to_string(), crate::text::MESSAGE_MAX);
+                tracing::warn!(%error, "probe panicked; reported as an internal error");
                 "probe panicked (a honeyguide bug, please report it)".to_owned()
             } else {
                 "probe run was cancelled".to_owned()
@@ -690,7 +694,9 @@ where
     ProbeResult {
         ok: outcome.ok,
         error: outcome.error,
-        message: outcome.message,
+        // Every kind's message, present and future, often quotes what a target said: here, once,
+        // it becomes one bounded line for the `check` table, logs, `/status` and the page.
+        message: crate::text::one_line(&outcome.message, crate::text::MESSAGE_MAX),
         observations,
         duration: started.elapsed(),
         phases: ctx.take_phases(),
@@ -754,6 +760,23 @@ mod tests {
             result.observation("remote_addr"),
             Some(&Value::Str("192.0.2.1:443".into()))
         );
+    }
+
+    /// Whatever a kind puts in its message (a peer's words with newlines, escapes, megabytes),
+    /// the result's message is one bounded line with the control characters escaped.
+    #[tokio::test(start_paused = true)]
+    async fn every_message_is_one_bounded_line() {
+        let result = execute_with(Duration::from_secs(1), |_ctx| async move {
+            Outcome::failure(ErrorClass::Protocol, "said: \x1b[2Jgone\r\nsecond line")
+        })
+        .await;
+        assert_eq!(result.message, "said: \\x1b[2Jgone\\r\\nsecond line");
+        let result = execute_with(Duration::from_secs(1), |_ctx| async move {
+            Outcome::failure(ErrorClass::Protocol, "y".repeat(1 << 20))
+        })
+        .await;
+        assert_eq!(result.message.chars().count(), crate::text::MESSAGE_MAX);
+        assert!(result.message.ends_with('…'));
     }
 
     /// A probe bug that panics is a failed result of class `internal`, not a crash.

@@ -14,9 +14,20 @@
 //! The delivery guarantee is built here: a notification is inserted (in the same transaction as
 //! the alert state that produced it) before any delivery attempt, and marked delivered only
 //! after the receiver accepted it. See `docs/alerting.md` for what that promises.
+//!
+//! One store, one daemon: two daemons on one file would both deliver every alert, under
+//! different notification ids that no receiver can deduplicate. Opening takes an exclusive OS
+//! lock (`flock`) on `<path>.lock` beside the database and writes the holder's pid into it, so a
+//! second daemon is refused with [`StoreError::Locked`] naming the path and that pid. The kernel
+//! releases the lock when the process exits, however it exits (`kill -9` included), so a pid
+//! left in the file never blocks a restart; the file itself is never removed (removing it would
+//! let two processes lock two different files of the same name).
 
 use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -144,6 +155,19 @@ pub enum StoreError {
         /// Why.
         message: String,
     },
+    /// Another process (another honeyguide) holds the store's lock.
+    #[error(
+        "the store {} is in use by another honeyguide ({}): one store serves one daemon, or \
+         both would send every alert; stop that one, or give this one its own [store] path",
+        path.display(),
+        match pid { Some(pid) => format!("pid {pid}"), None => "pid unknown".to_owned() }
+    )]
+    Locked {
+        /// The database file.
+        path: PathBuf,
+        /// The holder's pid, as it wrote it into the lock file.
+        pid: Option<u32>,
+    },
     /// A statement failed.
     #[error("store: {0}")]
     Sqlite(#[from] rusqlite::Error),
@@ -191,10 +215,77 @@ enum FinishColumn {
     GaveUp,
 }
 
-/// The way to the store thread. Cheap to clone; the thread ends when every handle is dropped.
+/// The way to the store thread. Cheap to clone; the thread ends, and the store's lock is
+/// released, when every handle is dropped.
 #[derive(Clone, Debug)]
 pub struct StoreHandle {
     commands: mpsc::Sender<Command>,
+    _lock: Arc<StoreLock>,
+}
+
+/// The exclusive lock on `<store>.lock`, held while the store is open. Dropping it (or the
+/// process ending) releases it.
+#[derive(Debug)]
+struct StoreLock {
+    _file: Option<File>,
+}
+
+/// `<path>.lock`: beside the database, never the database itself (SQLite's own POSIX locks on
+/// that file must not be mixed with ours).
+pub fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+impl StoreLock {
+    /// Takes the lock without waiting, and writes this process's pid into the file.
+    fn acquire(path: &Path) -> Result<Self, StoreError> {
+        let lock_path = lock_path(path);
+        let fail = |message: String| StoreError::Open {
+            path: path.to_owned(),
+            message,
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|error| fail(format!("cannot open {}: {error}", lock_path.display())))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let pid = std::fs::read_to_string(&lock_path)
+                    .ok()
+                    .and_then(|text| text.trim().parse::<u32>().ok());
+                return Err(StoreError::Locked {
+                    path: path.to_owned(),
+                    pid,
+                });
+            }
+            Err(TryLockError::Error(error)) if error.kind() == std::io::ErrorKind::Unsupported => {
+                // Refusing to start on such a file system would take monitoring down with it;
+                // say what is not guaranteed instead.
+                tracing::warn!(lock = %lock_path.display(), %error,
+                    "the file system cannot lock the store: nothing stops a second daemon from using it");
+                return Ok(Self { _file: None });
+            }
+            Err(TryLockError::Error(error)) => {
+                return Err(fail(format!(
+                    "cannot lock {}: {error}",
+                    lock_path.display()
+                )));
+            }
+        }
+        // The pid is for the message a second daemon prints; a stale one from a process that
+        // was killed is overwritten here, since its lock went with it.
+        file.set_len(0)
+            .and_then(|()| file.write_all(format!("{}\n", std::process::id()).as_bytes()))
+            .and_then(|()| file.flush())
+            .map_err(|error| fail(format!("cannot write {}: {error}", lock_path.display())))?;
+        Ok(Self { _file: Some(file) })
+    }
 }
 
 impl std::fmt::Debug for Command {
@@ -204,16 +295,17 @@ impl std::fmt::Debug for Command {
 }
 
 impl StoreHandle {
-    /// Opens (creating if needed) the database at `path` on a thread of its own.
+    /// Opens (creating if needed) the database at `path` on a thread of its own, after taking
+    /// the store's lock: [`StoreError::Locked`] if another process holds it.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         let (commands, receiver) = mpsc::channel(CHANNEL_CAPACITY);
         let (opened, ready) = oneshot::channel();
         let path = path.to_owned();
         let thread = std::thread::Builder::new()
             .name("honeyguide-store".to_owned())
-            .spawn(move || match open_connection(&path) {
-                Ok(connection) => {
-                    let _ = opened.send(Ok(()));
+            .spawn(move || match lock_and_open(&path) {
+                Ok((lock, connection)) => {
+                    let _ = opened.send(Ok(lock));
                     serve(connection, receiver);
                 }
                 Err(error) => {
@@ -226,8 +318,11 @@ impl StoreHandle {
                 message: format!("cannot start the store thread: {error}"),
             });
         }
-        ready.await.map_err(|_| StoreError::Closed)??;
-        Ok(Self { commands })
+        let lock = ready.await.map_err(|_| StoreError::Closed)??;
+        Ok(Self {
+            commands,
+            _lock: Arc::new(lock),
+        })
     }
 
     async fn ask<T>(
@@ -316,17 +411,26 @@ impl StoreHandle {
 
 // === the thread ===
 
+/// The lock first, so that a second daemon touches nothing of the database.
+fn lock_and_open(path: &Path) -> Result<(StoreLock, Connection), StoreError> {
+    if let Some(parent) = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(parent).map_err(|error| StoreError::Open {
+            path: path.to_owned(),
+            message: error.to_string(),
+        })?;
+    }
+    let lock = StoreLock::acquire(path)?;
+    Ok((lock, open_connection(path)?))
+}
+
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     let fail = |message: String| StoreError::Open {
         path: path.to_owned(),
         message,
     };
-    if let Some(parent) = path
-        .parent()
-        .filter(|parent| !parent.as_os_str().is_empty())
-    {
-        std::fs::create_dir_all(parent).map_err(|error| fail(error.to_string()))?;
-    }
     let connection = Connection::open(path).map_err(|error| fail(error.to_string()))?;
     let setup = || -> Result<(), rusqlite::Error> {
         connection.busy_timeout(Duration::from_secs(5))?;

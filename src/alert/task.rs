@@ -28,6 +28,8 @@ use crate::store::{StoreHandle, StoredSilence};
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// Expired API silences stay visible this long.
 pub const KEEP_EXPIRED_SILENCES: SignedDuration = SignedDuration::from_hours(24);
+/// How much of an API caller's text (a silence comment, its author) a log line quotes.
+const LOGGED_TEXT_MAX: usize = 200;
 
 /// A silence requested through the API, validated.
 #[derive(Clone, Debug, PartialEq)]
@@ -307,23 +309,12 @@ impl AlertTask {
     }
 
     fn count(&mut self, report: DeliveryReport) {
-        let Some(stats) = self
+        if let Some(stats) = self
             .stats
             .iter_mut()
             .find(|stats| stats.name == report.notifier)
-        else {
-            return;
-        };
-        *stats.results.entry(report.result).or_default() += 1;
-        if let Some(depth) = report.depth {
-            stats.outbox_depth = depth;
-        }
-        match report.result {
-            DeliveryResult::Delivered => {
-                stats.last_error = None;
-                stats.last_success_at = Some(report.at);
-            }
-            DeliveryResult::Failed | DeliveryResult::Expired => stats.last_error = report.error,
+        {
+            record(stats, report);
         }
     }
 
@@ -366,7 +357,14 @@ impl AlertTask {
                 let result = match self.store.save_silence(stored.clone()).await {
                     Ok(()) => {
                         let silence = silence_from_stored(stored);
-                        tracing::info!(silence.id = %silence.id, comment = %silence.comment, "silence created");
+                        // The comment and author come from an API caller: escaped and bounded,
+                        // so they cannot forge log lines or drive the terminal reading them.
+                        tracing::info!(
+                            silence.id = %silence.id,
+                            comment = %crate::text::one_line(&silence.comment, LOGGED_TEXT_MAX),
+                            created_by = %crate::text::one_line(&stored_by(&silence), LOGGED_TEXT_MAX),
+                            "silence created"
+                        );
                         self.silences.add(silence.clone());
                         self.tick();
                         Ok(silence)
@@ -418,6 +416,34 @@ fn within_bounds(mut stored: Vec<StoredSilence>) -> Vec<StoredSilence> {
     stored
 }
 
+/// Folds one delivery report into a notifier's health: a success clears the failure (and its
+/// permanence), a failure says how it failed and when the next attempt is due.
+fn record(stats: &mut NotifierStats, report: DeliveryReport) {
+    *stats.results.entry(report.result).or_default() += 1;
+    if let Some(depth) = report.depth {
+        stats.outbox_depth = depth;
+    }
+    match report.result {
+        DeliveryResult::Delivered => {
+            stats.last_error = None;
+            stats.failing = None;
+            stats.next_attempt_at = None;
+            stats.last_success_at = Some(report.at);
+        }
+        DeliveryResult::Failed => {
+            stats.last_error = report.error;
+            stats.failing = report.permanence;
+            stats.next_attempt_at = report.retry_at;
+        }
+        // Given up on one notification: the loop goes on to the next one at once, so how the
+        // notifier fails is still what its last attempt said.
+        DeliveryResult::Expired => {
+            stats.last_error = report.error;
+            stats.next_attempt_at = None;
+        }
+    }
+}
+
 fn silence_from_stored(stored: StoredSilence) -> Silence {
     Silence {
         id: stored.id,
@@ -438,6 +464,13 @@ fn silence_from_stored(stored: StoredSilence) -> Silence {
             end: stored.ends_at,
         },
         comment: stored.comment,
+    }
+}
+
+fn stored_by(silence: &Silence) -> String {
+    match &silence.origin {
+        Origin::Api { created_by, .. } => created_by.clone(),
+        Origin::Maintenance => String::new(),
     }
 }
 
@@ -462,5 +495,38 @@ fn stored_from_silence(silence: &Silence) -> StoredSilence {
         comment: silence.comment.clone(),
         created_by,
         created_at,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notify::{NotifyError, Permanence};
+
+    /// A permanent failure shows as such with its next attempt; a later success clears the
+    /// failure, its permanence and the next attempt.
+    #[test]
+    fn a_success_clears_a_permanent_failure() {
+        let mut stats = NotifierStats::new("hook", "webhook");
+        let refused = NotifyError::status("https://hooks.example/…", 401, "bad token");
+        let failed = DeliveryReport::failed("hook", &refused, Some(Duration::from_secs(300)));
+        let due = failed.retry_at;
+        record(&mut stats, failed);
+        assert_eq!(stats.failing, Some(Permanence::Permanent));
+        assert_eq!(stats.next_attempt_at, due);
+        assert_eq!(
+            stats.last_error.as_deref(),
+            Some("https://hooks.example/…: HTTP 401: bad token")
+        );
+        let down = NotifyError::status("https://hooks.example/…", 503, "");
+        record(&mut stats, DeliveryReport::failed("hook", &down, None));
+        assert_eq!(stats.failing, Some(Permanence::Temporary));
+
+        record(&mut stats, DeliveryReport::delivered("hook", Some(0)));
+        assert_eq!(stats.failing, None);
+        assert_eq!(stats.next_attempt_at, None);
+        assert_eq!(stats.last_error, None);
+        assert!(stats.last_success_at.is_some());
+        assert_eq!(stats.results[&DeliveryResult::Failed], 2);
     }
 }

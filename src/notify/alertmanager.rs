@@ -19,7 +19,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{DeliveryContext, NotifyError, display_url, http_client, parse_http_url, render};
+use super::{
+    DeliveryContext, NotifyError, Permanence, display_url, http_client, parse_http_url, render,
+};
 use crate::alert::notification::{MessageStatus, Notification};
 use crate::config::{BuildContext, FieldError, HumanDuration};
 
@@ -172,10 +174,18 @@ impl AlertmanagerNotifier {
             }
             return Ok(());
         }
-        Err(failures
-            .into_iter()
-            .next()
-            .unwrap_or_else(|| NotifyError::Message("no Alertmanager URL configured".into())))
+        // A replica that may come back is the one to report: the failure is permanent only
+        // when every replica refuses.
+        let reported = failures
+            .iter()
+            .position(|error| error.permanence() == Permanence::Temporary)
+            .unwrap_or(0);
+        if reported < failures.len() {
+            return Err(failures.swap_remove(reported));
+        }
+        Err(NotifyError::Message(
+            "no Alertmanager URL configured".into(),
+        ))
     }
 }
 

@@ -12,6 +12,11 @@
 //! `Idempotency-Key`, the email's `Message-ID`) so the receiver can discard it. A notification
 //! that cannot be delivered within `[alerting] give_up_after` is abandoned with a warning and
 //! counted as `expired`.
+//!
+//! A permanent failure (the receiver refuses: SMTP 535, HTTP 401/404, see [`Permanence`]) is
+//! still retried, since someone may fix the receiver's side, but at the longest backoff at once:
+//! hammering a receiver that says no helps nobody. The report says it is permanent, so `/status`,
+//! `/metrics` and the page can tell on-call that this alert path is broken until fixed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +25,7 @@ use jiff::Timestamp;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::{DeliveryContext, Notifier, NotifyError};
+use super::{DeliveryContext, Notifier, NotifyError, Permanence};
 use crate::alert::DeliveryResult;
 use crate::store::{OutboxEntry, StoreHandle};
 
@@ -36,8 +41,12 @@ pub struct DeliveryReport {
     pub notifier: String,
     /// How it went.
     pub result: DeliveryResult,
-    /// Why it failed.
+    /// Why it failed (one line).
     pub error: Option<String>,
+    /// Whether the failure is temporary or permanent, for a failed attempt.
+    pub permanence: Option<Permanence>,
+    /// When the next attempt is due, for a failed attempt the dispatcher retries.
+    pub retry_at: Option<Timestamp>,
     /// Notifications still waiting for this notifier, when known.
     pub depth: Option<u64>,
     /// When.
@@ -51,19 +60,24 @@ impl DeliveryReport {
             notifier: notifier.to_owned(),
             result: DeliveryResult::Delivered,
             error: None,
+            permanence: None,
+            retry_at: None,
             depth,
             at: Timestamp::now(),
         }
     }
 
-    /// A failed attempt.
-    pub fn failed(notifier: &str, error: &NotifyError) -> Self {
+    /// A failed attempt, retried `retry_in` from now when known.
+    pub fn failed(notifier: &str, error: &NotifyError, retry_in: Option<Duration>) -> Self {
+        let at = Timestamp::now();
         Self {
             notifier: notifier.to_owned(),
             result: DeliveryResult::Failed,
             error: Some(error.to_string()),
+            permanence: Some(error.permanence()),
+            retry_at: retry_in.and_then(|delay| at.checked_add(delay).ok()),
             depth: None,
-            at: Timestamp::now(),
+            at,
         }
     }
 }
@@ -102,6 +116,15 @@ impl Backoff {
         half + Duration::from_nanos(jitter_nanos)
     }
 
+    /// The wait after a failure: growing for a temporary one, the longest at once for a
+    /// permanent one (the receiver refused; it will not change its mind in a second).
+    pub fn after(&mut self, permanence: Permanence) -> Duration {
+        match permanence {
+            Permanence::Temporary => self.next_delay(),
+            Permanence::Permanent => self.max,
+        }
+    }
+
     /// Back to the shortest wait, after a success.
     pub fn reset(&mut self) {
         self.failures = 0;
@@ -134,7 +157,7 @@ pub struct Lane {
 /// a duplicate.
 pub async fn run(lane: Lane, stop: CancellationToken) {
     let mut backoff = Backoff::new(lane.backoff.0, lane.backoff.1);
-    let mut failing: Option<String> = None;
+    let mut failing: Option<(String, Permanence)> = None;
     while !stop.is_cancelled() {
         let entry = match lane.store.next_outbox(&lane.name).await {
             Ok(Some(entry)) => entry,
@@ -181,20 +204,41 @@ pub async fn run(lane: Lane, stop: CancellationToken) {
             }
             Err(error) => {
                 let message = error.to_string();
-                if failing.as_deref() != Some(message.as_str()) {
-                    tracing::warn!(notifier = %lane.name, error = %message, attempt = entry.attempts + 1,
-                        "notification delivery failed; retrying with backoff");
+                let permanence = error.permanence();
+                let delay = backoff.after(permanence);
+                let now = (message.clone(), permanence);
+                if failing.as_ref() != Some(&now) {
+                    log_failure(&lane.name, &message, permanence, entry.attempts + 1, delay);
                 }
-                failing = Some(message.clone());
+                failing = Some(now);
                 if let Err(store_error) = lane.store.record_failure(entry.id, &message).await {
                     tracing::debug!(notifier = %lane.name, error = %store_error, "could not record the failure");
                 }
-                report(&lane, DeliveryReport::failed(&lane.name, &error)).await;
-                if sleep_or_stop(backoff.next_delay(), &stop).await {
+                report(
+                    &lane,
+                    DeliveryReport::failed(&lane.name, &error, Some(delay)),
+                )
+                .await;
+                if sleep_or_stop(delay, &stop).await {
                     return;
                 }
             }
         }
+    }
+}
+
+/// Says a failure once (not at every retry), and whether it will pass by itself.
+fn log_failure(notifier: &str, error: &str, permanence: Permanence, attempt: u32, delay: Duration) {
+    let retry_in = crate::human::duration(
+        jiff::SignedDuration::try_from(delay).unwrap_or(jiff::SignedDuration::MAX),
+    );
+    match permanence {
+        Permanence::Temporary => tracing::warn!(%notifier, %error, attempt, %retry_in,
+            "notification delivery failed; retrying with backoff"),
+        Permanence::Permanent => tracing::error!(%notifier, %error, attempt, %retry_in,
+            "notification delivery failed permanently: the receiver refuses it, so this alert path \
+             is broken until the notifier's credentials, URL or addresses are fixed; retrying at \
+             the longest backoff"),
     }
 }
 
@@ -220,6 +264,8 @@ async fn abandon(lane: &Lane, entry: &OutboxEntry) {
                 "gave up after {} attempts: older than give_up_after",
                 entry.attempts
             )),
+            permanence: None,
+            retry_at: None,
             depth,
             at: Timestamp::now(),
         },
@@ -258,5 +304,70 @@ mod tests {
         }
         backoff.reset();
         assert!(backoff.next_delay() <= Duration::from_secs(1));
+    }
+
+    /// A receiver that refuses (permanent) is retried at the longest backoff from the first
+    /// failure on; a temporary failure still starts short.
+    #[test]
+    fn a_permanent_failure_waits_the_longest_backoff_at_once() {
+        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
+        assert_eq!(
+            backoff.after(Permanence::Permanent),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            backoff.after(Permanence::Permanent),
+            Duration::from_secs(300)
+        );
+        assert!(backoff.after(Permanence::Temporary) <= Duration::from_secs(1));
+    }
+
+    /// SMTP 5xx and the refusing HTTP 4xx are permanent; 5xx, 408, 425, 429 and connection
+    /// errors are temporary.
+    #[test]
+    fn failures_are_classified_as_temporary_or_permanent() {
+        let status = |code| NotifyError::status("https://hooks.example/…", code, "").permanence();
+        for code in [400, 401, 403, 404, 405, 410, 413, 422] {
+            assert_eq!(status(code), Permanence::Permanent, "{code}");
+        }
+        for code in [408, 425, 429, 500, 502, 503, 504, 302] {
+            assert_eq!(status(code), Permanence::Temporary, "{code}");
+        }
+        let smtp = |permanent| NotifyError::Smtp {
+            server: "smtp.example:465".into(),
+            message: "permanent error (535): 5.7.8 Authentication failed".into(),
+            permanent,
+        };
+        assert_eq!(smtp(true).permanence(), Permanence::Permanent);
+        assert_eq!(smtp(false).permanence(), Permanence::Temporary);
+        let refused = NotifyError::Http {
+            url: "https://hooks.example/…".into(),
+            message: "error sending request: connection refused".into(),
+        };
+        assert_eq!(refused.permanence(), Permanence::Temporary);
+    }
+
+    /// What a receiver answers is escaped, never raw: no newline or terminal escape reaches
+    /// `/status`, the page or a log line.
+    #[test]
+    fn notifier_errors_are_one_line() {
+        let error = NotifyError::status(
+            "https://hooks.example/…",
+            401,
+            "<html>\r\n\x1b[2J<h1>Unauthorized</h1>\n</html>\n",
+        );
+        assert_eq!(
+            error.to_string(),
+            "https://hooks.example/…: HTTP 401: <html>\\r\\n\\x1b[2J<h1>Unauthorized</h1>\\n</html>"
+        );
+        let smtp = NotifyError::Smtp {
+            server: "smtp.example:465".into(),
+            message: "permanent error (535): line one\nline two".into(),
+            permanent: true,
+        };
+        assert_eq!(
+            smtp.to_string(),
+            "smtp smtp.example:465: permanent error (535): line one\\nline two"
+        );
     }
 }

@@ -267,6 +267,9 @@ impl EmailNotifier {
         NotifyError::Smtp {
             server: format!("{}:{}", self.host, self.port),
             message,
+            // A 5xx reply: 535 for refused credentials, 550 for a refused address. A 4xx, a
+            // connection or TLS failure may pass by itself.
+            permanent: error.is_permanent(),
         }
     }
 }

@@ -226,7 +226,7 @@ pub async fn run(
                     tracing::warn!(notifier = %name, %error, "heartbeat failed");
                 }
                 failing = true;
-                DeliveryReport::failed(&name, &error)
+                DeliveryReport::failed(&name, &error, None)
             }
         };
         if reports.send(report).await.is_err() {

@@ -9,7 +9,9 @@
 //! - any `headers` from the config (e.g. an `Authorization` for the receiver); their values are
 //!   never logged.
 //!
-//! Any 2xx answer is success; anything else is a failed attempt that the dispatcher retries.
+//! Any 2xx answer is success; anything else is a failed attempt that the dispatcher retries:
+//! soon for 5xx, 408, 425, 429 and connection errors, at the longest backoff for the other 4xx
+//! (401, 403, 404: the receiver refuses, see [`super::Permanence`]).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

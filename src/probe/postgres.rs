@@ -20,6 +20,10 @@
 //! - `query`: the configured query;
 //! - `schema`: the goose check, when configured.
 //!
+//! The server's first answer is checked before tokio-postgres reads it (`FirstReply`): the
+//! library would read an HTTP server's `HTTP/1.1 400` as the header of a 1.4 GB message and wait
+//! for it until the timeout, where this fails at once as `protocol`, quoting what was said.
+//!
 //! Queries use the simple query protocol only, never named prepared statements: through PgBouncer
 //! in transaction mode those fail when the statement's two halves land on different server
 //! connections (106 of 160 `query()` calls with 8 concurrent clients on PgBouncer 1.18).
@@ -32,8 +36,10 @@ use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready};
 
 use serde::Deserialize;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_postgres::SimpleQueryMessage;
@@ -436,21 +442,21 @@ impl PostgresProbe {
         )
         .await?;
 
+        let ssl_request = self.config.get_ssl_mode() != SslMode::Disable;
+        let stream = FirstReply::new(stream, ssl_request);
         let established = Arc::new(AtomicBool::new(false));
         let recording = self.tls.recording();
         let mut make_tls = MakeRustlsConnect::new((*recording.config()).clone());
-        let Ok(connector) =
-            MakeTlsConnect::<TcpStream>::make_tls_connect(&mut make_tls, &self.endpoint.host);
+        let Ok(connector) = MakeTlsConnect::<FirstReply<TcpStream>>::make_tls_connect(
+            &mut make_tls,
+            &self.endpoint.host,
+        );
         let tls = TimedTls {
             inner: connector,
             ctx: ctx.clone(),
             established: established.clone(),
         };
-        ctx.phase(if self.config.get_ssl_mode() == SslMode::Disable {
-            "startup"
-        } else {
-            "tls"
-        });
+        ctx.phase(if ssl_request { "tls" } else { "startup" });
         let connected = self.config.connect_raw(stream, tls).await;
         recording.observe(ctx);
         let tls_used = established.load(Ordering::Relaxed);
@@ -501,6 +507,177 @@ impl PostgresProbe {
         }
         ctx.end_phase();
         Ok(message)
+    }
+}
+
+// === the server's first reply ===
+
+/// The longest first message a Postgres server (or pooler) sends after the startup message: an
+/// authentication request, an error or a protocol negotiation, a few hundred bytes in practice.
+const FIRST_MESSAGE_MAX: u32 = 64 * 1024;
+/// How much of a wrong server's answer the message quotes.
+const EXCERPT_BYTES: usize = 48;
+
+/// What the server's first bytes must be, until they have been seen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expect {
+    /// The one-byte answer to `SSLRequest`: `S` (TLS follows), `N` (no TLS), or `E` (a server
+    /// so old that it answers with an error message).
+    SslResponse,
+    /// The header of the first message after the startup message: a tag and a length.
+    FirstMessage,
+    /// Seen and plausible: from here on the bytes pass unchecked.
+    Done,
+}
+
+/// Checks the first bytes the server sends before tokio-postgres reads them.
+///
+/// tokio-postgres reads a message header and then waits for as many bytes as it says: an HTTP
+/// server's `HTTP/1.1 400` reads as a message of 1.4 GB, and a server that keeps the connection
+/// open makes the probe wait for its whole timeout. A Postgres server's first answer is one
+/// of a few bytes; anything else fails the read at once with [`NotPostgres`]. Only plaintext is
+/// checked: after `S` the TLS handshake (rustls) judges what comes.
+struct FirstReply<S> {
+    inner: S,
+    expect: Expect,
+    /// Bytes of the first message header seen so far (tag and length).
+    header: Vec<u8>,
+    /// The start of what the server sent while checking, for the message.
+    heard: Vec<u8>,
+    /// Bytes read from the server while checking that the caller has not taken yet.
+    pending: Vec<u8>,
+}
+
+/// The server's first bytes are not Postgres's.
+#[derive(Debug, thiserror::Error)]
+#[error("not a Postgres server: it answered {}", crate::text::excerpt(.heard, EXCERPT_BYTES))]
+struct NotPostgres {
+    heard: Vec<u8>,
+}
+
+impl<S> FirstReply<S> {
+    fn new(inner: S, ssl_request: bool) -> Self {
+        Self {
+            inner,
+            expect: if ssl_request {
+                Expect::SslResponse
+            } else {
+                Expect::FirstMessage
+            },
+            header: Vec::with_capacity(5),
+            heard: Vec::new(),
+            pending: Vec::new(),
+        }
+    }
+
+    /// Runs the checks over newly read bytes; `Err` as soon as one fails.
+    fn check(&mut self, bytes: &[u8]) -> Result<(), NotPostgres> {
+        let room = (EXCERPT_BYTES + 1).saturating_sub(self.heard.len());
+        self.heard
+            .extend_from_slice(&bytes[..bytes.len().min(room)]);
+        for &byte in bytes {
+            match self.expect {
+                Expect::Done => return Ok(()),
+                Expect::SslResponse => match byte {
+                    b'S' => self.expect = Expect::Done,
+                    b'N' => self.expect = Expect::FirstMessage,
+                    b'E' => {
+                        self.header.push(byte);
+                        self.expect = Expect::FirstMessage;
+                    }
+                    _ => return Err(self.not_postgres()),
+                },
+                Expect::FirstMessage => {
+                    self.header.push(byte);
+                    if self.header.len() == 5 {
+                        if !plausible_first_message(&self.header) {
+                            return Err(self.not_postgres());
+                        }
+                        self.expect = Expect::Done;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn not_postgres(&self) -> NotPostgres {
+        NotPostgres {
+            heard: self.heard.clone(),
+        }
+    }
+}
+
+/// Authentication (`R`), an error (`E`), a notice (`N`) or protocol negotiation (`v`), with a
+/// length that counts itself and is not absurd.
+fn plausible_first_message(header: &[u8]) -> bool {
+    let [tag, a, b, c, d] = header else {
+        return false;
+    };
+    let length = u32::from_be_bytes([*a, *b, *c, *d]);
+    matches!(tag, b'R' | b'E' | b'N' | b'v') && (4..=FIRST_MESSAGE_MAX).contains(&length)
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for FirstReply<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.pending.is_empty() && this.expect != Expect::Done {
+            // Read ahead into our own buffer: tokio-postgres asks for the SSL answer one byte
+            // at a time, and the message should quote more than one byte.
+            let mut chunk = [0u8; 256];
+            let mut read = ReadBuf::new(&mut chunk);
+            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut read))?;
+            let bytes = read.filled();
+            if bytes.is_empty() {
+                // The server hung up: an empty read tells the caller so.
+                return Poll::Ready(Ok(()));
+            }
+            if let Err(wrong) = this.check(bytes) {
+                return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, wrong)));
+            }
+            this.pending.extend_from_slice(bytes);
+        }
+        if this.pending.is_empty() {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        }
+        let take = this.pending.len().min(buf.remaining());
+        buf.put_slice(&this.pending[..take]);
+        this.pending.drain(..take);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for FirstReply<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 }
 
@@ -671,7 +848,14 @@ fn parse_goose_row(messages: &[SimpleQueryMessage]) -> Option<GooseState> {
 /// The failure for an error out of `connect_raw`. `in_negotiation` is true when it came before a
 /// TLS handshake completed, while `sslmode` asked for one.
 fn startup_failure(error: &tokio_postgres::Error, in_negotiation: bool) -> Outcome {
-    if let Some(io_error) = net::find_source::<io::Error>(error)
+    let io_error = net::find_source::<io::Error>(error);
+    if let Some(wrong) = io_error
+        .and_then(io::Error::get_ref)
+        .and_then(|inner| inner.downcast_ref::<NotPostgres>())
+    {
+        return Outcome::failure(ErrorClass::Protocol, wrong.to_string());
+    }
+    if let Some(io_error) = io_error
         && io_error
             .get_ref()
             .is_some_and(|inner| inner.is::<rustls::Error>())

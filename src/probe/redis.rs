@@ -12,15 +12,23 @@
 //! `uptime_in_seconds` and `run_id`, and a lower uptime or another run id means the server
 //! restarted in between. A pod that comes back on another node with an empty data directory shows
 //! as `restarted = true` with `keys = 0`.
+//!
+//! A server that does not speak RESP (an HTTP server on the port) is `protocol`, "not a Redis
+//! reply", quoting the start of what it sent (escaped) rather than the parser's dump of byte
+//! values: the stream records the start of the latest chunk it read for that.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::io;
 use std::path::PathBuf;
-use std::sync::{Mutex, PoisonError};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ErrorKind, RedisConnectionInfo, RedisError};
 use serde::Deserialize;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 use tokio_util::either::Either;
 use tokio_util::task::AbortOnDropHandle;
@@ -293,6 +301,65 @@ impl fmt::Debug for RedisConnection {
     }
 }
 
+/// How much of what the server sent a "not a Redis reply" message quotes.
+const EXCERPT_BYTES: usize = 48;
+
+/// Remembers the start of the latest chunk the server sent, so that a reply the RESP parser
+/// rejects can be quoted (escaped, a few bytes) instead of the parser's multi-line dump.
+#[derive(Debug)]
+struct Heard<S> {
+    inner: S,
+    latest: Arc<Mutex<Vec<u8>>>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Heard<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let new = &buf.filled()[before..];
+        if !new.is_empty() {
+            let mut latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
+            latest.clear();
+            latest.extend_from_slice(&new[..new.len().min(EXCERPT_BYTES + 1)]);
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Heard<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
 /// An open connection. Dropping it closes the socket: the task that drives the protocol is
 /// aborted with it.
 pub struct Session {
@@ -329,10 +396,18 @@ impl RedisConnection {
         // No response timeout of the crate's own: the probe's timeout bounds the whole run and
         // names the phase it hung in.
         let config = AsyncConnectionConfig::new().set_response_timeout(None);
+        let latest = Arc::new(Mutex::new(Vec::new()));
+        let stream = Heard {
+            inner: stream,
+            latest: latest.clone(),
+        };
         let (connection, driver) =
             MultiplexedConnection::new_with_config(&self.info, stream, config)
                 .await
-                .map_err(|error| command_failure(&error, "connection setup"))?;
+                .map_err(|error| {
+                    let heard = latest.lock().unwrap_or_else(PoisonError::into_inner);
+                    failure_quoting(&error, "connection setup", Some(&heard))
+                })?;
         Ok(Session {
             connection,
             _driver: AbortOnDropHandle::new(tokio::spawn(driver)),
@@ -341,8 +416,27 @@ impl RedisConnection {
 }
 
 /// The failure for an error out of a Redis command: `auth` when credentials were refused or are
-/// missing, `connect` when the connection broke, `query` when the server rejected the command.
+/// missing, `connect` when the connection broke, `protocol` when the answer was not RESP at all
+/// (an HTTP server on the port), `query` when the server rejected the command.
 pub fn command_failure(error: &RedisError, what: &str) -> Outcome {
+    failure_quoting(error, what, None)
+}
+
+/// [`command_failure`], quoting `heard` (the start of what the server sent last) when the
+/// answer was not RESP.
+fn failure_quoting(error: &RedisError, what: &str, heard: Option<&[u8]>) -> Outcome {
+    if error.kind() == ErrorKind::Parse {
+        // The parser's own text is a multi-line dump of byte values; what the server said,
+        // escaped, tells more (`"HTTP/1.1 400 Bad Request\r\n"`).
+        let message = match heard.filter(|heard| !heard.is_empty()) {
+            Some(heard) => format!(
+                "{what}: not a Redis reply: the server sent {}",
+                crate::text::excerpt(heard, EXCERPT_BYTES)
+            ),
+            None => format!("{what}: not a Redis reply (the server speaks another protocol)"),
+        };
+        return Outcome::failure(ErrorClass::Protocol, message);
+    }
     let code = error.code().unwrap_or_default();
     let detail = error.detail().unwrap_or_default().to_lowercase();
     if error.kind() == ErrorKind::AuthenticationFailed || code == "WRONGPASS" {

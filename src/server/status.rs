@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::alert::silence::{Origin, Phase, Schedule, Silence};
 use crate::alert::{AlertView, AlertsView, DeliveryResult, NotifierStats};
 use crate::catalog::{Diagnosis, FailureMode, RuleStats};
+use crate::notify::Permanence;
 use crate::probe::{Observations, ProbeResult};
 use crate::state::{ProbeView, STATUS_HISTORY_LEN, Snapshot};
 
@@ -193,6 +194,11 @@ pub struct NotifierStatus {
     pub expired: u64,
     /// The latest failure, while failing.
     pub last_error: Option<String>,
+    /// While failing, how: `temporary` (retried with backoff, may pass by itself) or
+    /// `permanent` (the receiver refuses: broken until the notifier is fixed).
+    pub failing: Option<&'static str>,
+    /// When the next attempt of a failing delivery is due.
+    pub next_attempt_at: Option<String>,
     /// When a delivery last succeeded.
     pub last_success_at: Option<String>,
 }
@@ -404,6 +410,8 @@ impl NotifierStatus {
             failed: count(DeliveryResult::Failed),
             expired: count(DeliveryResult::Expired),
             last_error: stats.last_error.clone(),
+            failing: stats.failing.map(Permanence::as_str),
+            next_attempt_at: stats.next_attempt_at.map(|at| at.to_string()),
             last_success_at: stats.last_success_at.map(|at| at.to_string()),
         }
     }

@@ -270,3 +270,43 @@ async fn a_newer_schema_is_refused() {
         "{error}"
     );
 }
+
+/// One store, one daemon: while a handle is open, a second open of the same file is refused,
+/// naming the path and this process's pid (written into `<path>.lock`); once the first is
+/// closed the store opens again, and a pid left in the lock file by a process that is gone
+/// does not stand in the way.
+#[tokio::test]
+async fn a_second_open_is_refused_until_the_first_closes() {
+    let dir = Dir::new("lock");
+    let first = StoreHandle::open(&dir.db()).await.unwrap();
+    let lock_file = lock_path(&dir.db());
+    assert_eq!(
+        std::fs::read_to_string(&lock_file).unwrap(),
+        format!("{}\n", std::process::id())
+    );
+    let error = StoreHandle::open(&dir.db()).await.unwrap_err();
+    let StoreError::Locked { path, pid } = &error else {
+        panic!("not a lock error: {error}");
+    };
+    assert_eq!(path, &dir.db());
+    assert_eq!(*pid, Some(std::process::id()));
+    let message = error.to_string();
+    assert!(
+        message.starts_with(&format!(
+            "the store {} is in use by another honeyguide (pid {})",
+            dir.db().display(),
+            std::process::id()
+        )),
+        "{message}"
+    );
+
+    drop(first);
+    // A stale pid, as a killed daemon leaves it: not a lock, so no obstacle.
+    std::fs::write(&lock_file, "4194303\n").unwrap();
+    let again = StoreHandle::open(&dir.db()).await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&lock_file).unwrap(),
+        format!("{}\n", std::process::id())
+    );
+    assert!(again.load().await.is_ok());
+}

@@ -4,7 +4,8 @@
 //!
 //! "Notified" means the alert went into a notifier's outbox; whether it arrived depends on that
 //! notifier, so a card notified through a failing notifier says so, and the notifiers' section
-//! names the error.
+//! names the error, whether it will pass by itself (temporary) or the receiver refuses until
+//! someone fixes the notifier (permanent), and when it is tried again.
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
@@ -14,7 +15,8 @@ use jiff::Timestamp;
 use super::{Page, TimeStyle, badge, class, parse_time, severity_rank};
 use crate::html::escape;
 use crate::human;
-use crate::notify::NotifierKind;
+use crate::notify::dispatch::BACKOFF_MAX;
+use crate::notify::{NotifierKind, Permanence};
 use crate::server::status::{AlertStatus, EvidenceStatus, NotifierStatus, SilenceStatus, Status};
 
 /// A failure mode as the page shows it: from the classifier's diagnosis when there is one, else
@@ -437,9 +439,21 @@ impl Page<'_> {
             write!(
                 out,
                 "<p>{failing} of {} notifier(s) cannot deliver: what they should send waits in \
-                 the outbox and is retried, and on-call may not have been told.</p>",
+                 the outbox and is retried, and on-call may not have been told.",
                 notifiers.len()
             )?;
+            let permanent = self
+                .failing_notifiers()
+                .filter(|notifier| is_permanent(notifier))
+                .count();
+            if permanent > 0 {
+                write!(
+                    out,
+                    " {permanent} of them fail permanently: the receiver refuses what honeyguide \
+                     sends, so this alert path stays broken until someone fixes the notifier."
+                )?;
+            }
+            out.push_str("</p>");
         }
         out.push_str("<ul class=\"notifiers\">");
         let (broken, fine): (Vec<&NotifierStatus>, Vec<&NotifierStatus>) = notifiers
@@ -454,6 +468,9 @@ impl Page<'_> {
 
     fn write_notifier(&self, out: &mut String, notifier: &NotifierStatus) -> fmt::Result {
         let (state_class, state) = match (&notifier.last_error, &notifier.last_success_at) {
+            (Some(_), _) if is_permanent(notifier) => {
+                ("fail", badge("fail", "Failing permanently"))
+            }
             (Some(_), _) => ("fail", badge("fail", "Failing")),
             (None, Some(_)) => ("ok", badge("ok", "OK")),
             (None, None) => ("quiet", badge("quiet", "Nothing sent yet")),
@@ -467,6 +484,7 @@ impl Page<'_> {
         )?;
         if let Some(error) = &notifier.last_error {
             write!(out, ": <span class=\"message\">{}</span>", escape(error))?;
+            self.write_retry(out, notifier)?;
         }
         out.push_str(" <span class=\"quiet counts\">");
         if notifier.outbox_depth > 0 {
@@ -482,6 +500,44 @@ impl Page<'_> {
             notifier.delivered, notifier.failed, notifier.expired
         )
     }
+
+    /// What a failure means for on-call, and when it is tried again: a permanent one will not
+    /// pass by itself.
+    fn write_retry(&self, out: &mut String, notifier: &NotifierStatus) -> fmt::Result {
+        let permanent = is_permanent(notifier);
+        out.push_str(if permanent {
+            " The receiver refuses: this will not pass by itself. Fix the notifier's \
+             credentials, URL or addresses; until then it is"
+        } else {
+            " It is"
+        });
+        if notifier.kind == NotifierKind::Heartbeat.as_str() {
+            out.push_str(" tried again at its next interval");
+        } else if permanent {
+            let every = human::duration(
+                jiff::SignedDuration::try_from(BACKOFF_MAX).unwrap_or(jiff::SignedDuration::MAX),
+            );
+            write!(out, " retried every {every}")?;
+        } else {
+            out.push_str(" retried with backoff");
+        }
+        if let Some(at) = &notifier.next_attempt_at {
+            let due = parse_time(at)
+                .map(|due| human::duration(due.duration_since(self.now)))
+                .unwrap_or_default();
+            write!(
+                out,
+                ", next in <time datetime=\"{at}\">{due}</time>",
+                at = escape(at)
+            )?;
+        }
+        out.push('.');
+        Ok(())
+    }
+}
+
+fn is_permanent(notifier: &NotifierStatus) -> bool {
+    notifier.failing == Some(Permanence::Permanent.as_str())
 }
 
 /// `names` as links to their entries on the page (`#{prefix}-{name}`), comma-separated.

@@ -104,9 +104,12 @@ impl Received {
 struct Shared {
     received: Arc<Mutex<Vec<Received>>>,
     failures: Arc<AtomicUsize>,
+    /// The status and body of a failing answer; 500 and no body unless set.
+    failure: Arc<Mutex<Option<(StatusCode, String)>>>,
 }
 
-/// An HTTP server that records every request and answers 200 (or 500 while told to fail).
+/// An HTTP server that records every request and answers 200 (or 500, or what it is told,
+/// while told to fail).
 pub struct Receiver {
     pub addr: SocketAddr,
     shared: Shared,
@@ -147,6 +150,15 @@ impl Receiver {
 
     /// The next `n` requests get 500.
     pub fn fail_next(&self, n: usize) {
+        self.shared.failures.store(n, Ordering::SeqCst);
+    }
+
+    /// The next `n` requests get `status` with `body` (a receiver that refuses: 401, 404).
+    pub fn fail_next_with(&self, n: usize, status: u16, body: &str) {
+        *self.shared.failure.lock().unwrap() = Some((
+            StatusCode::from_u16(status).expect("a status code"),
+            body.to_owned(),
+        ));
         self.shared.failures.store(n, Ordering::SeqCst);
     }
 
@@ -205,7 +217,7 @@ async fn record(
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> StatusCode {
+) -> (StatusCode, String) {
     let failing = shared
         .failures
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
@@ -219,9 +231,14 @@ async fn record(
         body,
     });
     if failing {
-        StatusCode::INTERNAL_SERVER_ERROR
+        shared
+            .failure
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap_or((StatusCode::INTERNAL_SERVER_ERROR, String::new()))
     } else {
-        StatusCode::OK
+        (StatusCode::OK, String::new())
     }
 }
 

@@ -285,6 +285,10 @@ pub enum RawBehaviour {
     HangUp,
     /// Accepts and holds the connection open without a byte.
     Silent,
+    /// Reads what the client sent first, writes these bytes, then holds the connection open:
+    /// a server that speaks garbage and does not hang up, so a client that waits for more
+    /// bytes waits until its own timeout.
+    ReplyAndHold(Vec<u8>),
 }
 
 /// A TCP server that does not speak HTTP (or stops speaking it early).
@@ -315,6 +319,11 @@ impl RawServer {
                         close_gracefully(stream).await;
                     }
                     RawBehaviour::Silent => held.push(stream),
+                    RawBehaviour::ReplyAndHold(bytes) => {
+                        read_request(&mut stream).await;
+                        let _ = stream.write_all(bytes).await;
+                        held.push(stream);
+                    }
                 }
             }
         });

@@ -41,11 +41,14 @@ fn notifier(name: &str, kind: &'static str) -> NotifierStatus {
         failed: 0,
         expired: 0,
         last_error: None,
+        failing: None,
+        next_attempt_at: None,
         last_success_at: Some("2025-06-01T11:57:01Z".to_owned()),
     }
 }
 
-/// `hook` delivers; `mail` has never delivered and fails with a 535.
+/// `hook` delivers; `mail` has never delivered and fails with a 535, permanently, retried in
+/// 4m 30s (the document is from 12:00:00).
 fn failing_mail() -> NotifierStatus {
     NotifierStatus {
         outbox_depth: 2,
@@ -54,8 +57,22 @@ fn failing_mail() -> NotifierStatus {
         last_error: Some(
             "smtp 127.0.0.1:465: permanent error (535): 5.7.8 <Authentication> failed".to_owned(),
         ),
+        failing: Some("permanent"),
+        next_attempt_at: Some("2025-06-01T12:04:30Z".to_owned()),
         last_success_at: None,
         ..notifier("mail", "email")
+    }
+}
+
+/// `hook` fails for now (its receiver answers 503), retried in 12 s.
+fn hook_down() -> NotifierStatus {
+    NotifierStatus {
+        outbox_depth: 1,
+        failed: 2,
+        last_error: Some("http://127.0.0.1:9/…: HTTP 503".to_owned()),
+        failing: Some("temporary"),
+        next_attempt_at: Some("2025-06-01T12:00:12Z".to_owned()),
+        ..notifier("hook", "webhook")
     }
 }
 
@@ -135,7 +152,12 @@ fn a_failing_notifier_is_at_the_top_and_on_the_cards_it_fails() {
         "{section}"
     );
     assert!(
-        section.contains("<p>1 of 2 notifier(s) cannot deliver"),
+        section.contains(
+            "<p>1 of 2 notifier(s) cannot deliver: what they should send waits in the outbox \
+             and is retried, and on-call may not have been told. 1 of them fail permanently: \
+             the receiver refuses what honeyguide sends, so this alert path stays broken until \
+             someone fixes the notifier.</p>"
+        ),
         "{section}"
     );
     let mail = section.find("id=\"n-mail\"").unwrap();
@@ -143,9 +165,14 @@ fn a_failing_notifier_is_at_the_top_and_on_the_cards_it_fails() {
     assert!(mail < hook, "the failing one first: {section}");
     assert!(
         section.contains(
-            "<strong>mail</strong> <span class=\"quiet\">(email)</span>: <span class=\"message\">\
+            "<li id=\"n-mail\" class=\"fail\"><span class=\"badge fail\"><span \
+             aria-hidden=\"true\">✖</span> Failing permanently</span> \
+             <strong>mail</strong> <span class=\"quiet\">(email)</span>: <span class=\"message\">\
              smtp 127.0.0.1:465: permanent error (535): 5.7.8 &lt;Authentication&gt; failed\
-             </span> <span class=\"quiet counts\">2 waiting · never delivered · 0 delivered, \
+             </span> The receiver refuses: this will not pass by itself. Fix the notifier's \
+             credentials, URL or addresses; until then it is retried every 5m, next in \
+             <time datetime=\"2025-06-01T12:04:30Z\">4m 30s</time>. \
+             <span class=\"quiet counts\">2 waiting · never delivered · 0 delivered, \
              7 failed attempt(s), 0 given up</span>"
         ),
         "{section}"
@@ -167,6 +194,24 @@ fn a_failing_notifier_is_the_verdict_when_nothing_else_is_wrong() {
         html.contains("<title>Warning: notifications through mail failing · honeyguide</title>"),
         "{html}"
     );
+}
+
+/// A temporary failure reads as one that may pass: "Failing", retried with backoff, when.
+#[test]
+fn a_temporary_failure_says_it_is_retried_soon() {
+    let mut document = one_alert(|_| {});
+    document.notifiers[0] = hook_down();
+    let html = render(&document);
+    let section = section(&html, "<section id=\"notifiers\"", "</section>");
+    assert!(
+        section.contains(
+            "</span> Failing</span> <strong>hook</strong> <span class=\"quiet\">(webhook)</span>: \
+             <span class=\"message\">http://127.0.0.1:9/…: HTTP 503</span> It is retried with \
+             backoff, next in <time datetime=\"2025-06-01T12:00:12Z\">12s</time>. "
+        ),
+        "{section}"
+    );
+    assert!(!section.contains("permanently"), "{section}");
 }
 
 /// When the notifiers are healthy they are listed at the end, after the silences.
