@@ -145,6 +145,7 @@ pub async fn run_with(
         stats,
     });
 
+    let catalog_modes = catalog.modes().len();
     let (state_task, results, state) = StateTask::new(&config, catalog);
     let state_task = state_task
         .with_alerts(evaluations_tx, alerts_view)
@@ -225,6 +226,16 @@ pub async fn run_with(
         let app = AppState::new(state, alerts, config.api.token.clone());
         let stats = app.server.clone();
         let router = server::router(app);
+        // Only now, with the store locked and every task running, has it started.
+        tracing::info!(
+            listen = %listener.local_addr().map_or_else(|_| "?".to_owned(), |addr| addr.to_string()),
+            probes = config.probes.len(),
+            failure_modes = catalog_modes,
+            config = %config.path.display(),
+            descriptors = ?crate::fd_limit::current(),
+            max_connections = limits.max_connections,
+            "honeyguide started"
+        );
         tokio::spawn(server::serve::serve(
             listener,
             router,

@@ -185,17 +185,12 @@ fn load_all(paths: &Paths) -> Option<(Config, Arc<Catalog>)> {
 
 async fn run_daemon(config: Config, catalog: Arc<Catalog>) -> anyhow::Result<()> {
     let descriptors = honeyguide::fd_limit::raise();
+    if descriptors.now != descriptors.before {
+        tracing::debug!(before = ?descriptors.before, now = ?descriptors.now, "raised the descriptor limit");
+    }
     let listen = config.server.listen;
     let listener =
         honeyguide::server::serve::bind(listen).with_context(|| format!("binding {listen}"))?;
-    tracing::info!(
-        %listen,
-        probes = config.probes.len(),
-        failure_modes = catalog.modes().len(),
-        config = %config.path.display(),
-        descriptors = ?descriptors.now,
-        "honeyguide started"
-    );
     honeyguide::app::run(config, catalog, listener, shutdown_signal()).await?;
     tracing::info!("honeyguide stopped");
     Ok(())
