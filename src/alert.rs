@@ -24,7 +24,7 @@ use jiff::Timestamp;
 pub use engine::{AlertState, AlertView, Engine, Evaluation, Settings, StoredAlert, Target};
 pub use task::{AlertHandle, AlertTask};
 
-use crate::metrics::{MetricType, MetricsWriter};
+use crate::exposition::{MetricType, MetricsWriter};
 use crate::notify::Permanence;
 use silence::{Phase, Silence};
 

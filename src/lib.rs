@@ -5,9 +5,10 @@
 //! - [`config`]: `probes.toml` into validated, immutable types; every error located.
 //! - [`probe`]: the probe model and one module per kind (`http`, `postgres`, `asynq`, ...).
 //! - [`scheduler`]: when probes run; bounded in time and in number.
+//! - [`view`]: what is known about each probe (latest result, history, uptime).
 //! - [`state`]: the task that owns all mutable state, and the snapshots readers get.
 //! - [`catalog`]: the failure modes (`alerts/*.toml`) and the diagnoses they produce.
-//! - [`metrics`]: the Prometheus text exposition, rendered from a snapshot.
+//! - [`exposition`]: the Prometheus text format (a leaf); [`metrics`]: `/metrics`, rendered from a snapshot.
 //! - [`server`]: `/metrics`, `/status`, `/`, `/healthz`.
 //! - [`html`]: safe HTML (escaping, the rules' markdown, links) for the page and email.
 //! - [`human`]: durations and relative times in words.
@@ -24,6 +25,7 @@ pub mod alert;
 pub mod app;
 pub mod catalog;
 pub mod config;
+pub mod exposition;
 pub mod fd_limit;
 pub mod html;
 pub mod human;
@@ -36,3 +38,4 @@ pub mod state;
 pub mod store;
 pub mod text;
 pub mod tls;
+pub mod view;

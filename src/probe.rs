@@ -36,7 +36,7 @@ use toml::Spanned;
 use toml::de::DeValue;
 
 use crate::config::{BuildContext, ErrorSink, build_section};
-use crate::metrics::MetricsWriter;
+use crate::exposition::MetricsWriter;
 
 // === Kind ===
 

@@ -38,11 +38,12 @@ use tokio::sync::{mpsc, oneshot};
 use crate::alert::engine::{Changes, StoredAlert};
 use crate::alert::notification::{Notification, Purpose};
 use crate::probe::ErrorClass;
+pub use crate::view::HistoryRow;
 
 /// Default database file, relative to the working directory.
 pub const DEFAULT_PATH: &str = "honeyguide.db";
 /// Probe history kept per probe (what `/status` shows and rules read after a restart).
-pub const HISTORY_PER_PROBE: usize = crate::state::HISTORY_LEN;
+pub const HISTORY_PER_PROBE: usize = crate::view::HISTORY_LEN;
 /// Delivered and abandoned outbox rows are kept this long, for forensics.
 const OUTBOX_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Commands waiting for the store thread; history beyond this is dropped.
@@ -84,21 +85,6 @@ CREATE INDEX IF NOT EXISTS history_by_probe ON history (probe, id);
 ";
 
 // === data ===
-
-/// One past probe run, as stored.
-#[derive(Clone, Debug, PartialEq)]
-pub struct HistoryRow {
-    /// Probe name.
-    pub probe: String,
-    /// Whether it succeeded.
-    pub ok: bool,
-    /// Why not.
-    pub error: Option<ErrorClass>,
-    /// How long it took.
-    pub duration: Duration,
-    /// When it finished (milliseconds are kept).
-    pub checked_at: Timestamp,
-}
 
 /// A silence created through the API, as stored.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -24,7 +24,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use tokio::time::Instant;
 
-use crate::state::ProbeView;
+use crate::view::ProbeView;
 
 use super::{Catalog, Diagnosis, DiagnosisState, Evidence, FailureMode};
 

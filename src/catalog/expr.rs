@@ -34,7 +34,7 @@ use jiff::Timestamp;
 use tokio::time::Instant;
 
 use crate::probe::{Kind, Value};
-use crate::state::{HISTORY_LEN, ProbeView};
+use crate::view::{HISTORY_LEN, ProbeView};
 
 use super::synthetic;
 

@@ -15,7 +15,7 @@ use jiff::Timestamp;
 use tokio::time::Instant;
 
 use crate::probe::{ErrorClass, Kind, Observations, ProbeResult, Value};
-use crate::state::ProbeView;
+use crate::view::ProbeView;
 
 /// A probe named `name` of `kind` that failed once and then succeeded with typical observations.
 pub(crate) fn view(name: &str, kind: Kind) -> Arc<ProbeView> {

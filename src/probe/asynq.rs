@@ -41,7 +41,7 @@ use tokio::time::Instant;
 use self::assess::{Memory, QueueVerdict, Settings, StallReason, is_late, live_servers_for};
 use self::read::{QueueStats, Snapshot};
 use crate::config::{BuildContext, FieldError, HumanDuration};
-use crate::metrics::{MetricType, MetricsWriter};
+use crate::exposition::{MetricType, MetricsWriter};
 use crate::probe::redis::{ConnectionSpec, RedisConnection, null_observations};
 use crate::probe::{ErrorClass, Observations, Outcome, ProbeContext, ProbeResult, Value};
 

@@ -46,7 +46,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::config::{BuildContext, FieldError, HumanDuration};
-use crate::metrics::MetricsWriter;
+use crate::exposition::MetricsWriter;
 use crate::probe::{ErrorClass, Outcome, ProbeContext, ProbeResult, Value, net};
 
 /// Where `system` reads its name servers unless `resolv_conf` says otherwise.

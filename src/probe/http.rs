@@ -33,7 +33,7 @@ use self::client::{Client, Request, Response};
 use self::cloudflare::CdnView;
 use self::spec::StatusSet;
 use crate::config::Secret;
-use crate::metrics::MetricsWriter;
+use crate::exposition::MetricsWriter;
 use crate::probe::{ErrorClass, Observations, Outcome, ProbeContext, ProbeResult, Value};
 
 /// Redirects followed before giving up, as curl and browsers do.

@@ -49,7 +49,7 @@ use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::{BuildContext, FieldError, Secret, secret};
-use crate::metrics::MetricsWriter;
+use crate::exposition::MetricsWriter;
 use crate::probe::{ErrorClass, Observations, Outcome, ProbeContext, ProbeResult, Value, net};
 
 /// The default query: the cheapest round trip that proves a backend answers.

@@ -34,7 +34,7 @@ use tokio_util::either::Either;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::config::{BuildContext, FieldError, Secret, secret};
-use crate::metrics::MetricsWriter;
+use crate::exposition::MetricsWriter;
 use crate::probe::{ErrorClass, Observations, Outcome, ProbeContext, ProbeResult, Value, net};
 
 /// The default port.

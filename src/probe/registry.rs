@@ -28,7 +28,7 @@ use url::Url;
 
 use crate::config::secret::{self, Credentials};
 use crate::config::{BuildContext, FieldError};
-use crate::metrics::MetricsWriter;
+use crate::exposition::MetricsWriter;
 use crate::probe::net::{self, OneShot};
 use crate::probe::{ErrorClass, Observations, Outcome, ProbeContext, ProbeResult, Value};
 

@@ -22,7 +22,7 @@ use url::Url;
 
 use crate::config::secret::{self, Secret};
 use crate::config::{BuildContext, FieldError};
-use crate::metrics::MetricsWriter;
+use crate::exposition::MetricsWriter;
 use crate::probe::net::{self, OneShot};
 use crate::probe::{ErrorClass, Observations, Outcome, ProbeContext, ProbeResult, Value};
 

@@ -32,7 +32,7 @@ use tokio_rustls::client::TlsStream;
 
 use crate::config::secret::{self, Credentials};
 use crate::config::{BuildContext, FieldError};
-use crate::metrics::MetricsWriter;
+use crate::exposition::MetricsWriter;
 use crate::probe::{ErrorClass, Outcome, ProbeContext, ProbeResult, Value, net};
 
 /// Longest reply line accepted (RFC 5321 allows 512 octets; servers send more in practice).

@@ -14,7 +14,8 @@ use crate::alert::{AlertView, AlertsView, DeliveryResult, NotifierStats};
 use crate::catalog::{Diagnosis, FailureMode, RuleStats};
 use crate::notify::Permanence;
 use crate::probe::{Observations, ProbeResult};
-use crate::state::{ProbeView, STATUS_HISTORY_LEN, Snapshot};
+use crate::state::Snapshot;
+use crate::view::{ProbeView, STATUS_HISTORY_LEN};
 
 /// The whole `/status` document.
 #[derive(Debug, Serialize)]

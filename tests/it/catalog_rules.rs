@@ -15,7 +15,7 @@ use std::time::Duration;
 use honeyguide::catalog::{self, Catalog, Classifier, DiagnosisState, ProbeKinds, RuleStatus};
 use honeyguide::config::{self, Source};
 use honeyguide::probe::{ErrorClass, Kind, ProbeResult, Value};
-use honeyguide::state::ProbeView;
+use honeyguide::view::ProbeView;
 use jiff::Timestamp;
 use tokio::time::Instant;
 

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use honeyguide::config::{self, Config, ConfigErrors, Source};
-use honeyguide::metrics::MetricsWriter;
+use honeyguide::exposition::MetricsWriter;
 use honeyguide::probe::{self, Kind, ProbeResult, Value};
 
 /// Parses `toml` at `dir/probes.toml` with an empty environment; panics with every error if it
