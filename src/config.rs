@@ -334,22 +334,13 @@ fn validate_scheduler(raw: RawScheduler, sink: &mut ErrorSink<'_>) -> SchedulerC
 }
 
 fn validate_defaults(raw: RawDefaults, sink: &mut ErrorSink<'_>) -> Defaults {
-    let interval = positive(raw.interval, "defaults.interval", sink).unwrap_or(DEFAULT_INTERVAL);
-    let timeout = positive(raw.timeout, "defaults.timeout", sink).unwrap_or(DEFAULT_TIMEOUT);
+    let interval = duration::PROBE_INTERVAL
+        .spanned(raw.interval, "defaults.interval", sink)
+        .unwrap_or(DEFAULT_INTERVAL);
+    let timeout = duration::TIMEOUT
+        .spanned(raw.timeout, "defaults.timeout", sink)
+        .unwrap_or(DEFAULT_TIMEOUT);
     Defaults { interval, timeout }
-}
-
-fn positive(
-    value: Option<Spanned<HumanDuration>>,
-    key: &str,
-    sink: &mut ErrorSink<'_>,
-) -> Option<Duration> {
-    let value = value?;
-    if value.get_ref().get().is_zero() {
-        sink.push(&value.span(), key, "must be longer than zero");
-        return None;
-    }
-    Some(value.get_ref().get())
 }
 
 // === probes ===
@@ -404,12 +395,14 @@ fn load_probe(
     let name_span = common.name.span();
     let name = common.name.into_inner();
     let valid_name = check_entry_name("probe", &name, &name_span, &label, sink);
-    let interval =
-        positive(common.interval, &format!("{label}.interval"), sink).unwrap_or(defaults.interval);
+    let interval = duration::PROBE_INTERVAL
+        .spanned(common.interval, &format!("{label}.interval"), sink)
+        .unwrap_or(defaults.interval);
     let timeout_span = common.timeout.as_ref().map(Spanned::span);
     // Without a timeout of its own, a probe gets the default capped at its interval: a fast
     // probe (`interval = "1s"`) should not need a timeout line just to be valid.
-    let timeout = positive(common.timeout, &format!("{label}.timeout"), sink)
+    let timeout = duration::TIMEOUT
+        .spanned(common.timeout, &format!("{label}.timeout"), sink)
         .unwrap_or(defaults.timeout.min(interval));
     if let Some(timeout_span) = timeout_span.filter(|_| timeout > interval) {
         sink.push(
@@ -638,6 +631,37 @@ mod tests {
         assert_eq!(
             errors.to_string(),
             "probes.toml:6:11: probe[p].timeout: timeout (6s) must not be longer than the interval (5s)"
+        );
+    }
+
+    /// Probe durations have a range: no probe runs more than once a second, no timeout is
+    /// longer than ten minutes, and a kind's own durations are bounded the same way.
+    #[test]
+    fn probe_durations_are_bounded() {
+        let text = format!(
+            "[defaults]\ninterval = \"1ns\"\ntimeout = \"500000000000y\"\n\n{}\n{}\n{}\n{}",
+            probe("fast", "interval = \"999ms\""),
+            probe("slow", "interval = \"25h\"\ntimeout = \"11m\""),
+            "[[probe]]\nname = \"dns\"\nkind = \"dns\"\nquery_name = \"example.com\"\n\
+             resolver_timeout = \"0s\"\n",
+            "[[probe]]\nname = \"q\"\nkind = \"asynq\"\nredis = { address = \"127.0.0.1:6379\" }\n\
+             stall_window = \"0s\"\nmax_latency = \"31d\"\ncron_grace = \"2d\"\n",
+        );
+        let errors = parse_text(&text).unwrap_err().to_string();
+        let lines: Vec<&str> = errors.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "probes.toml:2:12: defaults.interval: must be at least 1s (the range is 1s to 24h)",
+                "probes.toml:3:11: defaults.timeout: must be at most 10m (the range is 10ms to 10m)",
+                "probes.toml:9:12: probe[fast].interval: must be at least 1s (the range is 1s to 24h)",
+                "probes.toml:15:12: probe[slow].interval: must be at most 24h (the range is 1s to 24h)",
+                "probes.toml:16:11: probe[slow].timeout: must be at most 10m (the range is 10ms to 10m)",
+                "probes.toml:22:20: probe[dns].resolver_timeout: must be at least 10ms (the range is 10ms to 10m)",
+                "probes.toml:28:16: probe[q].stall_window: must be at least 1s (the range is 1s to 7d)",
+                "probes.toml:29:15: probe[q].max_latency: must be at most 30d (the range is 1s to 30d)",
+                "probes.toml:30:14: probe[q].cron_grace: must be at most 24h (the range is 0s to 24h)",
+            ]
         );
     }
 

@@ -33,7 +33,7 @@ use toml::Spanned;
 use toml::de::DeValue;
 
 use crate::alert::notification::Notification;
-use crate::config::{BuildContext, ErrorSink, FieldError, build_section};
+use crate::config::{BuildContext, ErrorSink, FieldError, HumanDuration, build_section, duration};
 
 /// Default time one delivery attempt may take.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -288,6 +288,17 @@ pub fn http_client(
         .user_agent(concat!("honeyguide/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|error| FieldError::new("url", format!("cannot build an HTTP client: {error}")))
+}
+
+/// A notifier's `timeout` key: bounded, [`DEFAULT_TIMEOUT`] when unset (or out of range, the
+/// error then recorded).
+pub(crate) fn timeout(value: Option<HumanDuration>, errors: &mut Vec<FieldError>) -> Duration {
+    duration::TIMEOUT
+        .field("timeout", value, DEFAULT_TIMEOUT)
+        .unwrap_or_else(|error| {
+            errors.push(error);
+            DEFAULT_TIMEOUT
+        })
 }
 
 /// Parses an `http`/`https` URL for key `key`.

@@ -17,7 +17,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use crate::config::source::with_typo_hint;
-use crate::config::{ConfigError, ConfigErrors, ErrorSink, HumanDuration, Source};
+use crate::config::{ConfigError, ConfigErrors, ErrorSink, HumanDuration, Source, duration};
 
 use super::expr::{Evaluator, ExprError};
 use super::position::StringMap;
@@ -158,6 +158,11 @@ fn parse_rule(
     let (kebab, named_after_file) = check_id(source, &raw.id, sink);
     valid &= kebab && named_after_file;
     valid &= check_labels(raw.labels.as_ref(), sink);
+    let before = sink.len();
+    let for_duration = duration::RULE_FOR
+        .spanned(raw.for_duration, "for", sink)
+        .unwrap_or(Duration::ZERO);
+    valid &= sink.len() == before;
     for (index, inhibited) in raw.inhibits.iter().enumerate() {
         if inhibited.get_ref() == raw.id.get_ref() {
             sink.push(
@@ -190,9 +195,7 @@ fn parse_rule(
             RawSeverity::Info => Severity::Info,
         },
         when: raw.when.into_inner(),
-        for_duration: raw
-            .for_duration
-            .map_or(Duration::ZERO, |duration| duration.into_inner().get()),
+        for_duration,
         symptom: raw.symptom.into_inner().trim().to_owned(),
         recovery: raw.recovery.into_inner().trim().to_owned(),
         runbook: raw.runbook.into_inner().trim().to_owned(),
@@ -654,6 +657,22 @@ mod tests {
             errors(&[("redis-down.toml", "id = \"redis-down\"\n".to_owned())]),
             ["alerts/redis-down.toml:1:1: missing field `title`"]
         );
+    }
+
+    /// `for` is at most a week: a longer one (or one no instant can hold) is located.
+    #[test]
+    fn for_is_bounded() {
+        let text = rule(
+            "redis-down",
+            "'!probes.redis.ok'",
+            "for = \"500000000000y\"\n",
+        );
+        assert_eq!(
+            errors(&[("redis-down.toml", text)]),
+            ["alerts/redis-down.toml:8:7: for: must be at most 7d (the range is 0s to 7d)"]
+        );
+        let week = rule("redis-down", "'!probes.redis.ok'", "for = \"7d\"\n");
+        assert!(errors(&[("redis-down.toml", week)]).is_empty());
     }
 
     /// Labels become Alertmanager labels: valid names only, and not the engine's own.

@@ -162,9 +162,7 @@ impl Spec {
                 }
             }
         });
-        let timeout = self
-            .timeout
-            .map_or(super::DEFAULT_TIMEOUT, HumanDuration::get);
+        let timeout = super::timeout(self.timeout, &mut errors);
         let Some(from) = from.filter(|_| errors.is_empty()) else {
             return Err(errors);
         };

@@ -93,9 +93,7 @@ impl Spec {
                 )),
             }
         }
-        let timeout = self
-            .timeout
-            .map_or(super::DEFAULT_TIMEOUT, HumanDuration::get);
+        let timeout = super::timeout(self.timeout, &mut errors);
         let client = http_client(self.ca_file.as_ref(), timeout, cx)
             .map_err(|error| errors.push(error))
             .ok();

@@ -45,7 +45,7 @@ use serde::Deserialize;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::config::{BuildContext, FieldError, HumanDuration};
+use crate::config::{BuildContext, FieldError, HumanDuration, duration};
 use crate::metrics::MetricsWriter;
 use crate::probe::{ErrorClass, Outcome, ProbeContext, ProbeResult, Value, net};
 
@@ -217,16 +217,12 @@ impl Spec {
             &mut errors,
         );
 
-        let resolver_timeout = match self.resolver_timeout {
-            Some(timeout) if timeout.get().is_zero() => {
-                errors.push(FieldError::new(
-                    "resolver_timeout",
-                    "must be longer than zero",
-                ));
+        let resolver_timeout = duration::TIMEOUT
+            .optional("resolver_timeout", self.resolver_timeout)
+            .unwrap_or_else(|error| {
+                errors.push(error);
                 None
-            }
-            other => other.map(HumanDuration::get),
-        };
+            });
 
         let tls = net::TlsSettings::from_keys(self.tls_verify, self.ca_file.as_deref(), cx, &[])
             .map_err(|error| errors.push(error))

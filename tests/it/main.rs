@@ -21,6 +21,7 @@ mod alerting_alertmanager;
 mod alerting_email;
 mod alerting_restart;
 mod catalog_rules;
+mod config_bounds;
 mod daemon;
 mod daemon_catalog;
 mod daemon_http;
