@@ -166,9 +166,7 @@ impl BuildContext {
 
 /// Reads and validates `path`, interpolating from the process environment.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|error| ConfigErrors(vec![ConfigError::unreadable(path, &error)]))?;
-    let source = Source::new(path, text);
+    let source = Source::read(path, None).map_err(|error| ConfigErrors(vec![error]))?;
     parse(&source, &|name| std::env::var(name).ok())
 }
 
@@ -176,11 +174,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 pub fn parse(source: &Source, lookup: interpolate::Lookup<'_>) -> Result<Config, ConfigErrors> {
     let mut table = match DeTable::parse(source.text()) {
         Ok(document) => document.into_inner(),
-        Err(error) => {
-            let span = error.span().unwrap_or(0..0);
-            let message = error.message().trim_end().to_owned();
-            return Err(ConfigErrors(vec![source.error(&span, "", message)]));
-        }
+        Err(error) => return Err(ConfigErrors(vec![source.syntax_error(&error)])),
     };
     let mut sink = ErrorSink::new(source);
     for (key, value) in table.iter_mut() {

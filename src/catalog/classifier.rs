@@ -666,6 +666,27 @@ mod tests {
         assert_eq!(fixture.summary()[0].1, "pending");
     }
 
+    /// An expression as deep as the loader allows is evaluated on a thread with the stack of
+    /// a runtime worker (2 MiB), where the classifier runs.
+    #[test]
+    fn an_expression_at_the_depth_limit_evaluates_on_a_worker_stack() {
+        let path = ".x".repeat(crate::catalog::expr::MAX_DEPTH - 6);
+        let when = format!("when = '!probes.a.ok && !has(probes.a.observations{path})'");
+        let mut fixture = Fixture::new(&[("a-down", when.as_str())]);
+        std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .stack_size(2 * 1024 * 1024)
+                .spawn_scoped(scope, || {
+                    fixture.report("a", failed());
+                    fixture.evaluate();
+                    assert_eq!(fixture.stats("a-down").evaluations, 1);
+                })
+                .unwrap()
+                .join()
+                .unwrap();
+        });
+    }
+
     /// A rule that stops holding while pending starts over.
     #[tokio::test(start_paused = true)]
     async fn a_pending_diagnosis_that_clears_starts_over() {

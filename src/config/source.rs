@@ -6,6 +6,7 @@
 //! miserable.
 
 use std::fmt;
+use std::io::Read as _;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -90,6 +91,82 @@ impl Source {
         }
     }
 
+    /// Reads `path`, refusing a file longer than `limit` bytes (when given) and pointing at the
+    /// first byte that is not UTF-8, so neither a huge file nor a stray Latin-1 byte is
+    /// reported without a position.
+    pub fn read(path: &Path, limit: Option<u64>) -> Result<Self, ConfigError> {
+        let unreadable = |error: std::io::Error| ConfigError::unreadable(path, &error);
+        let file = std::fs::File::open(path).map_err(unreadable)?;
+        let mut bytes = Vec::new();
+        match limit {
+            Some(limit) => {
+                file.take(limit.saturating_add(1))
+                    .read_to_end(&mut bytes)
+                    .map_err(unreadable)?;
+                if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > limit {
+                    let size = std::fs::metadata(path).map_or(0, |metadata| metadata.len());
+                    return Err(ConfigError {
+                        file: path.to_owned(),
+                        line: 1,
+                        column: 1,
+                        key: String::new(),
+                        message: format!(
+                            "the file is {} bytes, over the limit of {limit} bytes",
+                            size.max(limit + 1)
+                        ),
+                    });
+                }
+            }
+            None => {
+                let mut file = file;
+                file.read_to_end(&mut bytes).map_err(unreadable)?;
+            }
+        }
+        match String::from_utf8(bytes) {
+            Ok(text) => Ok(Self::new(path, text)),
+            Err(error) => {
+                let bytes = error.as_bytes();
+                let valid = error.utf8_error().valid_up_to();
+                let prefix = String::from_utf8_lossy(&bytes[..valid]);
+                let line = prefix.matches('\n').count() + 1;
+                let column = prefix
+                    .rsplit('\n')
+                    .next()
+                    .map_or(0, |last| last.chars().count())
+                    + 1;
+                Err(ConfigError {
+                    file: path.to_owned(),
+                    line,
+                    column,
+                    key: String::new(),
+                    message: format!(
+                        "not valid UTF-8 (byte 0x{:02x} here); save the file as UTF-8",
+                        bytes.get(valid).copied().unwrap_or_default()
+                    ),
+                })
+            }
+        }
+    }
+
+    /// A TOML syntax error, located; a duplicate key is named (TOML only says "duplicate key").
+    pub fn syntax_error(&self, error: &toml::de::Error) -> ConfigError {
+        let span = error.span().unwrap_or(0..0);
+        let message = error.message().trim_end();
+        let name = self
+            .text
+            .get(span.clone())
+            .map(|key| key.trim().trim_matches(['"', '\'']))
+            .filter(|key| !key.is_empty() && !key.contains('\n'));
+        match name {
+            Some(key) if message == "duplicate key" => self.error(
+                &span,
+                key,
+                format!("duplicate key `{key}`: it is already set above"),
+            ),
+            _ => self.error(&span, "", message),
+        }
+    }
+
     /// The file this text was read from.
     pub fn path(&self) -> &Path {
         &self.path
@@ -151,6 +228,11 @@ impl<'a> ErrorSink<'a> {
     /// Records a problem at `span`.
     pub fn push(&mut self, span: &Range<usize>, key: &str, message: impl Into<String>) {
         self.errors.push(self.source.error(span, key, message));
+    }
+
+    /// Records a problem already located (a syntax error).
+    pub fn push_error(&mut self, error: ConfigError) {
+        self.errors.push(error);
     }
 
     /// Whether anything was recorded.

@@ -35,6 +35,7 @@ mod probe_redis;
 mod probe_registry;
 mod probe_s3;
 mod probe_smtp;
+mod rule_loader;
 mod shipped_probes;
 mod status_page;
 mod status_schema;
