@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -130,6 +130,8 @@ pub struct BuildContext {
     pub base_dir: PathBuf,
     roots: OnceLock<Arc<rustls::RootCertStore>>,
     resolver: OnceLock<crate::probe::net::Resolver>,
+    /// The contents of every `*_file` secret read, by key, so that no error quotes them.
+    file_secrets: Mutex<Vec<(String, Secret)>>,
 }
 
 impl BuildContext {
@@ -139,7 +141,28 @@ impl BuildContext {
             base_dir: base_dir.into(),
             roots: OnceLock::new(),
             resolver: OnceLock::new(),
+            file_secrets: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Reads the secret file `path` (relative to the config file) given for `key`
+    /// (`password_file`), remembering its contents so that no error of this load quotes them.
+    pub fn read_secret_file(&self, key: &str, path: &Path) -> std::io::Result<Secret> {
+        let text = std::fs::read_to_string(self.path(path))?;
+        let secret = Secret::new(text);
+        self.file_secrets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((key.to_owned(), secret.clone()));
+        Ok(secret)
+    }
+
+    /// What [`BuildContext::read_secret_file`] read, by key.
+    fn file_secrets(&self) -> Vec<(String, Secret)> {
+        self.file_secrets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The system resolver, set up once per config load and shared by every probe: with its
@@ -225,6 +248,16 @@ pub fn parse(source: &Source, lookup: interpolate::Lookup<'_>) -> Result<Config,
         None => Vec::new(),
     };
 
+    // No error may quote what a `*_file` holds; `${ENV}` values were marked as they were
+    // interpolated.
+    for (key, contents) in cx.file_secrets() {
+        sink.taint(source::Tainted {
+            span: None,
+            origin: format!("`{key}`"),
+            key,
+            value: contents,
+        });
+    }
     sink.finish(Config {
         path: source.path().to_owned(),
         server,
@@ -551,6 +584,35 @@ fn check_label_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A URL's scheme for an error message: `ftp`, or `another scheme` when it is not a short
+/// word (`hunter2:password@host` parses with the scheme `hunter2`).
+pub(crate) fn shown_scheme(scheme: &str) -> String {
+    let known = [
+        "ftp",
+        "ws",
+        "wss",
+        "file",
+        "mailto",
+        "redis",
+        "rediss",
+        "postgres",
+        "postgresql",
+        "smtp",
+        "smtps",
+        "tcp",
+        "udp",
+        "tls",
+        "s3",
+        "data",
+        "javascript",
+    ];
+    if known.contains(&scheme) {
+        format!("`{scheme}://`")
+    } else {
+        "another scheme".to_owned()
+    }
+}
+
 /// Deserializes a kind's own keys into its `Spec` and builds the runtime probe, turning
 /// [`FieldError`]s into located [`ConfigError`]s. Used by [`crate::probe::build`].
 pub fn build_section<S, P>(
@@ -676,6 +738,34 @@ mod tests {
                 "probes.toml:1:2: serve: unknown section, expected one of `server`, `scheduler`, `defaults`, `probe`, `alerting`, `store`, `api`, `notifier`, `maintenance`",
                 "probes.toml:11:8: probe[a].name: duplicate probe name `a`",
                 "probes.toml:17:8: probe[bad name].name: `bad name` is not a valid probe name: use letters, digits, `-`, `_` and `.`",
+            ]
+        );
+    }
+
+    /// A value from the environment is never quoted by an error, in any section: the error
+    /// names the variable instead.
+    #[test]
+    fn errors_never_quote_an_interpolated_value() {
+        let text = "[server]\nlisten = \"${LISTEN}\"\n\n[[probe]]\nname = \"p\"\nkind = \"http\"\n\
+                    url = \"http://127.0.0.1/\"\ninterval = \"${EVERY}\"\n";
+        let errors = parse(
+            &Source::new("probes.toml", text.to_owned()),
+            &|name| match name {
+                "LISTEN" => Some("hunter2-not-an-address".to_owned()),
+                "EVERY" => Some("3000h".to_owned()),
+                _ => None,
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!errors.contains("hunter2"), "{errors}");
+        assert_eq!(
+            errors.lines().collect::<Vec<_>>(),
+            [
+                "probes.toml:2:10: server.listen: the value from `${LISTEN}` is not an address \
+                 like \"0.0.0.0:9898\"",
+                "probes.toml:8:12: probe[p].interval: must be at most 24h (the range is 1s to \
+                 24h) (the value comes from `${EVERY}`)",
             ]
         );
     }

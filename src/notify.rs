@@ -301,14 +301,22 @@ pub(crate) fn timeout(value: Option<HumanDuration>, errors: &mut Vec<FieldError>
         })
 }
 
-/// Parses an `http`/`https` URL for key `key`.
+/// Parses an `http`/`https` URL for key `key`. Errors never quote the URL: the path of a
+/// Slack-style webhook or a healthchecks.io ping URL is its secret.
 pub fn parse_http_url(key: &str, text: &str) -> Result<url::Url, FieldError> {
-    let url = url::Url::parse(text)
-        .map_err(|error| FieldError::new(key, format!("`{text}` is not a URL: {error}")))?;
+    let url = url::Url::parse(text).map_err(|error| {
+        FieldError::new(
+            key,
+            format!("not a URL ({error}); write it whole, like \"https://host/path\""),
+        )
+    })?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(FieldError::new(
             key,
-            format!("`{text}` must be an http:// or https:// URL"),
+            format!(
+                "must be an http:// or https:// URL, not {}",
+                crate::config::shown_scheme(url.scheme())
+            ),
         ));
     }
     if !url.username().is_empty() || url.password().is_some() {

@@ -254,7 +254,7 @@ pub(super) fn validate_api(raw: RawApi, cx: &BuildContext, sink: &mut ErrorSink<
         "token",
         raw.token.map(Spanned::into_inner),
         raw.token_file.as_ref().map(|file| file.get_ref().as_path()),
-        &cx.base_dir,
+        cx,
     );
     match token {
         Err(error) => {

@@ -14,6 +14,8 @@ use serde::de::DeserializeOwned;
 use toml::Spanned;
 use toml::de::{DeValue, ValueDeserializer};
 
+use super::Secret;
+
 /// One problem in a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -209,6 +211,7 @@ impl Source {
 pub struct ErrorSink<'a> {
     source: &'a Source,
     errors: Vec<ConfigError>,
+    tainted: Vec<Tainted>,
 }
 
 impl<'a> ErrorSink<'a> {
@@ -217,7 +220,13 @@ impl<'a> ErrorSink<'a> {
         Self {
             source,
             errors: Vec::new(),
+            tainted: Vec::new(),
         }
+    }
+
+    /// Marks a value no error may quote (see [`Tainted`]).
+    pub fn taint(&mut self, tainted: Tainted) {
+        self.tainted.push(tainted);
     }
 
     /// The file being loaded.
@@ -227,12 +236,33 @@ impl<'a> ErrorSink<'a> {
 
     /// Records a problem at `span`.
     pub fn push(&mut self, span: &Range<usize>, key: &str, message: impl Into<String>) {
+        let mut message = self.redact(message.into());
+        let origins: Vec<&str> = self
+            .tainted
+            .iter()
+            .filter(|tainted| tainted.locates(span, key) && !message.contains(&tainted.origin))
+            .map(|tainted| tainted.origin.as_str())
+            .collect();
+        if !origins.is_empty() {
+            message = format!("{message} (the value comes from {})", origins.join(" and "));
+        }
         self.errors.push(self.source.error(span, key, message));
     }
 
     /// Records a problem already located (a syntax error).
-    pub fn push_error(&mut self, error: ConfigError) {
+    pub fn push_error(&mut self, mut error: ConfigError) {
+        error.message = self.redact(error.message);
         self.errors.push(error);
+    }
+
+    /// `message` without any tainted value in it.
+    fn redact(&self, mut message: String) -> String {
+        for tainted in &self.tainted {
+            if let Some(redacted) = tainted.redact(&message) {
+                message = redacted;
+            }
+        }
+        message
     }
 
     /// Whether anything was recorded.
@@ -281,12 +311,123 @@ impl<'a> ErrorSink<'a> {
     /// Ends the load: `Ok(value)` when nothing was recorded.
     pub fn finish<T>(mut self, value: T) -> Result<T, ConfigErrors> {
         if self.errors.is_empty() {
-            Ok(value)
-        } else {
-            self.errors.sort_by_key(|error| (error.line, error.column));
-            Err(ConfigErrors(self.errors))
+            return Ok(value);
         }
+        // Values tainted after an error was recorded (the contents of `*_file`s, known once
+        // the section is built) are taken out too.
+        let mut errors = std::mem::take(&mut self.errors);
+        for error in &mut errors {
+            error.message = self.redact(std::mem::take(&mut error.message));
+        }
+        errors.sort_by_key(|error| (error.line, error.column));
+        Err(ConfigErrors(errors))
     }
+}
+
+// === values no error may quote ===
+
+/// A value that came from outside the file (`${ENV}`, or the contents of a `*_file`), which no
+/// error may quote: a port written as `"${SMTP_PASSWORD}"` by mistake must not print the
+/// password in its type error.
+#[derive(Clone, Debug)]
+pub struct Tainted {
+    /// Where it was written, for `${ENV}`: errors there say where their value came from.
+    pub span: Option<Range<usize>>,
+    /// The key it is the value of (`notifier[mail].port`), likewise.
+    pub key: String,
+    /// Where it came from, as errors name it: `` `${SMTP_PASSWORD}` `` or `` `password_file` ``.
+    pub origin: String,
+    /// The value itself (a [`Secret`], so that not even `Debug` of the sink shows it).
+    pub value: Secret,
+}
+
+impl Tainted {
+    /// Whether an error at `span` under `key` is about this value.
+    fn locates(&self, span: &Range<usize>, key: &str) -> bool {
+        let in_span = self
+            .span
+            .as_ref()
+            .is_some_and(|own| own.contains(&span.start));
+        let under = |outer: &str, inner: &str| {
+            inner == outer
+                || inner
+                    .strip_prefix(outer)
+                    .is_some_and(|rest| rest.starts_with(['.', '[']))
+        };
+        in_span
+            || (self.span.is_some()
+                && !key.is_empty()
+                && (under(&self.key, key) || under(key, &self.key)))
+    }
+
+    /// `message` without this value: the value's mentions replaced by where it came from, or,
+    /// when it is quoted in a form that cannot be cut out, the whole message replaced by one
+    /// that says only what was expected. `None` when the message does not mention it.
+    fn redact(&self, message: &str) -> Option<String> {
+        let value = self.value.expose().trim();
+        if value.is_empty() || !mentions(message, value) {
+            return None;
+        }
+        let replacement = format!("the value from {}", self.origin);
+        // serde's own wording: `invalid type: string "hunter2", expected u16`.
+        let from_serde = ["invalid type:", "invalid value:", "unknown variant"]
+            .iter()
+            .any(|start| message.starts_with(start));
+        if !from_serde {
+            let escaped = value.escape_debug().to_string();
+            let mut out = message.to_owned();
+            for form in [
+                format!("`{value}`"),
+                format!("\"{escaped}\""),
+                format!("'{value}'"),
+                value.to_owned(),
+                escaped,
+            ] {
+                if form.chars().count() >= 4 || form.starts_with(['`', '"', '\'']) {
+                    out = out.replace(&form, &replacement);
+                }
+            }
+            if !mentions(&out, value) {
+                return Some(out);
+            }
+        }
+        let expected = message
+            .rfind("expected ")
+            .map(|at| &message[at..])
+            .filter(|tail| !mentions(tail, value))
+            .map_or_else(String::new, |tail| format!(": {tail}"));
+        Some(format!("{replacement} is not valid here{expected}"))
+    }
+}
+
+/// Whether `text` quotes `value`, or a good part of it: a short value only when quoted (`0`
+/// is in many messages), a longer one anywhere, and any eight characters of a long one (a
+/// message may quote a piece, such as a URL's path).
+fn mentions(text: &str, value: &str) -> bool {
+    let escaped = value.escape_debug().to_string();
+    let quoted = [
+        format!("`{value}`"),
+        format!("\"{escaped}\""),
+        format!("'{value}'"),
+    ];
+    if quoted.iter().any(|form| text.contains(form.as_str())) {
+        return true;
+    }
+    let chars: Vec<char> = value.chars().collect();
+    if chars.len() < 4 {
+        return false;
+    }
+    if text.contains(value) || text.contains(escaped.as_str()) {
+        return true;
+    }
+    // Windows that are a plain lowercase word (`password`) are in many messages by chance.
+    chars.len() > 8
+        && chars.windows(8).any(|window| {
+            !window
+                .iter()
+                .all(|c| c.is_ascii_lowercase() || *c == '_' || c.is_whitespace())
+                && text.contains(window.iter().collect::<String>().as_str())
+        })
 }
 
 /// Appends "did you mean `x`?" to serde's unknown-field message when the unknown key is a near
@@ -381,6 +522,81 @@ mod tests {
         assert_eq!(
             with_typo_hint("unknown field `colour`, expected `url`", &["timeout"]),
             "unknown field `colour`, expected `url`"
+        );
+    }
+
+    fn tainted(value: &str) -> Tainted {
+        Tainted {
+            span: Some(10..20),
+            key: "notifier[mail].port".to_owned(),
+            origin: "`${PW}`".to_owned(),
+            value: Secret::new(value),
+        }
+    }
+
+    /// A tainted value is cut out of every message that quotes it, whole, escaped or in part;
+    /// a short one only where it is quoted, since `0` is in many messages.
+    #[test]
+    fn tainted_values_are_never_quoted() {
+        let pw = tainted("hunter2\"x");
+        assert_eq!(
+            pw.redact("invalid type: string \"hunter2\\\"x\", expected u16")
+                .as_deref(),
+            Some("the value from `${PW}` is not valid here: expected u16")
+        );
+        assert_eq!(
+            pw.redact("`hunter2\"x` is not a host name").as_deref(),
+            Some("the value from `${PW}` is not a host name")
+        );
+        let hook = tainted("hooks.slack.com/services/T000/B000/XXXXSECRET");
+        assert_eq!(
+            hook.redact("cannot reach B000/XXXXSECRET").as_deref(),
+            Some("the value from `${PW}` is not valid here")
+        );
+        assert_eq!(hook.redact("not a URL: relative URL without a base"), None);
+        let short = tainted("0");
+        assert_eq!(short.redact("must be at least 10ms"), None);
+        assert_eq!(
+            short.redact("`0` is not a day").as_deref(),
+            Some("the value from `${PW}` is not a day")
+        );
+        assert_eq!(
+            tainted("password1").redact("set `password` or `password_file`"),
+            None
+        );
+    }
+
+    /// An error at a value that came from the environment says so, and is redacted; one
+    /// elsewhere that quotes it is redacted too; the contents of a file tainted after the error
+    /// was recorded are cut out when the load finishes.
+    #[test]
+    fn the_sink_redacts_and_names_where_a_value_came_from() {
+        let source = Source::new("probes.toml", " ".repeat(40));
+        let mut sink = ErrorSink::new(&source);
+        sink.taint(tainted("s3cret-value"));
+        sink.push(&(12..14), "notifier[mail].port", "must be at least 1");
+        sink.push(&(30..31), "other", "`s3cret-value` was seen here");
+        sink.push(&(32..33), "third", "cannot parse: f1le-s3cret is bad");
+        sink.taint(Tainted {
+            span: None,
+            key: "dsn_file".to_owned(),
+            origin: "`dsn_file`".to_owned(),
+            value: Secret::new("f1le-s3cret\n"),
+        });
+        let errors: Vec<String> = sink
+            .finish(())
+            .unwrap_err()
+            .0
+            .iter()
+            .map(|error| format!("{}: {}", error.key, error.message))
+            .collect();
+        assert_eq!(
+            errors,
+            [
+                "notifier[mail].port: must be at least 1 (the value comes from `${PW}`)",
+                "other: the value from `${PW}` was seen here",
+                "third: cannot parse: the value from `dsn_file` is bad",
+            ]
         );
     }
 

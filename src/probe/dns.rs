@@ -403,9 +403,8 @@ impl ResolverAddr {
             })?;
         let addr = SocketAddr::new(ip, url.port().unwrap_or(default_port));
         if !url.username().is_empty() || url.password().is_some() || url.query().is_some() {
-            return Err(format!(
-                "resolver `{text}` may not carry credentials or a query string"
-            ));
+            // Not quoted: it holds the very credentials or token it may not carry.
+            return Err("a resolver may not carry credentials or a query string".to_owned());
         }
         let server_name = url
             .fragment()

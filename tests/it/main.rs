@@ -22,6 +22,7 @@ mod alerting_email;
 mod alerting_restart;
 mod catalog_rules;
 mod config_bounds;
+mod config_secrets;
 mod daemon;
 mod daemon_catalog;
 mod daemon_http;

@@ -208,7 +208,7 @@ weekly = { day = "thursday-ish", start = "25:00", end = "13:30", timezone = "Mar
     let found = errors(text);
     let expected = [
         "probes.toml:2:19: alerting.repeat_interval: must be at least 1s (the range is 1s to 30d)",
-        "probes.toml:3:16: alerting.external_url: `ftp://x` must be an http:// or https:// URL",
+        "probes.toml:3:16: alerting.external_url: must be an http:// or https:// URL, not `ftp://`",
         "probes.toml:6:9: api.token: the token is too short: use at least 16 random characters",
         "probes.toml:12:8: notifier[mail].from: `not an address` is not an email address",
         "probes.toml:13:6: notifier[mail].to: name at least one recipient",
@@ -239,7 +239,10 @@ fn token_and_token_file_are_exclusive() {
     let found = errors("[api]\ntoken = \"${HONEYGUIDE_API_TOKEN}\"\ntoken_file = \"t\"\n");
     assert_eq!(
         found,
-        ["probes.toml:2:9: api.token: set at most one of `token` and `token_file`"]
+        [
+            "probes.toml:2:9: api.token: set at most one of `token` and `token_file` (the value \
+          comes from `${HONEYGUIDE_API_TOKEN}`)"
+        ]
     );
     assert!(!found.join("").contains("0123456789abcdef"));
 }
