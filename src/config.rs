@@ -765,7 +765,7 @@ mod tests {
                 "probes.toml:2:10: server.listen: the value from `${LISTEN}` is not an address \
                  like \"0.0.0.0:9898\"",
                 "probes.toml:8:12: probe[p].interval: must be at most 24h (the range is 1s to \
-                 24h) (the value comes from `${EVERY}`)",
+                 24h)",
             ]
         );
     }

@@ -8,8 +8,7 @@
 //! `$$` for a literal `$`.
 //!
 //! Every value taken from the environment is marked on the [`ErrorSink`] ([`Tainted`]), with
-//! the span and key it was written at: an error at that value says which variable it came
-//! from, and no error of the load quotes it (`port = "${PASSWORD}"` by mistake reads "the
+//! the span and key it was written at, and no error of the load quotes it (`port = "${PASSWORD}"` by mistake reads "the
 //! value from `${PASSWORD}` is not valid here: expected u16").
 
 use std::borrow::Cow;

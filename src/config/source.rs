@@ -237,14 +237,12 @@ impl<'a> ErrorSink<'a> {
     /// Records a problem at `span`.
     pub fn push(&mut self, span: &Range<usize>, key: &str, message: impl Into<String>) {
         let mut message = self.redact(message.into());
-        let origins: Vec<&str> = self
-            .tainted
-            .iter()
-            .filter(|tainted| tainted.locates(span, key) && !message.contains(&tainted.origin))
-            .map(|tainted| tainted.origin.as_str())
-            .collect();
-        if !origins.is_empty() {
-            message = format!("{message} (the value comes from {})", origins.join(" and "));
+        // At the value itself, a message may quote a piece of it too short to recognise
+        // anywhere else (humantime's `unknown time unit "xq"`).
+        for tainted in self.tainted.iter().filter(|tainted| tainted.is_at(span)) {
+            if let Some(redacted) = tainted.redact_pieces(&message) {
+                message = redacted;
+            }
         }
         self.errors.push(self.source.error(span, key, message));
     }
@@ -331,9 +329,9 @@ impl<'a> ErrorSink<'a> {
 /// password in its type error.
 #[derive(Clone, Debug)]
 pub struct Tainted {
-    /// Where it was written, for `${ENV}`: errors there say where their value came from.
+    /// Where it was written, for `${ENV}` (`None` for a file's contents).
     pub span: Option<Range<usize>>,
-    /// The key it is the value of (`notifier[mail].port`), likewise.
+    /// The key it is the value of (`notifier[mail].port`, `password_file`).
     pub key: String,
     /// Where it came from, as errors name it: `` `${SMTP_PASSWORD}` `` or `` `password_file` ``.
     pub origin: String,
@@ -342,22 +340,25 @@ pub struct Tainted {
 }
 
 impl Tainted {
-    /// Whether an error at `span` under `key` is about this value.
-    fn locates(&self, span: &Range<usize>, key: &str) -> bool {
-        let in_span = self
-            .span
+    /// Whether an error at `span` is at this value.
+    fn is_at(&self, span: &Range<usize>) -> bool {
+        self.span
             .as_ref()
-            .is_some_and(|own| own.contains(&span.start));
-        let under = |outer: &str, inner: &str| {
-            inner == outer
-                || inner
-                    .strip_prefix(outer)
-                    .is_some_and(|rest| rest.starts_with(['.', '[']))
-        };
-        in_span
-            || (self.span.is_some()
-                && !key.is_empty()
-                && (under(&self.key, key) || under(key, &self.key)))
+            .is_some_and(|own| own.contains(&span.start))
+    }
+
+    /// `message` replaced when something it quotes (in backticks or double quotes) is a piece
+    /// of this value; `None` otherwise.
+    fn redact_pieces(&self, message: &str) -> Option<String> {
+        let value = self.value.expose();
+        let quotes_a_piece = ['`', '"'].into_iter().any(|quote| {
+            message
+                .split(quote)
+                .skip(1)
+                .step_by(2)
+                .any(|quoted| !quoted.trim().is_empty() && value.contains(quoted))
+        });
+        quotes_a_piece.then(|| format!("the value from {} is not valid here", self.origin))
     }
 
     /// `message` without this value: the value's mentions replaced by where it came from, or,
@@ -564,17 +565,29 @@ mod tests {
             tainted("password1").redact("set `password` or `password_file`"),
             None
         );
+        let duration = tainted("9xq");
+        assert_eq!(
+            duration
+                .redact_pieces("unknown time unit \"xq\", supported units: ns, us")
+                .as_deref(),
+            Some("the value from `${PW}` is not valid here")
+        );
+        assert_eq!(duration.redact_pieces("must be at least `1s`"), None);
     }
 
-    /// An error at a value that came from the environment says so, and is redacted; one
-    /// elsewhere that quotes it is redacted too; the contents of a file tainted after the error
-    /// was recorded are cut out when the load finishes.
+    /// Any error quoting a tainted value is redacted, wherever it is; the contents of a file
+    /// tainted after the error was recorded are cut out when the load finishes.
     #[test]
     fn the_sink_redacts_and_names_where_a_value_came_from() {
         let source = Source::new("probes.toml", " ".repeat(40));
         let mut sink = ErrorSink::new(&source);
         sink.taint(tainted("s3cret-value"));
         sink.push(&(12..14), "notifier[mail].port", "must be at least 1");
+        sink.push(
+            &(12..14),
+            "notifier[mail].port",
+            "invalid type: string \"s3cret-value\", expected u16",
+        );
         sink.push(&(30..31), "other", "`s3cret-value` was seen here");
         sink.push(&(32..33), "third", "cannot parse: f1le-s3cret is bad");
         sink.taint(Tainted {
@@ -593,7 +606,8 @@ mod tests {
         assert_eq!(
             errors,
             [
-                "notifier[mail].port: must be at least 1 (the value comes from `${PW}`)",
+                "notifier[mail].port: must be at least 1",
+                "notifier[mail].port: the value from `${PW}` is not valid here: expected u16",
                 "other: the value from `${PW}` was seen here",
                 "third: cannot parse: the value from `dsn_file` is bad",
             ]
