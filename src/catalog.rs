@@ -53,10 +53,23 @@ pub fn probe_kinds(config: &Config) -> ProbeKinds {
 }
 
 /// Reads and validates every `*.toml` file of `dir` against the configured `probes`. Fails with
-/// every problem found, each with its file, line, column and key.
+/// every problem found, each with its file, line, column and key. Other entries of `dir` are
+/// listed in [`Catalog::skipped`], except hidden ones (`.git`, a ConfigMap's `..data`).
 pub fn load(dir: &Path, probes: &ProbeKinds) -> Result<Catalog, ConfigErrors> {
-    let sources = load::read_dir(dir)?;
-    parse(&sources, probes)
+    let listing = load::read_dir(dir)?;
+    let mut errors = listing.errors;
+    match parse(&listing.sources, probes) {
+        Ok(mut catalog) if errors.is_empty() => {
+            catalog.skipped = listing.skipped;
+            Ok(catalog)
+        }
+        Ok(_) => Err(ConfigErrors(errors)),
+        Err(ConfigErrors(rule_errors)) => {
+            errors.extend(rule_errors);
+            errors.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+            Err(ConfigErrors(errors))
+        }
+    }
 }
 
 /// Validates already-read rule files (the file names matter: an id must equal its file's stem).
@@ -69,6 +82,23 @@ pub fn parse(sources: &[Source], probes: &ProbeKinds) -> Result<Catalog, ConfigE
 pub struct Catalog {
     modes: Vec<FailureMode>,
     evaluator: Evaluator,
+    skipped: Vec<Skipped>,
+}
+
+/// An entry of the rules directory that is not a rule file, so was not loaded: said by
+/// `validate` and at start, so that a rule saved under the wrong name is not silently missing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    /// The entry.
+    pub path: PathBuf,
+    /// Why it is not a rule.
+    pub reason: String,
+}
+
+impl fmt::Display for Skipped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: skipped: {}", self.path.display(), self.reason)
+    }
 }
 
 impl Catalog {
@@ -77,7 +107,13 @@ impl Catalog {
         Self {
             modes: Vec::new(),
             evaluator: Evaluator::new(),
+            skipped: Vec::new(),
         }
+    }
+
+    /// The entries of the rules directory that were not loaded, in name order.
+    pub fn skipped(&self) -> &[Skipped] {
+        &self.skipped
     }
 
     /// Every failure mode, in file-name order (for `honeyguide catalog`).

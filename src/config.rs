@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -156,6 +156,8 @@ pub struct BuildContext {
     pub base_dir: PathBuf,
     roots: OnceLock<Arc<rustls::RootCertStore>>,
     resolver: OnceLock<crate::probe::net::Resolver>,
+    /// The contents of every `*_file` secret read, by key, so that no error quotes them.
+    file_secrets: Mutex<Vec<(String, Secret)>>,
 }
 
 impl BuildContext {
@@ -165,7 +167,28 @@ impl BuildContext {
             base_dir: base_dir.into(),
             roots: OnceLock::new(),
             resolver: OnceLock::new(),
+            file_secrets: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Reads the secret file `path` (relative to the config file) given for `key`
+    /// (`password_file`), remembering its contents so that no error of this load quotes them.
+    pub fn read_secret_file(&self, key: &str, path: &Path) -> std::io::Result<Secret> {
+        let text = std::fs::read_to_string(self.path(path))?;
+        let secret = Secret::new(text);
+        self.file_secrets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((key.to_owned(), secret.clone()));
+        Ok(secret)
+    }
+
+    /// What [`BuildContext::read_secret_file`] read, by key.
+    fn file_secrets(&self) -> Vec<(String, Secret)> {
+        self.file_secrets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The system resolver, set up once per config load and shared by every probe: with its
@@ -192,9 +215,7 @@ impl BuildContext {
 
 /// Reads and validates `path`, interpolating from the process environment.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|error| ConfigErrors(vec![ConfigError::unreadable(path, &error)]))?;
-    let source = Source::new(path, text);
+    let source = Source::read(path, None).map_err(|error| ConfigErrors(vec![error]))?;
     parse(&source, &|name| std::env::var(name).ok())
 }
 
@@ -202,11 +223,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 pub fn parse(source: &Source, lookup: interpolate::Lookup<'_>) -> Result<Config, ConfigErrors> {
     let mut table = match DeTable::parse(source.text()) {
         Ok(document) => document.into_inner(),
-        Err(error) => {
-            let span = error.span().unwrap_or(0..0);
-            let message = error.message().trim_end().to_owned();
-            return Err(ConfigErrors(vec![source.error(&span, "", message)]));
-        }
+        Err(error) => return Err(ConfigErrors(vec![source.syntax_error(&error)])),
     };
     let mut sink = ErrorSink::new(source);
     for (key, value) in table.iter_mut() {
@@ -257,6 +274,16 @@ pub fn parse(source: &Source, lookup: interpolate::Lookup<'_>) -> Result<Config,
         None => Vec::new(),
     };
 
+    // No error may quote what a `*_file` holds; `${ENV}` values were marked as they were
+    // interpolated.
+    for (key, contents) in cx.file_secrets() {
+        sink.taint(source::Tainted {
+            span: None,
+            origin: format!("`{key}`"),
+            key,
+            value: contents,
+        });
+    }
     sink.finish(Config {
         path: source.path().to_owned(),
         server,
@@ -409,22 +436,13 @@ fn validate_scheduler(raw: RawScheduler, sink: &mut ErrorSink<'_>) -> SchedulerC
 }
 
 fn validate_defaults(raw: RawDefaults, sink: &mut ErrorSink<'_>) -> Defaults {
-    let interval = positive(raw.interval, "defaults.interval", sink).unwrap_or(DEFAULT_INTERVAL);
-    let timeout = positive(raw.timeout, "defaults.timeout", sink).unwrap_or(DEFAULT_TIMEOUT);
+    let interval = duration::PROBE_INTERVAL
+        .spanned(raw.interval, "defaults.interval", sink)
+        .unwrap_or(DEFAULT_INTERVAL);
+    let timeout = duration::TIMEOUT
+        .spanned(raw.timeout, "defaults.timeout", sink)
+        .unwrap_or(DEFAULT_TIMEOUT);
     Defaults { interval, timeout }
-}
-
-fn positive(
-    value: Option<Spanned<HumanDuration>>,
-    key: &str,
-    sink: &mut ErrorSink<'_>,
-) -> Option<Duration> {
-    let value = value?;
-    if value.get_ref().get().is_zero() {
-        sink.push(&value.span(), key, "must be longer than zero");
-        return None;
-    }
-    Some(value.get_ref().get())
 }
 
 // === probes ===
@@ -479,12 +497,14 @@ fn load_probe(
     let name_span = common.name.span();
     let name = common.name.into_inner();
     let valid_name = check_entry_name("probe", &name, &name_span, &label, sink);
-    let interval =
-        positive(common.interval, &format!("{label}.interval"), sink).unwrap_or(defaults.interval);
+    let interval = duration::PROBE_INTERVAL
+        .spanned(common.interval, &format!("{label}.interval"), sink)
+        .unwrap_or(defaults.interval);
     let timeout_span = common.timeout.as_ref().map(Spanned::span);
     // Without a timeout of its own, a probe gets the default capped at its interval: a fast
     // probe (`interval = "1s"`) should not need a timeout line just to be valid.
-    let timeout = positive(common.timeout, &format!("{label}.timeout"), sink)
+    let timeout = duration::TIMEOUT
+        .spanned(common.timeout, &format!("{label}.timeout"), sink)
         .unwrap_or(defaults.timeout.min(interval));
     if let Some(timeout_span) = timeout_span.filter(|_| timeout > interval) {
         sink.push(
@@ -639,6 +659,35 @@ fn check_label_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A URL's scheme for an error message: `ftp`, or `another scheme` when it is not a short
+/// word (`hunter2:password@host` parses with the scheme `hunter2`).
+pub(crate) fn shown_scheme(scheme: &str) -> String {
+    let known = [
+        "ftp",
+        "ws",
+        "wss",
+        "file",
+        "mailto",
+        "redis",
+        "rediss",
+        "postgres",
+        "postgresql",
+        "smtp",
+        "smtps",
+        "tcp",
+        "udp",
+        "tls",
+        "s3",
+        "data",
+        "javascript",
+    ];
+    if known.contains(&scheme) {
+        format!("`{scheme}://`")
+    } else {
+        "another scheme".to_owned()
+    }
+}
+
 /// Deserializes a kind's own keys into its `Spec` and builds the runtime probe, turning
 /// [`FieldError`]s into located [`ConfigError`]s. Used by [`crate::probe::build`].
 pub fn build_section<S, P>(
@@ -716,6 +765,37 @@ mod tests {
         );
     }
 
+    /// Probe durations have a range: no probe runs more than once a second, no timeout is
+    /// longer than ten minutes, and a kind's own durations are bounded the same way.
+    #[test]
+    fn probe_durations_are_bounded() {
+        let text = format!(
+            "[defaults]\ninterval = \"1ns\"\ntimeout = \"500000000000y\"\n\n{}\n{}\n{}\n{}",
+            probe("fast", "interval = \"999ms\""),
+            probe("slow", "interval = \"25h\"\ntimeout = \"11m\""),
+            "[[probe]]\nname = \"dns\"\nkind = \"dns\"\nquery_name = \"example.com\"\n\
+             resolver_timeout = \"0s\"\n",
+            "[[probe]]\nname = \"q\"\nkind = \"asynq\"\nredis = { address = \"127.0.0.1:6379\" }\n\
+             stall_window = \"0s\"\nmax_latency = \"31d\"\ncron_grace = \"2d\"\n",
+        );
+        let errors = parse_text(&text).unwrap_err().to_string();
+        let lines: Vec<&str> = errors.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "probes.toml:2:12: defaults.interval: must be at least 1s (the range is 1s to 24h)",
+                "probes.toml:3:11: defaults.timeout: must be at most 10m (the range is 10ms to 10m)",
+                "probes.toml:9:12: probe[fast].interval: must be at least 1s (the range is 1s to 24h)",
+                "probes.toml:15:12: probe[slow].interval: must be at most 24h (the range is 1s to 24h)",
+                "probes.toml:16:11: probe[slow].timeout: must be at most 10m (the range is 10ms to 10m)",
+                "probes.toml:22:20: probe[dns].resolver_timeout: must be at least 10ms (the range is 10ms to 10m)",
+                "probes.toml:28:16: probe[q].stall_window: must be at least 1s (the range is 1s to 7d)",
+                "probes.toml:29:15: probe[q].max_latency: must be at most 30d (the range is 1s to 30d)",
+                "probes.toml:30:14: probe[q].cron_grace: must be at most 24h (the range is 0s to 24h)",
+            ]
+        );
+    }
+
     /// Every problem is reported in one go, in file order.
     #[test]
     fn duplicates_unknown_sections_and_bad_names_are_all_reported() {
@@ -733,6 +813,34 @@ mod tests {
                 "probes.toml:1:2: serve: unknown section, expected one of `server`, `scheduler`, `defaults`, `probe`, `alerting`, `store`, `api`, `notifier`, `maintenance`",
                 "probes.toml:11:8: probe[a].name: duplicate probe name `a`",
                 "probes.toml:17:8: probe[bad name].name: `bad name` is not a valid probe name: use letters, digits, `-`, `_` and `.`",
+            ]
+        );
+    }
+
+    /// A value from the environment is never quoted by an error, in any section: the error
+    /// names the variable instead.
+    #[test]
+    fn errors_never_quote_an_interpolated_value() {
+        let text = "[server]\nlisten = \"${LISTEN}\"\n\n[[probe]]\nname = \"p\"\nkind = \"http\"\n\
+                    url = \"http://127.0.0.1/\"\ninterval = \"${EVERY}\"\n";
+        let errors = parse(
+            &Source::new("probes.toml", text.to_owned()),
+            &|name| match name {
+                "LISTEN" => Some("hunter2-not-an-address".to_owned()),
+                "EVERY" => Some("3000h".to_owned()),
+                _ => None,
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!errors.contains("hunter2"), "{errors}");
+        assert_eq!(
+            errors.lines().collect::<Vec<_>>(),
+            [
+                "probes.toml:2:10: server.listen: the value from `${LISTEN}` is not an address \
+                 like \"0.0.0.0:9898\"",
+                "probes.toml:8:12: probe[p].interval: must be at most 24h (the range is 1s to \
+                 24h)",
             ]
         );
     }

@@ -124,7 +124,7 @@ fn demote(level: HeadingLevel, medium: Medium) -> HeadingLevel {
 fn link_target(url: CowStr<'_>, medium: Medium) -> CowStr<'_> {
     let allowed = match scheme(&url) {
         Some(_) => is_safe_link(&url),
-        None => medium.allows_relative_links(),
+        None => medium.allows_relative_links() && !is_protocol_relative(&url),
     };
     if allowed { url } else { CowStr::Borrowed("#") }
 }
@@ -135,6 +135,20 @@ fn scheme(url: &str) -> Option<&str> {
     url.split_once(':')
         .map(|(scheme, _)| scheme)
         .filter(|scheme| !scheme.contains(['/', '?', '#']))
+}
+
+/// Whether `url` is protocol-relative (`//host/path`): it has no scheme but leaves for another
+/// host, so it is external, not relative. Browsers read `\` as `/` and drop tabs and line
+/// breaks, so `/\host` and `/<tab>/host` are the same.
+fn is_protocol_relative(url: &str) -> bool {
+    let mut leading = url
+        .trim_start()
+        .chars()
+        .filter(|c| !matches!(c, '\t' | '\n' | '\r'));
+    matches!(
+        (leading.next(), leading.next()),
+        (Some('/' | '\\'), Some('/' | '\\'))
+    )
 }
 
 /// Whether `target` is an absolute `http`, `https` or `mailto` address: safe to make a link of
@@ -252,6 +266,26 @@ mod tests {
                 assert!(html.contains(&kept), "{medium:?}: {kept} in {html}");
             }
         }
+    }
+
+    /// A protocol-relative link (`//host`, or `/\host` as browsers read it) leaves honeyguide:
+    /// it is external without a scheme, so it is neutralised, not kept as a relative path.
+    #[test]
+    fn protocol_relative_links_are_external_not_relative() {
+        let links = "[a](//evil.example/x) [b](/\\evil.example) [c](< //evil.example/y>) \
+                     [d](/docs/runbook.md) [e](docs/runbook.md)";
+        let html = render(links, Medium::Page);
+        assert!(!html.contains("evil.example"), "{html}");
+        for kept in [
+            "<a href=\"#\">a</a>",
+            "<a href=\"#\">b</a>",
+            "<a href=\"#\">c</a>",
+            "<a href=\"/docs/runbook.md\">d</a>",
+            "<a href=\"docs/runbook.md\">e</a>",
+        ] {
+            assert!(html.contains(kept), "{kept} in {html}");
+        }
+        assert!(!render(links, Medium::Email).contains("evil.example"));
     }
 
     /// A `#` heading in a rule's recovery text sits below the headings around it: the

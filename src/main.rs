@@ -122,8 +122,12 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     config.path.display(),
                     config.probes.len()
                 );
+                let skipped = match catalog.skipped().len() {
+                    0 => String::new(),
+                    count => format!(" ({count} skipped, see above)"),
+                };
                 println!(
-                    "{}: {} failure modes, ok",
+                    "{}: {} failure modes, ok{skipped}",
                     paths.alerts.display(),
                     catalog.modes().len()
                 );
@@ -175,7 +179,12 @@ fn load_config(path: &Path) -> Option<Config> {
 fn load_all(paths: &Paths) -> Option<(Config, Arc<Catalog>)> {
     let config = load_config(&paths.config)?;
     match catalog::load(&paths.alerts, &catalog::probe_kinds(&config)) {
-        Ok(catalog) => Some((config, Arc::new(catalog))),
+        Ok(catalog) => {
+            for skipped in catalog.skipped() {
+                eprintln!("{skipped}");
+            }
+            Some((config, Arc::new(catalog)))
+        }
         Err(errors) => {
             report(&errors, &paths.alerts);
             None

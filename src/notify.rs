@@ -37,7 +37,7 @@ use toml::Spanned;
 use toml::de::DeValue;
 
 use crate::alert::notification::Notification;
-use crate::config::{BuildContext, ErrorSink, FieldError, build_section};
+use crate::config::{BuildContext, ErrorSink, FieldError, HumanDuration, build_section, duration};
 
 /// Default time one delivery attempt may take.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -351,14 +351,33 @@ pub fn http_client(
         .map_err(|error| FieldError::new("url", format!("cannot build an HTTP client: {error}")))
 }
 
-/// Parses an `http`/`https` URL for key `key`.
+/// A notifier's `timeout` key: bounded, [`DEFAULT_TIMEOUT`] when unset (or out of range, the
+/// error then recorded).
+pub(crate) fn timeout(value: Option<HumanDuration>, errors: &mut Vec<FieldError>) -> Duration {
+    duration::TIMEOUT
+        .field("timeout", value, DEFAULT_TIMEOUT)
+        .unwrap_or_else(|error| {
+            errors.push(error);
+            DEFAULT_TIMEOUT
+        })
+}
+
+/// Parses an `http`/`https` URL for key `key`. Errors never quote the URL: the path of a
+/// Slack-style webhook or a healthchecks.io ping URL is its secret.
 pub fn parse_http_url(key: &str, text: &str) -> Result<url::Url, FieldError> {
-    let url = url::Url::parse(text)
-        .map_err(|error| FieldError::new(key, format!("`{text}` is not a URL: {error}")))?;
+    let url = url::Url::parse(text).map_err(|error| {
+        FieldError::new(
+            key,
+            format!("not a URL ({error}); write it whole, like \"https://host/path\""),
+        )
+    })?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(FieldError::new(
             key,
-            format!("`{text}` must be an http:// or https:// URL"),
+            format!(
+                "must be an http:// or https:// URL, not {}",
+                crate::config::shown_scheme(url.scheme())
+            ),
         ));
     }
     if !url.username().is_empty() || url.password().is_some() {

@@ -667,7 +667,7 @@ where
     Fut: Future<Output = Outcome> + Send + 'static,
 {
     let started = Instant::now();
-    let ctx = ProbeContext::new(started + timeout);
+    let ctx = ProbeContext::new(crate::config::duration::after(started, timeout));
     // A task of its own, so that a panic is caught by the runtime instead of unwinding into the
     // scheduler, and so that aborting it on timeout drops every socket the probe holds.
     let mut task = tokio::spawn(run(ctx.clone()));
@@ -777,6 +777,17 @@ mod tests {
         .await;
         assert_eq!(result.message.chars().count(), crate::text::MESSAGE_MAX);
         assert!(result.message.ends_with('…'));
+    }
+
+    /// A timeout no instant can hold (the loader caps timeouts at 10m) does not panic the run.
+    #[tokio::test(start_paused = true)]
+    async fn a_timeout_beyond_any_instant_does_not_panic() {
+        let result = execute_with(
+            Duration::MAX,
+            |_ctx| async move { Outcome::success("fine") },
+        )
+        .await;
+        assert!(result.ok, "{}", result.message);
     }
 
     /// A probe bug that panics is a failed result of class `internal`, not a crash.

@@ -24,6 +24,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ProbeConfig;
+use crate::config::duration::after;
 use crate::probe::{self, Probe};
 use crate::state::ProbeRun;
 
@@ -76,7 +77,8 @@ async fn probe_loop(
     results: mpsc::Sender<ProbeRun>,
     shutdown: CancellationToken,
 ) {
-    let mut ticker = tokio::time::interval_at(Instant::now() + schedule.offset, schedule.interval);
+    let mut ticker =
+        tokio::time::interval_at(after(Instant::now(), schedule.offset), schedule.interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     loop {
         let scheduled = tokio::select! {

@@ -35,6 +35,8 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use crate::config::duration::after;
+
 use super::notification::{AlertMessage, Content, MessageStatus, Notification, Purpose, Reason};
 use super::route::Route;
 use super::silence::Silences;
@@ -273,7 +275,7 @@ impl Engine {
             .filter_map(|target| {
                 target
                     .refresh
-                    .map(|every| (target.notifier.clone(), now + every))
+                    .map(|every| (target.notifier.clone(), after(now, every)))
             })
             .collect();
         Self {
@@ -386,12 +388,12 @@ impl Engine {
             (alert.state == AlertState::Firing)
                 .then_some(alert.last_notified)
                 .flatten()
-                .map(|(notified, _)| notified + self.settings.repeat_interval)
+                .map(|(notified, _)| after(notified, self.settings.repeat_interval))
         });
         let forget = self.alerts.values().filter_map(|alert| {
             alert
                 .resolved_instant
-                .map(|resolved| resolved + self.settings.keep_resolved)
+                .map(|resolved| after(resolved, self.settings.keep_resolved))
         });
         flush
             .into_iter()
@@ -548,7 +550,7 @@ impl Engine {
                 alert.state == AlertState::Firing
                     && !alert.is_suppressed()
                     && alert.last_notified.is_some_and(|(notified, _)| {
-                        now >= notified + self.settings.repeat_interval
+                        now >= after(notified, self.settings.repeat_interval)
                     })
             })
             .map(|(id, _)| id.clone())
@@ -569,7 +571,7 @@ impl Engine {
                     && alert.notified.is_empty()
                     && alert
                         .resolved_instant
-                        .is_some_and(|resolved| now >= resolved + keep)
+                        .is_some_and(|resolved| now >= after(resolved, keep))
                     && self.queued(id).is_none()
             })
             .map(|(id, _)| id.clone())
@@ -598,10 +600,10 @@ impl Engine {
 
     fn queue(&mut self, id: &str, event: Event, now: Instant) {
         let batch = self.batch.get_or_insert_with(|| {
-            let wait = now + self.settings.group_wait;
+            let wait = after(now, self.settings.group_wait);
             let spaced = self
                 .last_flush
-                .map_or(wait, |last| last + self.settings.group_interval);
+                .map_or(wait, |last| after(last, self.settings.group_interval));
             Batch {
                 flush_at: wait.max(spaced),
                 events: BTreeMap::new(),
@@ -692,11 +694,11 @@ impl Engine {
             let due = self
                 .refresh_due
                 .entry(target.notifier.clone())
-                .or_insert(now + every);
+                .or_insert(after(now, every));
             if now < *due {
                 continue;
             }
-            *due = now + every;
+            *due = after(now, every);
             let alerts: Vec<AlertMessage> = self
                 .alerts
                 .values()

@@ -24,6 +24,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use tokio::time::Instant;
 
+use crate::config::duration::after;
 use crate::view::ProbeView;
 
 use super::{Catalog, Diagnosis, DiagnosisState, Evidence, FailureMode};
@@ -226,7 +227,10 @@ impl Classifier {
             .iter()
             .filter_map(|&rule| {
                 let diagnosis = self.rules[rule].diagnosis.as_ref()?;
-                Some(diagnosis.since_instant + self.catalog.modes[rule].for_duration)
+                Some(after(
+                    diagnosis.since_instant,
+                    self.catalog.modes[rule].for_duration,
+                ))
             })
             .min()
     }
@@ -346,7 +350,7 @@ impl Classifier {
             let Some(diagnosis) = rules[index].diagnosis.as_mut() else {
                 return false;
             };
-            if now < diagnosis.since_instant + modes[index].for_duration {
+            if now < after(diagnosis.since_instant, modes[index].for_duration) {
                 return true;
             }
             diagnosis.state = DiagnosisState::Active;
@@ -623,6 +627,64 @@ mod tests {
         assert_eq!(fixture.summary(), [active("a-down")]);
         assert_eq!(fixture.evaluate()[0].since_instant, started);
         assert_eq!(fixture.classifier.next_deadline(), None);
+    }
+
+    /// A `for` at the longest `validate` accepts, and one no instant can hold (which the loader
+    /// rejects, set here behind its back): the deadline saturates and nothing panics.
+    #[tokio::test(start_paused = true)]
+    async fn for_at_and_beyond_its_maximum_does_not_panic() {
+        let mut fixture = Fixture::new(&[("a-down", "when = '!probes.a.ok'\nfor = \"7d\"")]);
+        fixture.report("a", failed());
+        let started = Instant::now();
+        assert_eq!(fixture.summary()[0].1, "pending");
+        assert_eq!(
+            fixture.classifier.next_deadline(),
+            Some(started + crate::config::duration::RULE_FOR.max)
+        );
+
+        let mut catalog = crate::catalog::parse(
+            &[Source::new(
+                "alerts/a-down.toml",
+                "id = \"a-down\"\ntitle = \"t\"\nseverity = \"warning\"\nsymptom = \"s\"\n\
+                 recovery = \"r\"\nrunbook = \"#r\"\nwhen = '!probes.a.ok'\n"
+                    .to_owned(),
+            )],
+            &PROBES
+                .iter()
+                .map(|name| ((*name).to_owned(), Kind::Http))
+                .collect(),
+        )
+        .unwrap();
+        catalog.modes[0].for_duration = Duration::MAX;
+        fixture.classifier = Classifier::new(Arc::new(catalog), PROBES);
+        fixture.classifier.probe_changed(0);
+        assert_eq!(fixture.summary()[0].1, "pending");
+        assert!(
+            fixture.classifier.next_deadline().unwrap() > started + Duration::from_secs(86_400)
+        );
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        assert_eq!(fixture.summary()[0].1, "pending");
+    }
+
+    /// An expression as deep as the loader allows is evaluated on a thread with the stack of
+    /// a runtime worker (2 MiB), where the classifier runs.
+    #[test]
+    fn an_expression_at_the_depth_limit_evaluates_on_a_worker_stack() {
+        let path = ".x".repeat(crate::catalog::expr::MAX_DEPTH - 6);
+        let when = format!("when = '!probes.a.ok && !has(probes.a.observations{path})'");
+        let mut fixture = Fixture::new(&[("a-down", when.as_str())]);
+        std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .stack_size(2 * 1024 * 1024)
+                .spawn_scoped(scope, || {
+                    fixture.report("a", failed());
+                    fixture.evaluate();
+                    assert_eq!(fixture.stats("a-down").evaluations, 1);
+                })
+                .unwrap()
+                .join()
+                .unwrap();
+        });
     }
 
     /// A rule that stops holding while pending starts over.

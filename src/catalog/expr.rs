@@ -42,6 +42,17 @@ use super::synthetic;
 /// no rule can read or shadow it.
 const SCOPE_VARIABLE: &str = "honeyguide scope";
 
+/// The longest `when`, in bytes: ten times the longest shipped rule. A 3 MB `&&` chain took
+/// 5 s and 1.5 GB to compile, held for the daemon's life.
+pub(crate) const MAX_EXPRESSION_BYTES: usize = 4096;
+/// How deep brackets (`(`, `[`, `{`) may nest. The CEL parser recurses through a dozen grammar
+/// rules per level (over 128 KB of stack each in a debug build), and no shipped rule nests
+/// more than 3.
+pub(crate) const MAX_NESTING: usize = 16;
+/// How deep the compiled expression may be (`a.b.c...`, nested calls and conditionals): the
+/// classifier evaluates it recursively on a runtime worker, whose stack is 2 MiB.
+pub(crate) const MAX_DEPTH: usize = 64;
+
 /// The helper methods a rule may call on a probe.
 const FAILURE_RATIO: &str = "failure_ratio";
 const SECONDS_SINCE_OK: &str = "seconds_since_ok";
@@ -86,6 +97,7 @@ impl Evaluator {
         text: &str,
         kind_of: &dyn Fn(&str) -> Option<Kind>,
     ) -> Result<Expression, Vec<ExprError>> {
+        check_size(text).map_err(|error| vec![error])?;
         let program = self.env.compile(text).map_err(|errors| {
             // CEL recovers after a syntax error and reports what follows as more errors, which
             // are mostly echoes of the first: report the first only.
@@ -106,6 +118,15 @@ impl Evaluator {
                 .map_or(0, |(start, _)| start as usize)
         };
 
+        if let Some(id) = deeper_than(program.expression(), MAX_DEPTH) {
+            return Err(vec![ExprError {
+                offset: node_offset(id),
+                message: format!(
+                    "the expression nests deeper than {MAX_DEPTH} levels here: simplify it, \
+                     or split it into several rules"
+                ),
+            }]);
+        }
         let mut analysis = Analysis::default();
         analyse(program.expression(), &mut analysis);
         let mut errors: Vec<ExprError> = analysis
@@ -269,6 +290,113 @@ pub(crate) struct ExprError {
     pub(crate) offset: usize,
     /// What is wrong, lowercase.
     pub(crate) message: String,
+}
+
+// === limits ===
+
+/// Rejects an expression too long, or nesting brackets too deep, to compile safely: checked on
+/// the text, before the parser sees it.
+fn check_size(text: &str) -> Result<(), ExprError> {
+    if text.len() > MAX_EXPRESSION_BYTES {
+        return Err(ExprError {
+            offset: 0,
+            message: format!(
+                "the expression is {} bytes, over the limit of {MAX_EXPRESSION_BYTES}: split it \
+                 into several rules",
+                text.len()
+            ),
+        });
+    }
+    match nesting_over(text, MAX_NESTING) {
+        Some(offset) => Err(ExprError {
+            offset,
+            message: format!(
+                "brackets nest deeper than {MAX_NESTING} levels here: simplify the expression"
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The offset of the first bracket that opens level `limit + 1`, outside string literals.
+fn nesting_over(text: &str, limit: usize) -> Option<usize> {
+    const QUOTES: [&str; 4] = ["\"\"\"", "'''", "\"", "'"];
+    let mut depth = 0usize;
+    let mut quote: Option<&str> = None;
+    let mut at = 0;
+    while let Some(rest) = text.get(at..).filter(|rest| !rest.is_empty()) {
+        let step = rest.chars().next().map_or(1, char::len_utf8);
+        match quote {
+            Some(_) if rest.starts_with('\\') => {
+                at += step + rest[step..].chars().next().map_or(0, char::len_utf8);
+                continue;
+            }
+            Some(open) if rest.starts_with(open) => {
+                quote = None;
+                at += open.len();
+                continue;
+            }
+            Some(_) => {}
+            None => {
+                if let Some(open) = QUOTES.into_iter().find(|open| rest.starts_with(open)) {
+                    quote = Some(open);
+                    at += open.len();
+                    continue;
+                }
+                if rest.starts_with(['(', '[', '{']) {
+                    depth += 1;
+                    if depth > limit {
+                        return Some(at);
+                    }
+                } else if rest.starts_with([')', ']', '}']) {
+                    depth = depth.saturating_sub(1);
+                }
+            }
+        }
+        at += step;
+    }
+    None
+}
+
+/// The id of a node deeper than `limit` below `node`, if there is one. The recursion stops at
+/// the limit, so this is safe on any expression the parser produced.
+fn deeper_than(node: &IdedExpr, limit: usize) -> Option<u64> {
+    if limit == 0 {
+        return Some(node.id);
+    }
+    children(node)
+        .into_iter()
+        .find_map(|child| deeper_than(child, limit - 1))
+}
+
+/// The direct sub-expressions of `node`.
+fn children(node: &IdedExpr) -> Vec<&IdedExpr> {
+    fn entry(entry: &cel::common::ast::IdedEntryExpr) -> Vec<&IdedExpr> {
+        match &entry.expr {
+            EntryExpr::MapEntry(pair) => vec![&pair.key, &pair.value],
+            EntryExpr::StructField(field) => vec![&field.value],
+        }
+    }
+    match &node.expr {
+        Expr::Call(call) => call
+            .target
+            .as_deref()
+            .into_iter()
+            .chain(&call.args)
+            .collect(),
+        Expr::Select(select) => vec![&*select.operand],
+        Expr::Comprehension(comprehension) => vec![
+            &comprehension.iter_range,
+            &comprehension.accu_init,
+            &comprehension.loop_cond,
+            &comprehension.loop_step,
+            &comprehension.result,
+        ],
+        Expr::List(list) => list.elements.iter().collect(),
+        Expr::Map(map) => map.entries.iter().flat_map(entry).collect(),
+        Expr::Struct(structure) => structure.entries.iter().flat_map(entry).collect(),
+        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => Vec::new(),
+    }
 }
 
 // === static analysis ===

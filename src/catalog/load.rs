@@ -1,10 +1,17 @@
 //! Loading `alerts/*.toml`: one strict TOML file per failure mode, validated into a [`Catalog`].
 //!
-//! Each file is parsed into a spanned tree, deserialized strictly (`deny_unknown_fields`) and
-//! validated: the id is kebab-case and equals the file stem, the texts are not empty, the labels
-//! are valid label names, and the `when` expression compiles, reads only configured probes and
-//! passes the load-time type check. Then the files are checked together: ids are unique, and
-//! `inhibits` names existing modes without a cycle. Every problem becomes a located
+//! The directory is listed first: `*.toml` files are rules; a file that is nearly one
+//! (`web-down.TOML`) is an error, since it was obviously meant as a rule and silently dropping
+//! it would drop an alert; anything else (a README, a directory) is reported as skipped, and
+//! hidden entries (`.git`, a ConfigMap's `..data`) are left alone. A rule file is at most
+//! [`MAX_RULE_FILE_BYTES`] and must be UTF-8 (the first bad byte is located).
+//!
+//! Each file is parsed into a spanned tree and deserialized key by key, so that every wrong
+//! or missing key is reported, not only the first, and then validated: the id is kebab-case and
+//! equals the file stem, the texts are not empty, the title is one line, `for` is in range, the
+//! labels are valid label names, and the `when` expression compiles, reads only configured
+//! probes and passes the load-time type check. Then the files are checked together: ids are
+//! unique, and `inhibits` names existing modes without a cycle. Every problem becomes a located
 //! [`ConfigError`] (file, line, column, key), and all of them are reported at once.
 
 use std::collections::{BTreeMap, HashMap};
@@ -13,53 +20,120 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use toml::Spanned;
-use toml::de::{DeTable, DeValue, ValueDeserializer};
+use toml::de::DeTable;
 
 use crate::config::source::with_typo_hint;
-use crate::config::{ConfigError, ConfigErrors, ErrorSink, HumanDuration, Source};
+use crate::config::{ConfigError, ConfigErrors, ErrorSink, HumanDuration, Source, duration};
 
 use super::expr::{Evaluator, ExprError};
 use super::position::StringMap;
-use super::{Catalog, FailureMode, ProbeKinds, Severity};
+use super::{Catalog, FailureMode, ProbeKinds, Severity, Skipped};
 
 /// Keys a rule's labels may not use: the alert engine sets them itself.
 const RESERVED_LABELS: [&str; 2] = ["alertname", "severity"];
 
-/// Reads every `*.toml` file of `dir`, in name order.
-pub(super) fn read_dir(dir: &Path) -> Result<Vec<Source>, ConfigErrors> {
-    let unreadable = |error: std::io::Error, path: &Path| {
-        ConfigErrors(vec![ConfigError::unreadable(path, &error)])
-    };
+/// The largest rule file: the longest shipped one is under 2 KB, and the markdown of a long
+/// recovery fits many times over. The limit bounds what a stray file can make the daemon hold.
+pub(crate) const MAX_RULE_FILE_BYTES: u64 = 64 * 1024;
+
+/// Rule compilation runs on a thread with this much stack: the CEL parser is deeply recursive
+/// (over 128 KB per nesting level in a debug build), and a test thread or a runtime worker
+/// has 2 MiB. It is reserved, not used: pages are committed as they are touched.
+const LOADER_STACK: usize = 64 * 1024 * 1024;
+
+/// What the rules directory holds.
+#[derive(Debug, Default)]
+pub(super) struct Listing {
+    /// The rule files, read, in name order.
+    pub(super) sources: Vec<Source>,
+    /// Entries that are not rule files.
+    pub(super) skipped: Vec<Skipped>,
+    /// Rule files that cannot be read, are too large or not UTF-8, and near misses
+    /// (`web-down.TOML`).
+    pub(super) errors: Vec<ConfigError>,
+}
+
+/// Lists `dir` and reads its rule files, in name order. Fails only when `dir` itself cannot be
+/// read; problems with single entries are in the listing.
+pub(super) fn read_dir(dir: &Path) -> Result<Listing, ConfigErrors> {
+    let unreadable =
+        |error: std::io::Error| ConfigErrors(vec![ConfigError::unreadable(dir, &error)]);
     let mut paths = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|error| unreadable(error, dir))? {
-        let path = entry.map_err(|error| unreadable(error, dir))?.path();
-        if path
-            .extension()
-            .is_some_and(|extension| extension == "toml")
-            && path.is_file()
-        {
-            paths.push(path);
+    for entry in std::fs::read_dir(dir).map_err(unreadable)? {
+        let entry = entry.map_err(unreadable)?;
+        // Hidden by convention: version control, editors' swap files, and the `..data` links
+        // Kubernetes puts in a ConfigMap volume.
+        if !entry.file_name().to_string_lossy().starts_with('.') {
+            paths.push(entry.path());
         }
     }
     paths.sort();
-    let mut sources = Vec::with_capacity(paths.len());
-    let mut errors = Vec::new();
+    let mut listing = Listing::default();
     for path in paths {
-        match std::fs::read_to_string(&path) {
-            Ok(text) => sources.push(Source::new(path, text)),
-            Err(error) => errors.extend(unreadable(error, &path).0),
+        let extension = path
+            .extension()
+            .map(|extension| extension.to_string_lossy());
+        match extension.as_deref() {
+            Some("toml") if path.is_dir() => listing.skipped.push(Skipped {
+                path,
+                reason: "a directory, not a rule file".to_owned(),
+            }),
+            Some("toml") => match Source::read(&path, Some(MAX_RULE_FILE_BYTES)) {
+                Ok(source) => listing.sources.push(source),
+                Err(error) => listing.errors.push(error),
+            },
+            Some(other) if other.eq_ignore_ascii_case("toml") => {
+                let renamed = path.with_extension("toml");
+                listing.errors.push(ConfigError {
+                    file: path.clone(),
+                    line: 0,
+                    column: 0,
+                    key: String::new(),
+                    message: format!(
+                        "not loaded: rule files end in lowercase `.toml`; rename it to `{}`",
+                        renamed.file_name().map_or_else(
+                            || renamed.display().to_string(),
+                            |name| name.to_string_lossy().into_owned()
+                        )
+                    ),
+                });
+            }
+            _ => listing.skipped.push(Skipped {
+                reason: if path.is_dir() {
+                    "a directory, not a rule file (rules are `*.toml` files directly in it)"
+                } else {
+                    "not a rule file (rules are `*.toml`)"
+                }
+                .to_owned(),
+                path,
+            }),
         }
     }
-    if errors.is_empty() {
-        Ok(sources)
-    } else {
-        Err(ConfigErrors(errors))
-    }
+    Ok(listing)
 }
 
 /// Validates the rule files in `sources` against the configured `probes`.
 pub(super) fn parse(sources: &[Source], probes: &ProbeKinds) -> Result<Catalog, ConfigErrors> {
+    std::thread::scope(|scope| {
+        let worker = std::thread::Builder::new()
+            .name("rule-loader".to_owned())
+            .stack_size(LOADER_STACK)
+            .spawn_scoped(scope, || parse_here(sources, probes));
+        match worker {
+            Ok(worker) => worker
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            // No thread to be had: the limits on expressions keep the current stack enough
+            // for the main thread.
+            Err(_) => parse_here(sources, probes),
+        }
+    })
+}
+
+/// [`parse`] on the current thread.
+fn parse_here(sources: &[Source], probes: &ProbeKinds) -> Result<Catalog, ConfigErrors> {
     let evaluator = Evaluator::new();
     let mut errors = Vec::new();
     let mut parsed = Vec::with_capacity(sources.len());
@@ -77,7 +151,11 @@ pub(super) fn parse(sources: &[Source], probes: &ProbeKinds) -> Result<Catalog, 
     check_inhibits(&parsed, &mut errors);
     let modes: Option<Vec<FailureMode>> = parsed.into_iter().map(|(_, rule)| rule.mode).collect();
     match modes {
-        Some(modes) if errors.is_empty() => Ok(Catalog { modes, evaluator }),
+        Some(modes) if errors.is_empty() => Ok(Catalog {
+            modes,
+            evaluator,
+            skipped: Vec::new(),
+        }),
         _ => {
             errors.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
             Err(ConfigErrors(errors))
@@ -87,23 +165,26 @@ pub(super) fn parse(sources: &[Source], probes: &ProbeKinds) -> Result<Catalog, 
 
 // === one file ===
 
-/// The keys of a rule file, deserialized strictly.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The keys of a rule file, each deserialized on its own (see [`deserialize`]).
+#[derive(Debug)]
 struct RawRule {
     id: Spanned<String>,
     title: Spanned<String>,
     severity: RawSeverity,
     when: Spanned<String>,
-    #[serde(rename = "for")]
     for_duration: Option<Spanned<HumanDuration>>,
     symptom: Spanned<String>,
     recovery: Spanned<String>,
     runbook: Spanned<String>,
-    #[serde(default)]
     inhibits: Vec<Spanned<String>>,
     labels: Option<Spanned<BTreeMap<String, String>>>,
 }
+
+/// Every key a rule file may have, in documentation order.
+const RULE_KEYS: [&str; 10] = [
+    "id", "title", "severity", "when", "for", "symptom", "recovery", "runbook", "inhibits",
+    "labels",
+];
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -137,8 +218,8 @@ fn parse_rule(
     let document = match DeTable::parse(source.text()) {
         Ok(document) => document,
         Err(error) => {
-            let span = error.span().unwrap_or(0..0);
-            sink.push(&span, "", error.message().trim_end());
+            let error = source.syntax_error(&error);
+            sink.push_error(error);
             return None;
         }
     };
@@ -155,9 +236,15 @@ fn parse_rule(
     require(&raw.symptom, "symptom", sink);
     require(&raw.recovery, "recovery", sink);
     require(&raw.runbook, "runbook", sink);
+    valid &= check_title(&raw.title, sink);
     let (kebab, named_after_file) = check_id(source, &raw.id, sink);
     valid &= kebab && named_after_file;
     valid &= check_labels(raw.labels.as_ref(), sink);
+    let before = sink.len();
+    let for_duration = duration::RULE_FOR
+        .spanned(raw.for_duration, "for", sink)
+        .unwrap_or(Duration::ZERO);
+    valid &= sink.len() == before;
     for (index, inhibited) in raw.inhibits.iter().enumerate() {
         if inhibited.get_ref() == raw.id.get_ref() {
             sink.push(
@@ -190,9 +277,7 @@ fn parse_rule(
             RawSeverity::Info => Severity::Info,
         },
         when: raw.when.into_inner(),
-        for_duration: raw
-            .for_duration
-            .map_or(Duration::ZERO, |duration| duration.into_inner().get()),
+        for_duration,
         symptom: raw.symptom.into_inner().trim().to_owned(),
         recovery: raw.recovery.into_inner().trim().to_owned(),
         runbook: raw.runbook.into_inner().trim().to_owned(),
@@ -211,30 +296,99 @@ fn parse_rule(
     })
 }
 
-/// Deserializes the document strictly, attributing a serde error to the top-level key it
-/// falls within (an error spanning the whole file, such as a missing key, names no key).
+/// Deserializes the document key by key, so that every unknown, missing or malformed key is
+/// reported (serde on the whole table stops at the first), each at its own position with its
+/// dotted path (`labels.team`).
 fn deserialize(document: Spanned<DeTable<'_>>, sink: &mut ErrorSink<'_>) -> Option<RawRule> {
-    let span = document.span();
-    let table = document.into_inner();
-    let keys: Vec<(String, Range<usize>)> = table
+    let mut table = document.into_inner();
+    let expected = RULE_KEYS
         .iter()
-        .map(|(key, value)| {
-            let range = key.span().start.min(value.span().start)..value.span().end;
-            (key.get_ref().to_string(), range)
-        })
-        .collect();
-    let value = Spanned::new(span.clone(), DeValue::Table(table));
-    match RawRule::deserialize(ValueDeserializer::from(value)) {
-        Ok(raw) => Some(raw),
-        Err(error) => {
-            let at = error.span().unwrap_or(span);
-            // An empty span is the document's own (a missing key): it names no key.
-            let key = keys
-                .iter()
-                .find(|(_, range)| !at.is_empty() && range.start <= at.start && at.end <= range.end)
-                .map_or("", |(key, _)| key.as_str());
-            sink.push(&at, key, with_typo_hint(error.message().trim_end(), &[]));
-            None
+        .map(|key| format!("`{key}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    for (key, _) in table.iter() {
+        let name = key.get_ref();
+        if !RULE_KEYS.contains(&name.as_ref()) {
+            let message = format!("unknown field `{name}`, expected one of {expected}");
+            sink.push(&key.span(), name, with_typo_hint(&message, &[]));
+        }
+    }
+    let mut take = Taker {
+        table: &mut table,
+        sink,
+        complete: true,
+    };
+    let id = take.required("id");
+    let title = take.required("title");
+    let severity = take.required("severity");
+    let when = take.required("when");
+    let for_duration = take.optional("for");
+    let symptom = take.required("symptom");
+    let recovery = take.required("recovery");
+    let runbook = take.required("runbook");
+    let inhibits = take.optional("inhibits");
+    let labels = take.optional("labels");
+    if !take.complete {
+        return None;
+    }
+    Some(RawRule {
+        id: id?,
+        title: title?,
+        severity: severity?,
+        when: when?,
+        for_duration,
+        symptom: symptom?,
+        recovery: recovery?,
+        runbook: runbook?,
+        inhibits: inhibits.unwrap_or_default(),
+        labels,
+    })
+}
+
+/// Takes keys out of a rule's table one at a time, recording what is missing or malformed.
+struct Taker<'t, 'i, 's, 'a> {
+    table: &'t mut DeTable<'i>,
+    sink: &'s mut ErrorSink<'a>,
+    /// Whether every key so far was present (when required) and well-formed.
+    complete: bool,
+}
+
+impl Taker<'_, '_, '_, '_> {
+    fn required<T: DeserializeOwned>(&mut self, key: &str) -> Option<T> {
+        if !self.table.contains_key(key) {
+            self.sink
+                .push(&(0..0), key, format!("missing field `{key}`"));
+            self.complete = false;
+            return None;
+        }
+        self.optional(key)
+    }
+
+    fn optional<T: DeserializeOwned>(&mut self, key: &str) -> Option<T> {
+        let value = self.table.remove(key)?;
+        let parsed = self.sink.deserialize(value, key);
+        self.complete &= parsed.is_some();
+        parsed
+    }
+}
+
+/// The title is one line: it is a mail subject and a heading. Returns whether it is.
+fn check_title(title: &Spanned<String>, sink: &mut ErrorSink<'_>) -> bool {
+    let text = title.get_ref().trim();
+    match text.chars().find(|c| c.is_control()) {
+        None => true,
+        Some(c) => {
+            let what = if matches!(c, '\n' | '\r') {
+                "a line break".to_owned()
+            } else {
+                format!("a control character (U+{:04X})", u32::from(c))
+            };
+            sink.push(
+                &title.span(),
+                "title",
+                format!("must be one line, without control characters; it contains {what}"),
+            );
+            false
         }
     }
 }
@@ -652,7 +806,145 @@ mod tests {
         );
         assert_eq!(
             errors(&[("redis-down.toml", "id = \"redis-down\"\n".to_owned())]),
-            ["alerts/redis-down.toml:1:1: missing field `title`"]
+            [
+                "alerts/redis-down.toml:1:1: title: missing field `title`",
+                "alerts/redis-down.toml:1:1: severity: missing field `severity`",
+                "alerts/redis-down.toml:1:1: when: missing field `when`",
+                "alerts/redis-down.toml:1:1: symptom: missing field `symptom`",
+                "alerts/redis-down.toml:1:1: recovery: missing field `recovery`",
+                "alerts/redis-down.toml:1:1: runbook: missing field `runbook`",
+            ]
+        );
+    }
+
+    /// `for` is at most a week: a longer one (or one no instant can hold) is located.
+    #[test]
+    fn for_is_bounded() {
+        let text = rule(
+            "redis-down",
+            "'!probes.redis.ok'",
+            "for = \"500000000000y\"\n",
+        );
+        assert_eq!(
+            errors(&[("redis-down.toml", text)]),
+            ["alerts/redis-down.toml:8:7: for: must be at most 7d (the range is 0s to 7d)"]
+        );
+        let week = rule("redis-down", "'!probes.redis.ok'", "for = \"7d\"\n");
+        assert!(errors(&[("redis-down.toml", week)]).is_empty());
+    }
+
+    /// Every wrong key of a file is reported, not only the first serde meets.
+    #[test]
+    fn every_malformed_key_of_a_file_is_reported() {
+        let text = "id = \"redis-down\"\ntitle = 3\nseverity = \"fatal\"\nwhen = '!probes.redis.ok'\n\
+                    for = \"soon\"\nsymptom = \"s\"\nrecovery = \"r\"\ncolour = \"red\"\n";
+        assert_eq!(
+            errors(&[("redis-down.toml", text.to_owned())]),
+            [
+                "alerts/redis-down.toml:1:1: runbook: missing field `runbook`",
+                "alerts/redis-down.toml:2:9: title: invalid type: integer `3`, expected a string",
+                "alerts/redis-down.toml:3:12: severity: unknown variant `fatal`, expected one of \
+                 `critical`, `warning`, `info`",
+                "alerts/redis-down.toml:5:7: for: invalid duration `soon` (expected number at 0); \
+                 write e.g. \"30s\", \"1m30s\" or \"250ms\"",
+                "alerts/redis-down.toml:8:1: colour: unknown field `colour`, expected one of `id`, \
+                 `title`, `severity`, `when`, `for`, `symptom`, `recovery`, `runbook`, \
+                 `inhibits`, `labels`",
+            ]
+        );
+    }
+
+    /// TOML says only "duplicate key": the key is named, at the second occurrence.
+    #[test]
+    fn a_duplicate_key_is_named() {
+        let text = rule(
+            "redis-down",
+            "'!probes.redis.ok'",
+            "\n\ntitle = \"again\"\n",
+        );
+        assert_eq!(
+            errors(&[("redis-down.toml", text)]),
+            ["alerts/redis-down.toml:10:1: title: duplicate key `title`: it is already set above"]
+        );
+    }
+
+    /// A value under a long dotted key is located on its own line, with its whole path.
+    #[test]
+    fn a_dotted_key_error_names_its_path_on_its_line() {
+        let text = rule(
+            "redis-down",
+            "'!probes.redis.ok'",
+            "\n\n\nlabels.team.platform.oncall = \"x\"\n",
+        );
+        assert_eq!(
+            errors(&[("redis-down.toml", text)]),
+            ["alerts/redis-down.toml:11:8: labels.team: invalid type: map, expected a string"]
+        );
+    }
+
+    /// The title is a mail subject and a heading: a line break or escape in it is an error.
+    #[test]
+    fn a_title_is_one_line() {
+        for (title, what) in [
+            ("Redis\\nunreachable", "a line break"),
+            ("Redis\\r\\nBcc: x", "a line break"),
+            ("Redis \\u001b[31mdown", "a control character (U+001B)"),
+        ] {
+            let text =
+                rule("redis-down", "'!probes.redis.ok'", "").replace("Redis unreachable", title);
+            assert_eq!(
+                errors(&[("redis-down.toml", text)]),
+                [format!(
+                    "alerts/redis-down.toml:2:9: title: must be one line, without control \
+                     characters; it contains {what}"
+                )]
+            );
+        }
+    }
+
+    /// A huge `when` is refused before the parser sees it, naming the limit; so are brackets
+    /// nested too deep for the parser and expressions too deep to evaluate.
+    #[test]
+    fn expression_size_nesting_and_depth_are_limited() {
+        let chain = vec!["probes.redis.ok"; 200_000].join(" && ");
+        let text = rule("redis-down", &format!("'{chain}'"), "");
+        let found = errors(&[("redis-down.toml", text)]);
+        assert_eq!(
+            found,
+            [format!(
+                "alerts/redis-down.toml:4:9: when: the expression is {} bytes, over the limit \
+                 of 4096: split it into several rules",
+                chain.len()
+            )]
+        );
+
+        let nested = |levels: usize| {
+            format!(
+                "'{}!probes.redis.ok{}'",
+                "(".repeat(levels),
+                ")".repeat(levels)
+            )
+        };
+        let deep = rule("redis-down", &nested(17), "");
+        assert_eq!(
+            errors(&[("redis-down.toml", deep)]),
+            [
+                "alerts/redis-down.toml:4:25: when: brackets nest deeper than 16 levels here: \
+              simplify the expression"
+            ]
+        );
+        let allowed = rule("redis-down", &nested(16), "");
+        assert!(errors(&[("redis-down.toml", allowed)]).is_empty());
+
+        let long_path = format!(
+            "'!probes.redis.ok && has(probes.redis.observations{})'",
+            ".x".repeat(100)
+        );
+        let found = errors(&[("redis-down.toml", rule("redis-down", &long_path, ""))]);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].contains("when: the expression nests deeper than 64 levels here"),
+            "{found:?}"
         );
     }
 

@@ -18,6 +18,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use toml::de::DeValue;
 
+use super::duration::{self, Bounds};
 use super::{BuildContext, ErrorSink, HumanDuration, Secret, secret};
 use crate::alert::route::{Glob, Route, parse_severity};
 use crate::alert::silence::{Matchers, Origin, Schedule, Silence, Weekly};
@@ -173,21 +174,15 @@ const NOTIFIER_COMMON_KEYS: [&str; 5] = ["name", "kind", "severities", "alerts",
 
 // === validation ===
 
+/// A bounded `[alerting]` duration, or its default when unset or out of range.
 fn duration_or(
     value: Option<Spanned<HumanDuration>>,
     key: &str,
-    allow_zero: bool,
+    bounds: Bounds,
     default: Duration,
     sink: &mut ErrorSink<'_>,
 ) -> Duration {
-    match value {
-        None => default,
-        Some(value) if !allow_zero && value.get_ref().get().is_zero() => {
-            sink.push(&value.span(), key, "must be longer than zero");
-            default
-        }
-        Some(value) => value.into_inner().get(),
-    }
+    bounds.spanned(value, key, sink).unwrap_or(default)
 }
 
 pub(super) fn validate_alerting(raw: RawAlerting, sink: &mut ErrorSink<'_>) -> AlertingConfig {
@@ -204,35 +199,35 @@ pub(super) fn validate_alerting(raw: RawAlerting, sink: &mut ErrorSink<'_>) -> A
         group_wait: duration_or(
             raw.group_wait,
             "alerting.group_wait",
-            true,
+            duration::GROUP_WAIT,
             DEFAULT_GROUP_WAIT,
             sink,
         ),
         group_interval: duration_or(
             raw.group_interval,
             "alerting.group_interval",
-            true,
+            duration::GROUP_INTERVAL,
             DEFAULT_GROUP_INTERVAL,
             sink,
         ),
         repeat_interval: duration_or(
             raw.repeat_interval,
             "alerting.repeat_interval",
-            false,
+            duration::REPEAT_INTERVAL,
             DEFAULT_REPEAT_INTERVAL,
             sink,
         ),
         keep_resolved: duration_or(
             raw.keep_resolved,
             "alerting.keep_resolved",
-            true,
+            duration::KEEP_RESOLVED,
             DEFAULT_KEEP_RESOLVED,
             sink,
         ),
         give_up_after: duration_or(
             raw.give_up_after,
             "alerting.give_up_after",
-            false,
+            duration::GIVE_UP_AFTER,
             DEFAULT_GIVE_UP_AFTER,
             sink,
         ),
@@ -259,7 +254,7 @@ pub(super) fn validate_api(raw: RawApi, cx: &BuildContext, sink: &mut ErrorSink<
         "token",
         raw.token.map(Spanned::into_inner),
         raw.token_file.as_ref().map(|file| file.get_ref().as_path()),
-        &cx.base_dir,
+        cx,
     );
     match token {
         Err(error) => {

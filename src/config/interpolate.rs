@@ -6,13 +6,18 @@
 //!
 //! Forms: `${NAME}` (an error if unset), `${NAME:-default}` (the default when unset or empty) and
 //! `$$` for a literal `$`.
+//!
+//! Every value taken from the environment is marked on the [`ErrorSink`] ([`Tainted`]), with
+//! the span and key it was written at, and no error of the load quotes it (`port = "${PASSWORD}"` by mistake reads "the
+//! value from `${PASSWORD}` is not valid here: expected u16").
 
 use std::borrow::Cow;
 
 use toml::Spanned;
 use toml::de::DeValue;
 
-use super::source::ErrorSink;
+use super::Secret;
+use super::source::{ErrorSink, Tainted};
 
 /// Looks up one environment variable; tests pass a closure instead of mutating the process env.
 pub type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -30,8 +35,18 @@ pub fn interpolate_tree(
             if !text.contains('$') {
                 return;
             }
-            match interpolate(text, lookup) {
-                Ok(replaced) => *text = Cow::Owned(replaced),
+            match interpolate_tracked(text, lookup) {
+                Ok((replaced, taken)) => {
+                    *text = Cow::Owned(replaced);
+                    for (name, value) in taken {
+                        sink.taint(Tainted {
+                            span: Some(span.clone()),
+                            key: key.to_owned(),
+                            origin: format!("`${{{name}}}`"),
+                            value: Secret::new(value),
+                        });
+                    }
+                }
                 Err(message) => sink.push(&span, key, message),
             }
         }
@@ -64,6 +79,16 @@ pub fn interpolate_tree(
 ///
 /// The error names the variable but never its value.
 pub fn interpolate(text: &str, lookup: Lookup<'_>) -> Result<String, String> {
+    interpolate_tracked(text, lookup).map(|(out, _)| out)
+}
+
+/// [`interpolate`], also returning each variable taken from the environment with its value:
+/// the values no error may quote (defaults are written in the file, and may be quoted).
+fn interpolate_tracked(
+    text: &str,
+    lookup: Lookup<'_>,
+) -> Result<(String, Vec<(String, String)>), String> {
+    let mut taken = Vec::new();
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(dollar) = rest.find('$') {
@@ -76,7 +101,11 @@ pub fn interpolate(text: &str, lookup: Lookup<'_>) -> Result<String, String> {
             let close = body
                 .find('}')
                 .ok_or_else(|| "unterminated `${` in value".to_owned())?;
-            out.push_str(&expand(&body[..close], lookup)?);
+            let (value, from_environment) = expand(&body[..close], lookup)?;
+            if let Some(name) = from_environment {
+                taken.push((name.to_owned(), value.clone()));
+            }
+            out.push_str(&value);
             rest = &body[close + 1..];
         } else {
             out.push('$');
@@ -84,10 +113,14 @@ pub fn interpolate(text: &str, lookup: Lookup<'_>) -> Result<String, String> {
         }
     }
     out.push_str(rest);
-    Ok(out)
+    Ok((out, taken))
 }
 
-fn expand(expression: &str, lookup: Lookup<'_>) -> Result<String, String> {
+/// The value of one `${...}`, and the variable's name when the value came from it.
+fn expand<'e>(
+    expression: &'e str,
+    lookup: Lookup<'_>,
+) -> Result<(String, Option<&'e str>), String> {
     let (name, default) = match expression.split_once(":-") {
         Some((name, default)) => (name, Some(default)),
         None => (expression, None),
@@ -98,8 +131,8 @@ fn expand(expression: &str, lookup: Lookup<'_>) -> Result<String, String> {
         ));
     }
     match (lookup(name).filter(|value| !value.is_empty()), default) {
-        (Some(value), _) => Ok(value),
-        (None, Some(default)) => Ok(default.to_owned()),
+        (Some(value), _) => Ok((value, Some(name))),
+        (None, Some(default)) => Ok((default.to_owned(), None)),
         (None, None) => Err(format!(
             "environment variable `{name}` is not set (write `${{{name}:-default}}` for a default)"
         )),

@@ -9,7 +9,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::FieldError;
+use super::{BuildContext, FieldError};
 
 /// A credential or token; cheap to clone, never printed.
 #[derive(Clone, PartialEq, Eq)]
@@ -47,7 +47,7 @@ pub fn resolve(
     key: &str,
     inline: Option<String>,
     file: Option<&Path>,
-    base_dir: &Path,
+    cx: &BuildContext,
 ) -> Result<Option<Secret>, FieldError> {
     match (inline, file) {
         (Some(_), Some(_)) => Err(FieldError::new(
@@ -56,14 +56,16 @@ pub fn resolve(
         )),
         (Some(value), None) => Ok(Some(Secret::new(value))),
         (None, Some(path)) => {
-            let path = base_dir.join(path);
-            let text = std::fs::read_to_string(&path).map_err(|error| {
+            let file_key = format!("{key}_file");
+            let text = cx.read_secret_file(&file_key, path).map_err(|error| {
                 FieldError::new(
-                    &format!("{key}_file"),
-                    format!("cannot read {}: {error}", path.display()),
+                    &file_key,
+                    format!("cannot read {}: {error}", cx.path(path).display()),
                 )
             })?;
-            Ok(Some(Secret::new(text.trim_end_matches(['\r', '\n']))))
+            Ok(Some(Secret::new(
+                text.expose().trim_end_matches(['\r', '\n']),
+            )))
         }
         (None, None) => Ok(None),
     }
@@ -75,9 +77,9 @@ pub fn resolve_optional(
     key: &str,
     inline: Option<String>,
     file: Option<&Path>,
-    base_dir: &Path,
+    cx: &BuildContext,
 ) -> Result<Option<Secret>, FieldError> {
-    Ok(resolve(key, inline, file, base_dir)?.filter(|secret| !secret.expose().is_empty()))
+    Ok(resolve(key, inline, file, cx)?.filter(|secret| !secret.expose().is_empty()))
 }
 
 /// A name and its secret, both set: a user name and password, an access key ID and key.
@@ -160,7 +162,7 @@ mod tests {
             "password",
             Some("x".into()),
             Some(Path::new("f")),
-            Path::new("."),
+            &BuildContext::new("."),
         )
         .unwrap_err();
         assert_eq!(error.key, "password");
@@ -171,11 +173,12 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("hg-secret-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("pw"), "s3cret\n").unwrap();
-        let secret = resolve("password", None, Some(Path::new("pw")), &dir)
+        let cx = BuildContext::new(&dir);
+        let secret = resolve("password", None, Some(Path::new("pw")), &cx)
             .unwrap()
             .unwrap();
         assert_eq!(secret.expose(), "s3cret");
-        let missing = resolve("password", None, Some(Path::new("nope")), &dir).unwrap_err();
+        let missing = resolve("password", None, Some(Path::new("nope")), &cx).unwrap_err();
         assert_eq!(missing.key, "password_file");
         std::fs::remove_dir_all(&dir).unwrap();
     }

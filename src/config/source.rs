@@ -6,12 +6,15 @@
 //! miserable.
 
 use std::fmt;
+use std::io::Read as _;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use toml::Spanned;
 use toml::de::{DeValue, ValueDeserializer};
+
+use super::Secret;
 
 /// One problem in a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +93,82 @@ impl Source {
         }
     }
 
+    /// Reads `path`, refusing a file longer than `limit` bytes (when given) and pointing at the
+    /// first byte that is not UTF-8, so neither a huge file nor a stray Latin-1 byte is
+    /// reported without a position.
+    pub fn read(path: &Path, limit: Option<u64>) -> Result<Self, ConfigError> {
+        let unreadable = |error: std::io::Error| ConfigError::unreadable(path, &error);
+        let file = std::fs::File::open(path).map_err(unreadable)?;
+        let mut bytes = Vec::new();
+        match limit {
+            Some(limit) => {
+                file.take(limit.saturating_add(1))
+                    .read_to_end(&mut bytes)
+                    .map_err(unreadable)?;
+                if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > limit {
+                    let size = std::fs::metadata(path).map_or(0, |metadata| metadata.len());
+                    return Err(ConfigError {
+                        file: path.to_owned(),
+                        line: 1,
+                        column: 1,
+                        key: String::new(),
+                        message: format!(
+                            "the file is {} bytes, over the limit of {limit} bytes",
+                            size.max(limit + 1)
+                        ),
+                    });
+                }
+            }
+            None => {
+                let mut file = file;
+                file.read_to_end(&mut bytes).map_err(unreadable)?;
+            }
+        }
+        match String::from_utf8(bytes) {
+            Ok(text) => Ok(Self::new(path, text)),
+            Err(error) => {
+                let bytes = error.as_bytes();
+                let valid = error.utf8_error().valid_up_to();
+                let prefix = String::from_utf8_lossy(&bytes[..valid]);
+                let line = prefix.matches('\n').count() + 1;
+                let column = prefix
+                    .rsplit('\n')
+                    .next()
+                    .map_or(0, |last| last.chars().count())
+                    + 1;
+                Err(ConfigError {
+                    file: path.to_owned(),
+                    line,
+                    column,
+                    key: String::new(),
+                    message: format!(
+                        "not valid UTF-8 (byte 0x{:02x} here); save the file as UTF-8",
+                        bytes.get(valid).copied().unwrap_or_default()
+                    ),
+                })
+            }
+        }
+    }
+
+    /// A TOML syntax error, located; a duplicate key is named (TOML only says "duplicate key").
+    pub fn syntax_error(&self, error: &toml::de::Error) -> ConfigError {
+        let span = error.span().unwrap_or(0..0);
+        let message = error.message().trim_end();
+        let name = self
+            .text
+            .get(span.clone())
+            .map(|key| key.trim().trim_matches(['"', '\'']))
+            .filter(|key| !key.is_empty() && !key.contains('\n'));
+        match name {
+            Some(key) if message == "duplicate key" => self.error(
+                &span,
+                key,
+                format!("duplicate key `{key}`: it is already set above"),
+            ),
+            _ => self.error(&span, "", message),
+        }
+    }
+
     /// The file this text was read from.
     pub fn path(&self) -> &Path {
         &self.path
@@ -132,6 +211,7 @@ impl Source {
 pub struct ErrorSink<'a> {
     source: &'a Source,
     errors: Vec<ConfigError>,
+    tainted: Vec<Tainted>,
 }
 
 impl<'a> ErrorSink<'a> {
@@ -140,7 +220,13 @@ impl<'a> ErrorSink<'a> {
         Self {
             source,
             errors: Vec::new(),
+            tainted: Vec::new(),
         }
+    }
+
+    /// Marks a value no error may quote (see [`Tainted`]).
+    pub fn taint(&mut self, tainted: Tainted) {
+        self.tainted.push(tainted);
     }
 
     /// The file being loaded.
@@ -150,7 +236,31 @@ impl<'a> ErrorSink<'a> {
 
     /// Records a problem at `span`.
     pub fn push(&mut self, span: &Range<usize>, key: &str, message: impl Into<String>) {
+        let mut message = self.redact(message.into());
+        // At the value itself, a message may quote a piece of it too short to recognise
+        // anywhere else (humantime's `unknown time unit "xq"`).
+        for tainted in self.tainted.iter().filter(|tainted| tainted.is_at(span)) {
+            if let Some(redacted) = tainted.redact_pieces(&message) {
+                message = redacted;
+            }
+        }
         self.errors.push(self.source.error(span, key, message));
+    }
+
+    /// Records a problem already located (a syntax error).
+    pub fn push_error(&mut self, mut error: ConfigError) {
+        error.message = self.redact(error.message);
+        self.errors.push(error);
+    }
+
+    /// `message` without any tainted value in it.
+    fn redact(&self, mut message: String) -> String {
+        for tainted in &self.tainted {
+            if let Some(redacted) = tainted.redact(&message) {
+                message = redacted;
+            }
+        }
+        message
     }
 
     /// Whether anything was recorded.
@@ -199,12 +309,126 @@ impl<'a> ErrorSink<'a> {
     /// Ends the load: `Ok(value)` when nothing was recorded.
     pub fn finish<T>(mut self, value: T) -> Result<T, ConfigErrors> {
         if self.errors.is_empty() {
-            Ok(value)
-        } else {
-            self.errors.sort_by_key(|error| (error.line, error.column));
-            Err(ConfigErrors(self.errors))
+            return Ok(value);
         }
+        // Values tainted after an error was recorded (the contents of `*_file`s, known once
+        // the section is built) are taken out too.
+        let mut errors = std::mem::take(&mut self.errors);
+        for error in &mut errors {
+            error.message = self.redact(std::mem::take(&mut error.message));
+        }
+        errors.sort_by_key(|error| (error.line, error.column));
+        Err(ConfigErrors(errors))
     }
+}
+
+// === values no error may quote ===
+
+/// A value that came from outside the file (`${ENV}`, or the contents of a `*_file`), which no
+/// error may quote: a port written as `"${SMTP_PASSWORD}"` by mistake must not print the
+/// password in its type error.
+#[derive(Clone, Debug)]
+pub struct Tainted {
+    /// Where it was written, for `${ENV}` (`None` for a file's contents).
+    pub span: Option<Range<usize>>,
+    /// The key it is the value of (`notifier[mail].port`, `password_file`).
+    pub key: String,
+    /// Where it came from, as errors name it: `` `${SMTP_PASSWORD}` `` or `` `password_file` ``.
+    pub origin: String,
+    /// The value itself (a [`Secret`], so that not even `Debug` of the sink shows it).
+    pub value: Secret,
+}
+
+impl Tainted {
+    /// Whether an error at `span` is at this value.
+    fn is_at(&self, span: &Range<usize>) -> bool {
+        self.span
+            .as_ref()
+            .is_some_and(|own| own.contains(&span.start))
+    }
+
+    /// `message` replaced when something it quotes (in backticks or double quotes) is a piece
+    /// of this value; `None` otherwise.
+    fn redact_pieces(&self, message: &str) -> Option<String> {
+        let value = self.value.expose();
+        let quotes_a_piece = ['`', '"'].into_iter().any(|quote| {
+            message
+                .split(quote)
+                .skip(1)
+                .step_by(2)
+                .any(|quoted| !quoted.trim().is_empty() && value.contains(quoted))
+        });
+        quotes_a_piece.then(|| format!("the value from {} is not valid here", self.origin))
+    }
+
+    /// `message` without this value: the value's mentions replaced by where it came from, or,
+    /// when it is quoted in a form that cannot be cut out, the whole message replaced by one
+    /// that says only what was expected. `None` when the message does not mention it.
+    fn redact(&self, message: &str) -> Option<String> {
+        let value = self.value.expose().trim();
+        if value.is_empty() || !mentions(message, value) {
+            return None;
+        }
+        let replacement = format!("the value from {}", self.origin);
+        // serde's own wording: `invalid type: string "hunter2", expected u16`.
+        let from_serde = ["invalid type:", "invalid value:", "unknown variant"]
+            .iter()
+            .any(|start| message.starts_with(start));
+        if !from_serde {
+            let escaped = value.escape_debug().to_string();
+            let mut out = message.to_owned();
+            for form in [
+                format!("`{value}`"),
+                format!("\"{escaped}\""),
+                format!("'{value}'"),
+                value.to_owned(),
+                escaped,
+            ] {
+                if form.chars().count() >= 4 || form.starts_with(['`', '"', '\'']) {
+                    out = out.replace(&form, &replacement);
+                }
+            }
+            if !mentions(&out, value) {
+                return Some(out);
+            }
+        }
+        let expected = message
+            .rfind("expected ")
+            .map(|at| &message[at..])
+            .filter(|tail| !mentions(tail, value))
+            .map_or_else(String::new, |tail| format!(": {tail}"));
+        Some(format!("{replacement} is not valid here{expected}"))
+    }
+}
+
+/// Whether `text` quotes `value`, or a good part of it: a short value only when quoted (`0`
+/// is in many messages), a longer one anywhere, and any eight characters of a long one (a
+/// message may quote a piece, such as a URL's path).
+fn mentions(text: &str, value: &str) -> bool {
+    let escaped = value.escape_debug().to_string();
+    let quoted = [
+        format!("`{value}`"),
+        format!("\"{escaped}\""),
+        format!("'{value}'"),
+    ];
+    if quoted.iter().any(|form| text.contains(form.as_str())) {
+        return true;
+    }
+    let chars: Vec<char> = value.chars().collect();
+    if chars.len() < 4 {
+        return false;
+    }
+    if text.contains(value) || text.contains(escaped.as_str()) {
+        return true;
+    }
+    // Windows that are a plain lowercase word (`password`) are in many messages by chance.
+    chars.len() > 8
+        && chars.windows(8).any(|window| {
+            !window
+                .iter()
+                .all(|c| c.is_ascii_lowercase() || *c == '_' || c.is_whitespace())
+                && text.contains(window.iter().collect::<String>().as_str())
+        })
 }
 
 /// Appends "did you mean `x`?" to serde's unknown-field message when the unknown key is a near
@@ -299,6 +523,94 @@ mod tests {
         assert_eq!(
             with_typo_hint("unknown field `colour`, expected `url`", &["timeout"]),
             "unknown field `colour`, expected `url`"
+        );
+    }
+
+    fn tainted(value: &str) -> Tainted {
+        Tainted {
+            span: Some(10..20),
+            key: "notifier[mail].port".to_owned(),
+            origin: "`${PW}`".to_owned(),
+            value: Secret::new(value),
+        }
+    }
+
+    /// A tainted value is cut out of every message that quotes it, whole, escaped or in part;
+    /// a short one only where it is quoted, since `0` is in many messages.
+    #[test]
+    fn tainted_values_are_never_quoted() {
+        let pw = tainted("hunter2\"x");
+        assert_eq!(
+            pw.redact("invalid type: string \"hunter2\\\"x\", expected u16")
+                .as_deref(),
+            Some("the value from `${PW}` is not valid here: expected u16")
+        );
+        assert_eq!(
+            pw.redact("`hunter2\"x` is not a host name").as_deref(),
+            Some("the value from `${PW}` is not a host name")
+        );
+        let hook = tainted("hooks.slack.com/services/T000/B000/XXXXSECRET");
+        assert_eq!(
+            hook.redact("cannot reach B000/XXXXSECRET").as_deref(),
+            Some("the value from `${PW}` is not valid here")
+        );
+        assert_eq!(hook.redact("not a URL: relative URL without a base"), None);
+        let short = tainted("0");
+        assert_eq!(short.redact("must be at least 10ms"), None);
+        assert_eq!(
+            short.redact("`0` is not a day").as_deref(),
+            Some("the value from `${PW}` is not a day")
+        );
+        assert_eq!(
+            tainted("password1").redact("set `password` or `password_file`"),
+            None
+        );
+        let duration = tainted("9xq");
+        assert_eq!(
+            duration
+                .redact_pieces("unknown time unit \"xq\", supported units: ns, us")
+                .as_deref(),
+            Some("the value from `${PW}` is not valid here")
+        );
+        assert_eq!(duration.redact_pieces("must be at least `1s`"), None);
+    }
+
+    /// Any error quoting a tainted value is redacted, wherever it is; the contents of a file
+    /// tainted after the error was recorded are cut out when the load finishes.
+    #[test]
+    fn the_sink_redacts_and_names_where_a_value_came_from() {
+        let source = Source::new("probes.toml", " ".repeat(40));
+        let mut sink = ErrorSink::new(&source);
+        sink.taint(tainted("s3cret-value"));
+        sink.push(&(12..14), "notifier[mail].port", "must be at least 1");
+        sink.push(
+            &(12..14),
+            "notifier[mail].port",
+            "invalid type: string \"s3cret-value\", expected u16",
+        );
+        sink.push(&(30..31), "other", "`s3cret-value` was seen here");
+        sink.push(&(32..33), "third", "cannot parse: f1le-s3cret is bad");
+        sink.taint(Tainted {
+            span: None,
+            key: "dsn_file".to_owned(),
+            origin: "`dsn_file`".to_owned(),
+            value: Secret::new("f1le-s3cret\n"),
+        });
+        let errors: Vec<String> = sink
+            .finish(())
+            .unwrap_err()
+            .0
+            .iter()
+            .map(|error| format!("{}: {}", error.key, error.message))
+            .collect();
+        assert_eq!(
+            errors,
+            [
+                "notifier[mail].port: must be at least 1",
+                "notifier[mail].port: the value from `${PW}` is not valid here: expected u16",
+                "other: the value from `${PW}` was seen here",
+                "third: cannot parse: the value from `dsn_file` is bad",
+            ]
         );
     }
 

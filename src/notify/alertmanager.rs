@@ -23,7 +23,7 @@ use super::{
     DeliveryContext, NotifyError, Permanence, display_url, http_client, parse_http_url, render,
 };
 use crate::alert::notification::{MessageStatus, Notification};
-use crate::config::{BuildContext, FieldError, HumanDuration};
+use crate::config::{BuildContext, FieldError, HumanDuration, duration};
 
 /// Default period of re-sending firing alerts.
 pub const DEFAULT_RESEND_INTERVAL: Duration = Duration::from_secs(60);
@@ -79,15 +79,17 @@ impl Spec {
                     .ok()
             })
             .collect();
-        let resend_interval = self
-            .resend_interval
-            .map_or(DEFAULT_RESEND_INTERVAL, HumanDuration::get);
-        if resend_interval < Duration::from_secs(1) {
-            errors.push(FieldError::new("resend_interval", "must be at least 1s"));
-        }
-        let timeout = self
-            .timeout
-            .map_or(super::DEFAULT_TIMEOUT, HumanDuration::get);
+        let resend_interval = duration::RESEND_INTERVAL
+            .field(
+                "resend_interval",
+                self.resend_interval,
+                DEFAULT_RESEND_INTERVAL,
+            )
+            .unwrap_or_else(|error| {
+                errors.push(error);
+                DEFAULT_RESEND_INTERVAL
+            });
+        let timeout = super::timeout(self.timeout, &mut errors);
         let client = http_client(self.ca_file.as_ref(), timeout, cx)
             .map_err(|error| errors.push(error))
             .ok();
@@ -121,7 +123,7 @@ impl AlertmanagerNotifier {
     pub fn body(&self, notification: &Notification, cx: &DeliveryContext) -> Value {
         let alive_until = cx
             .now
-            .checked_add(self.resend_interval * ENDS_AT_PERIODS)
+            .checked_add(self.resend_interval.saturating_mul(ENDS_AT_PERIODS))
             .unwrap_or(cx.now);
         Value::Array(
             notification

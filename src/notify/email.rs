@@ -86,16 +86,12 @@ impl Spec {
             TlsMode::Implicit => 465,
             TlsMode::Starttls => 587,
         });
-        let password = secret::resolve(
-            "password",
-            self.password,
-            self.password_file.as_deref(),
-            &cx.base_dir,
-        )
-        .unwrap_or_else(|error| {
-            errors.push(error);
-            None
-        });
+        let password =
+            secret::resolve("password", self.password, self.password_file.as_deref(), cx)
+                .unwrap_or_else(|error| {
+                    errors.push(error);
+                    None
+                });
         let credentials = match (self.username, password) {
             (Some(user), Some(password)) => Some((user, password)),
             (None, None) => None,
@@ -162,9 +158,7 @@ impl Spec {
                 }
             }
         });
-        let timeout = self
-            .timeout
-            .map_or(super::DEFAULT_TIMEOUT, HumanDuration::get);
+        let timeout = super::timeout(self.timeout, &mut errors);
         let Some(from) = from.filter(|_| errors.is_empty()) else {
             return Err(errors);
         };

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::dispatch::DeliveryReport;
 use super::{NotifyError, display_origin, http_client, parse_http_url};
-use crate::config::{BuildContext, FieldError, HumanDuration};
+use crate::config::{BuildContext, FieldError, HumanDuration, duration};
 use crate::state::StateHandle;
 
 /// Default time between pings.
@@ -75,11 +75,18 @@ impl Spec {
         let url = parse_http_url("url", &self.url)
             .map_err(|error| errors.push(error))
             .ok();
-        let interval = self.interval.map_or(DEFAULT_INTERVAL, HumanDuration::get);
-        if interval < Duration::from_secs(1) {
-            errors.push(FieldError::new("interval", "must be at least 1s"));
-        }
-        let timeout = self.timeout.map_or(DEFAULT_TIMEOUT, HumanDuration::get);
+        let interval = duration::HEARTBEAT_INTERVAL
+            .field("interval", self.interval, DEFAULT_INTERVAL)
+            .unwrap_or_else(|error| {
+                errors.push(error);
+                DEFAULT_INTERVAL
+            });
+        let timeout = duration::TIMEOUT
+            .field("timeout", self.timeout, DEFAULT_TIMEOUT)
+            .unwrap_or_else(|error| {
+                errors.push(error);
+                DEFAULT_TIMEOUT.min(interval)
+            });
         if timeout > interval {
             errors.push(FieldError::new(
                 "timeout",
@@ -155,7 +162,12 @@ impl Liveness {
         let Some(allowed) = snapshot
             .probes
             .iter()
-            .map(|probe| probe.interval * 2 + probe.timeout)
+            .map(|probe| {
+                probe
+                    .interval
+                    .saturating_mul(2)
+                    .saturating_add(probe.timeout)
+            })
             .max()
         else {
             return Ok(());

@@ -64,16 +64,11 @@ impl Spec {
         let url = parse_http_url("url", &self.url)
             .map_err(|error| errors.push(error))
             .ok();
-        let secret = secret::resolve(
-            "secret",
-            self.secret,
-            self.secret_file.as_deref(),
-            &cx.base_dir,
-        )
-        .unwrap_or_else(|error| {
-            errors.push(error);
-            None
-        });
+        let secret = secret::resolve("secret", self.secret, self.secret_file.as_deref(), cx)
+            .unwrap_or_else(|error| {
+                errors.push(error);
+                None
+            });
         if secret
             .as_ref()
             .is_some_and(|secret| secret.expose().is_empty())
@@ -95,9 +90,7 @@ impl Spec {
                 )),
             }
         }
-        let timeout = self
-            .timeout
-            .map_or(super::DEFAULT_TIMEOUT, HumanDuration::get);
+        let timeout = super::timeout(self.timeout, &mut errors);
         let client = http_client(self.ca_file.as_ref(), timeout, cx)
             .map_err(|error| errors.push(error))
             .ok();

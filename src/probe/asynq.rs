@@ -40,7 +40,7 @@ use tokio::time::Instant;
 
 use self::assess::{Memory, QueueVerdict, Settings, StallReason, is_late, live_servers_for};
 use self::read::{QueueStats, Snapshot};
-use crate::config::{BuildContext, FieldError, HumanDuration};
+use crate::config::{BuildContext, FieldError, HumanDuration, duration};
 use crate::exposition::{MetricType, MetricsWriter};
 use crate::probe::redis::{ConnectionSpec, RedisConnection, null_observations};
 use crate::probe::{ErrorClass, Observations, Outcome, ProbeContext, ProbeResult, Value};
@@ -94,16 +94,15 @@ impl Spec {
         if let Some(queues) = &self.queues {
             check_queue_names(queues, &mut errors);
         }
-        let mut positive = |key: &str, value: Option<HumanDuration>| {
-            let value = value.map(HumanDuration::get);
-            if value.is_some_and(|value| value.is_zero()) {
-                errors.push(FieldError::new(key, "must be longer than zero"));
-            }
-            value
+        let mut bounded = |key: &str, bounds: duration::Bounds, value: Option<HumanDuration>| {
+            bounds.optional(key, value).unwrap_or_else(|error| {
+                errors.push(error);
+                None
+            })
         };
-        let stall_window = positive("stall_window", self.stall_window);
-        let max_latency = positive("max_latency", self.max_latency);
-        let cron_grace = self.cron_grace.map(HumanDuration::get);
+        let stall_window = bounded("stall_window", duration::STALL_WINDOW, self.stall_window);
+        let max_latency = bounded("max_latency", duration::MAX_LATENCY, self.max_latency);
+        let cron_grace = bounded("cron_grace", duration::CRON_GRACE, self.cron_grace);
         let connection = match self.redis.build_connection(cx, "redis.") {
             Ok(connection) => Some(connection),
             Err(mut connection_errors) => {

@@ -45,7 +45,7 @@ use serde::Deserialize;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::config::{BuildContext, FieldError, HumanDuration};
+use crate::config::{BuildContext, FieldError, HumanDuration, duration};
 use crate::exposition::MetricsWriter;
 use crate::probe::{ErrorClass, Outcome, ProbeContext, ProbeResult, Value, net};
 
@@ -217,16 +217,12 @@ impl Spec {
             &mut errors,
         );
 
-        let resolver_timeout = match self.resolver_timeout {
-            Some(timeout) if timeout.get().is_zero() => {
-                errors.push(FieldError::new(
-                    "resolver_timeout",
-                    "must be longer than zero",
-                ));
+        let resolver_timeout = duration::TIMEOUT
+            .optional("resolver_timeout", self.resolver_timeout)
+            .unwrap_or_else(|error| {
+                errors.push(error);
                 None
-            }
-            other => other.map(HumanDuration::get),
-        };
+            });
 
         let tls = net::TlsSettings::from_keys(self.tls_verify, self.ca_file.as_deref(), cx, &[])
             .map_err(|error| errors.push(error))
@@ -407,9 +403,8 @@ impl ResolverAddr {
             })?;
         let addr = SocketAddr::new(ip, url.port().unwrap_or(default_port));
         if !url.username().is_empty() || url.password().is_some() || url.query().is_some() {
-            return Err(format!(
-                "resolver `{text}` may not carry credentials or a query string"
-            ));
+            // Not quoted: it holds the very credentials or token it may not carry.
+            return Err("a resolver may not carry credentials or a query string".to_owned());
         }
         let server_name = url
             .fragment()

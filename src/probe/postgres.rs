@@ -161,20 +161,15 @@ impl Spec {
             "password",
             self.password.clone(),
             self.password_file.as_deref(),
-            &cx.base_dir,
+            cx,
         )
         .map_err(|error| errors.push(error))
         .ok()
         .flatten();
-        let dsn = secret::resolve(
-            "dsn",
-            self.dsn.clone(),
-            self.dsn_file.as_deref(),
-            &cx.base_dir,
-        )
-        .map_err(|error| errors.push(error))
-        .ok()
-        .flatten();
+        let dsn = secret::resolve("dsn", self.dsn.clone(), self.dsn_file.as_deref(), cx)
+            .map_err(|error| errors.push(error))
+            .ok()
+            .flatten();
         let mut config = match dsn {
             Some(dsn) => self.config_from_dsn(&dsn, errors)?,
             None => self.config_from_keys(errors)?,
@@ -219,7 +214,7 @@ impl Spec {
         match tokio_postgres::Config::from_str(dsn.expose()) {
             Ok(config) => Some(config),
             Err(error) => {
-                // The library's message names the option, never its value, so no secret leaks.
+                // The dsn is a secret: keep only the library's words that cannot quote it.
                 let hint = if net::describe_chain(&error).contains("sslmode") {
                     " (sslmode must be disable, prefer or require; certificates are verified \
                      unless tls_verify = false)"
@@ -228,10 +223,7 @@ impl Spec {
                 };
                 errors.push(FieldError::new(
                     "dsn",
-                    format!(
-                        "cannot parse the dsn: {}{hint}",
-                        net::describe_chain(&error)
-                    ),
+                    format!("cannot parse the dsn: {}{hint}", dsn_problem(&error)),
                 ));
                 None
             }
@@ -978,6 +970,29 @@ pub fn write_metrics(probes: &[(&str, &ProbeResult)], out: &mut MetricsWriter) {
                 version as f64,
             );
         }
+    }
+}
+
+/// What is wrong with a dsn, in words that cannot quote it: tokio-postgres names an option
+/// whose value is invalid (a fixed name), but quotes an unknown option's name and the character
+/// where a key/value dsn stopped parsing, which may be part of a password.
+fn dsn_problem(error: &tokio_postgres::Error) -> String {
+    let message = net::describe_chain(error);
+    if let Some(option) = message
+        .split("invalid value for option `")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+    {
+        return format!("invalid value for option `{option}`");
+    }
+    if message.contains("unknown option") {
+        "it names an unknown option (not shown: the dsn may hold a password)".to_owned()
+    } else if message.contains("unexpected character") || message.contains("unexpected EOF") {
+        "it is not `key=value` pairs or a postgres:// URL".to_owned()
+    } else if message.contains("unterminated quoted") {
+        "a quoted value is not closed".to_owned()
+    } else {
+        "it is not a connection string (not shown: it may hold a password)".to_owned()
     }
 }
 

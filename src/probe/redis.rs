@@ -116,7 +116,7 @@ impl ConnectionSpec {
             &key("password"),
             self.password.clone(),
             self.password_file.as_deref(),
-            &cx.base_dir,
+            cx,
         )
         .map_err(|error| errors.push(error))
         .ok()

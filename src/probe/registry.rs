@@ -72,15 +72,11 @@ impl Spec {
             .map_err(|message| errors.push(FieldError::new("url", message)))
             .ok();
 
-        let password = secret::resolve(
-            "password",
-            self.password,
-            self.password_file.as_deref(),
-            &cx.base_dir,
-        )
-        .map_err(|error| errors.push(error))
-        .ok()
-        .flatten();
+        let password =
+            secret::resolve("password", self.password, self.password_file.as_deref(), cx)
+                .map_err(|error| errors.push(error))
+                .ok()
+                .flatten();
         // Empty user name and password (the `${VAR:-}` defaults) mean anonymous.
         let credentials = secret::credentials("username", self.username, "password", password)
             .map_err(|error| errors.push(error))
@@ -147,19 +143,22 @@ impl Spec {
 
 /// The base URL with a trailing slash, so that `v2/` joins under it.
 fn parse_base_url(text: &str) -> Result<Url, String> {
-    let mut url =
-        Url::parse(text.trim()).map_err(|error| format!("`{text}` is not a URL: {error}"))?;
+    // Never quoted: a URL may carry a token in its path or query.
+    let mut url = Url::parse(text.trim()).map_err(|error| format!("not a URL: {error}"))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("`{text}` must be an http:// or https:// URL"));
+        return Err(format!(
+            "must be an http:// or https:// URL, not {}",
+            crate::config::shown_scheme(url.scheme())
+        ));
     }
     if url.host_str().is_none() {
-        return Err(format!("`{text}` has no host"));
+        return Err("the URL has no host".to_owned());
     }
     if !url.username().is_empty() || url.password().is_some() {
         return Err("put credentials in `username` and `password`, not in the URL".to_owned());
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(format!("`{text}` may not have a query or fragment"));
+        return Err("the URL may not have a query or fragment".to_owned());
     }
     let mut path = url.path().trim_end_matches('/').to_owned();
     if path.ends_with("/v2") {

@@ -91,7 +91,7 @@ impl Spec {
             "secret_access_key",
             self.secret_access_key,
             self.secret_access_key_file.as_deref(),
-            &cx.base_dir,
+            cx,
         )
         .map_err(|error| errors.push(error))
         .ok()
@@ -149,12 +149,16 @@ impl Spec {
 }
 
 fn parse_endpoint(text: &str) -> Result<Url, String> {
-    let url = Url::parse(text.trim()).map_err(|error| format!("`{text}` is not a URL: {error}"))?;
+    // Never quoted: a URL may carry a token in its path or query.
+    let url = Url::parse(text.trim()).map_err(|error| format!("not a URL: {error}"))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("`{text}` must be an http:// or https:// URL"));
+        return Err(format!(
+            "must be an http:// or https:// URL, not {}",
+            crate::config::shown_scheme(url.scheme())
+        ));
     }
     if url.host_str().is_none() {
-        return Err(format!("`{text}` has no host"));
+        return Err("the URL has no host".to_owned());
     }
     if !url.username().is_empty() || url.password().is_some() {
         return Err(
@@ -162,7 +166,7 @@ fn parse_endpoint(text: &str) -> Result<Url, String> {
         );
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(format!("`{text}` may not have a query or fragment"));
+        return Err("the URL may not have a query or fragment".to_owned());
     }
     Ok(url)
 }

@@ -122,18 +122,14 @@ impl Spec {
             errors.push(FieldError::new("port", "must be between 1 and 65535"));
         }
 
-        let password = match secret::resolve(
-            "password",
-            self.password,
-            self.password_file.as_deref(),
-            &cx.base_dir,
-        ) {
-            Ok(password) => password,
-            Err(error) => {
-                errors.push(error);
-                None
-            }
-        };
+        let password =
+            match secret::resolve("password", self.password, self.password_file.as_deref(), cx) {
+                Ok(password) => password,
+                Err(error) => {
+                    errors.push(error);
+                    None
+                }
+            };
         // Empty user name and password (the `${VAR:-}` defaults) mean "no AUTH".
         let credentials = match secret::credentials("username", self.username, "password", password)
         {

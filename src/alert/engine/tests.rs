@@ -632,3 +632,53 @@ async fn a_restart_re_pushes_to_alertmanager_at_once() {
     h.report(vec![active("neon-down")]);
     assert_eq!(h.sent(), ["am: firing:refresh neon-down"]);
 }
+
+/// Every timing at the largest value `validate` accepts, and far beyond (`Duration::MAX`,
+/// which `Instant + Duration` cannot hold): the engine keeps working and never panics.
+#[tokio::test(start_paused = true)]
+async fn timings_at_and_beyond_the_configured_maxima_do_not_panic() {
+    use crate::config::duration;
+    let maxima = Settings {
+        group_wait: duration::GROUP_WAIT.max,
+        group_interval: duration::GROUP_INTERVAL.max,
+        repeat_interval: duration::REPEAT_INTERVAL.max,
+        keep_resolved: duration::KEEP_RESOLVED.max,
+        targets: vec![Target {
+            refresh: Some(duration::RESEND_INTERVAL.max),
+            ..target("am")
+        }],
+    };
+    let mut h = Harness::new(maxima);
+    h.report(vec![active("neon-down")]);
+    assert!(h.engine.next_deadline().is_some());
+    tokio::time::advance(duration::GROUP_WAIT.max).await;
+    h.evaluate();
+    // The refresh is due at the same instant (both are an hour).
+    assert_eq!(
+        h.sent(),
+        ["am: firing:new neon-down", "am: firing:refresh neon-down"]
+    );
+
+    let beyond = Settings {
+        group_wait: Duration::MAX,
+        group_interval: Duration::MAX,
+        repeat_interval: Duration::MAX,
+        keep_resolved: Duration::MAX,
+        targets: vec![Target {
+            refresh: Some(Duration::MAX),
+            ..target("am")
+        }],
+    };
+    let mut h = Harness::new(beyond);
+    h.report(vec![active("neon-down")]);
+    let due = h.engine.next_deadline().unwrap();
+    assert!(due > Instant::now() + Duration::from_secs(365 * 86_400));
+    h.advance(Duration::from_secs(5)).await;
+    h.report(vec![]);
+    h.advance(Duration::from_secs(5)).await;
+    h.engine.tick(&h.silences, Instant::now(), h.at());
+    assert!(
+        h.sent().is_empty(),
+        "a batch due in 30 years is not sent now"
+    );
+}

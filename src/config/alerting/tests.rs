@@ -207,8 +207,8 @@ weekly = { day = "thursday-ish", start = "25:00", end = "13:30", timezone = "Mar
 "#;
     let found = errors(text);
     let expected = [
-        "probes.toml:2:19: alerting.repeat_interval: must be longer than zero",
-        "probes.toml:3:16: alerting.external_url: `ftp://x` must be an http:// or https:// URL",
+        "probes.toml:2:19: alerting.repeat_interval: must be at least 1s (the range is 1s to 30d)",
+        "probes.toml:3:16: alerting.external_url: must be an http:// or https:// URL, not `ftp://`",
         "probes.toml:6:9: api.token: the token is too short: use at least 16 random characters",
         "probes.toml:12:8: notifier[mail].from: `not an address` is not an email address",
         "probes.toml:13:6: notifier[mail].to: name at least one recipient",
@@ -269,6 +269,62 @@ url = "https://user:pw@hooks.example.com/"
         [
             "probes.toml:7:8: notifier[hook].name: duplicate notifier name `hook`",
             "probes.toml:14:7: notifier[leaky].url: credentials in the URL would be logged; use the notifier's own keys",
+        ]
+    );
+}
+
+/// Every duration of the alerting sections has a range, checked at the value with its key.
+#[test]
+fn alerting_durations_are_bounded() {
+    let found = errors(
+        r#"[alerting]
+group_wait = "2h"
+group_interval = "2d"
+repeat_interval = "500ms"
+keep_resolved = "8d"
+give_up_after = "30s"
+
+[[notifier]]
+name = "hook"
+kind = "webhook"
+url = "https://hooks.example.com/"
+timeout = "1ms"
+
+[[notifier]]
+name = "am"
+kind = "alertmanager"
+urls = ["http://am:9093"]
+resend_interval = "2h"
+timeout = "11m"
+
+[[notifier]]
+name = "mail"
+kind = "email"
+host = "smtp.example.com"
+from = "a@example.com"
+to = ["b@example.com"]
+timeout = "500000000000y"
+
+[[notifier]]
+name = "beat"
+kind = "heartbeat"
+url = "https://hc-ping.com/x"
+interval = "100ms"
+"#,
+    );
+    assert_eq!(
+        found,
+        [
+            "probes.toml:2:14: alerting.group_wait: must be at most 1h (the range is 0s to 1h)",
+            "probes.toml:3:18: alerting.group_interval: must be at most 24h (the range is 0s to 24h)",
+            "probes.toml:4:19: alerting.repeat_interval: must be at least 1s (the range is 1s to 30d)",
+            "probes.toml:5:17: alerting.keep_resolved: must be at most 7d (the range is 0s to 7d)",
+            "probes.toml:6:17: alerting.give_up_after: must be at least 1m (the range is 1m to 7d)",
+            "probes.toml:12:11: notifier[hook].timeout: must be at least 10ms (the range is 10ms to 10m)",
+            "probes.toml:18:19: notifier[am].resend_interval: must be at most 1h (the range is 1s to 1h)",
+            "probes.toml:19:11: notifier[am].timeout: must be at most 10m (the range is 10ms to 10m)",
+            "probes.toml:27:11: notifier[mail].timeout: must be at most 10m (the range is 10ms to 10m)",
+            "probes.toml:33:12: notifier[beat].interval: must be at least 1s (the range is 1s to 24h)",
         ]
     );
 }
