@@ -96,9 +96,6 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The range of `[server] max_connections`.
 pub const MAX_CONNECTIONS_RANGE: std::ops::RangeInclusive<usize> = 8..=65_536;
-/// The range of the `[server]` timeouts.
-pub const SERVER_TIMEOUT_RANGE: std::ops::RangeInclusive<Duration> =
-    Duration::from_millis(100)..=Duration::from_secs(600);
 
 /// `[scheduler]`: how probe runs share the machine.
 #[derive(Debug, Clone)]
@@ -388,23 +385,9 @@ fn validate_server(raw: RawServer, sink: &mut ErrorSink<'_>) -> ServerConfig {
         Some(value) => value.into_inner(),
     };
     let mut timeout = |value: Option<Spanned<HumanDuration>>, key: &str, default: Duration| {
-        let Some(value) = value else {
-            return default;
-        };
-        let duration = value.get_ref().get();
-        if SERVER_TIMEOUT_RANGE.contains(&duration) {
-            return duration;
-        }
-        sink.push(
-            &value.span(),
-            &format!("server.{key}"),
-            format!(
-                "must be between {} and {}",
-                HumanDuration(*SERVER_TIMEOUT_RANGE.start()),
-                HumanDuration(*SERVER_TIMEOUT_RANGE.end())
-            ),
-        );
-        default
+        duration::SERVER_TIMEOUT
+            .spanned(value, &format!("server.{key}"), sink)
+            .unwrap_or(default)
     };
     ServerConfig {
         listen,

@@ -8,8 +8,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::catalog::{Diagnosis, DiagnosisState};
-use crate::probe::{self, Kind, ProbeResult};
 use crate::exposition::{MetricType, MetricsWriter};
+use crate::probe::{self, Kind, ProbeResult};
 use crate::state::Snapshot;
 
 /// The content type of the exposition; vmagent asks for it, Prometheus 3 requires one.

@@ -82,6 +82,10 @@ pub const GIVE_UP_AFTER: Bounds = Bounds::new(MINUTE, Duration::from_secs(7 * 86
 pub const HEARTBEAT_INTERVAL: Bounds = Bounds::new(SECOND, DAY);
 /// An Alertmanager notifier's `resend_interval` (`endsAt` is four of them ahead).
 pub const RESEND_INTERVAL: Bounds = Bounds::new(SECOND, HOUR);
+/// `[server]` `header_timeout`, `idle_timeout` and `request_timeout`: below 100ms a real client
+/// on a slow link is cut off mid-head.
+pub const SERVER_TIMEOUT: Bounds =
+    Bounds::new(Duration::from_millis(100), Duration::from_secs(600));
 /// A rule's `for`: zero is "at once"; a week is the longest a failure may go unannounced.
 pub const RULE_FOR: Bounds = Bounds::new(Duration::ZERO, Duration::from_secs(7 * 86_400));
 
