@@ -469,11 +469,8 @@ async fn measure_render(scratch: &Path, target: Target) -> Result<f64, String> {
     let text = http_probes(target, 10_000, "/", 60);
     let config = config::parse(&Source::new(dir.join("probes.toml"), text), &|_| None)
         .map_err(|errors| errors.to_string())?;
-    let catalog = honeyguide::catalog::load(
-        &dir.join("alerts"),
-        &honeyguide::catalog::probe_kinds(&config),
-    )
-    .map_err(|errors| errors.to_string())?;
+    let catalog = honeyguide::catalog::load(&dir.join("alerts"), &config.probe_kinds())
+        .map_err(|errors| errors.to_string())?;
     let (task, results, state) =
         honeyguide::state::StateTask::new(&config, std::sync::Arc::new(catalog));
     let running = tokio::spawn(task.run());

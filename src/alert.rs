@@ -25,7 +25,6 @@ pub use engine::{AlertState, AlertView, Engine, Evaluation, Settings, StoredAler
 pub use task::{AlertHandle, AlertTask};
 
 use crate::exposition::{MetricType, MetricsWriter};
-use crate::notify::Permanence;
 use silence::{Phase, Silence};
 
 /// What readers (`/status`, `/metrics`, the page) see of alerting, published by the alert task.
@@ -76,6 +75,39 @@ impl NotifierStats {
             failing: None,
             next_attempt_at: None,
             last_success_at: None,
+        }
+    }
+}
+
+/// Whether retrying a failed delivery can help by itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Permanence {
+    /// The receiver or the way to it is down, slow or overloaded (connection errors, timeouts,
+    /// SMTP 4xx, HTTP 5xx, 408, 425 and 429): it may work on the next attempt.
+    Temporary,
+    /// The receiver refuses what it is sent (SMTP 5xx such as 535 for a wrong password, HTTP
+    /// 4xx such as 401, 403 and 404), or the message cannot be built: it keeps failing until
+    /// someone fixes the notifier's credentials, URL or addresses.
+    Permanent,
+}
+
+impl Permanence {
+    /// `"temporary"` or `"permanent"`: the `/status` value and the metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permanence::Temporary => "temporary",
+            Permanence::Permanent => "permanent",
+        }
+    }
+
+    /// What an HTTP status other than 2xx means: 4xx is the receiver refusing this request
+    /// (permanent), except 408 Request Timeout, 425 Too Early and 429 Too Many Requests, which
+    /// ask to try again later; 5xx and anything else are temporary.
+    pub fn of_http_status(status: u16) -> Self {
+        match status {
+            408 | 425 | 429 => Permanence::Temporary,
+            400..=499 => Permanence::Permanent,
+            _ => Permanence::Temporary,
         }
     }
 }

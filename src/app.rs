@@ -36,7 +36,7 @@ use crate::notify::dispatch::{self, BACKOFF_MAX, BACKOFF_MIN, Lane};
 use crate::notify::{Notifier, heartbeat};
 use crate::scheduler;
 use crate::server::{self, AppState};
-use crate::state::StateTask;
+use crate::state::{StateHandle, StateTask};
 use crate::store::{StoreError, StoreHandle};
 
 /// How long shutdown waits for deliveries in flight before abandoning them (they are then
@@ -198,7 +198,7 @@ pub async fn run_with(
             heartbeats.spawn(heartbeat::run(
                 notifier.name.clone(),
                 notifier.notifier.clone(),
-                heartbeat::Liveness {
+                DaemonLiveness {
                     state: state.clone(),
                     scheduler_stopped: scheduler_stopped.clone(),
                 },
@@ -293,6 +293,24 @@ pub async fn run_with(
         Ok(Ok(())) => {}
     }
     Ok(())
+}
+
+/// Whether this daemon is healthy enough for its heartbeats to vouch for it: the scheduler
+/// still runs, and the state task answers and keeps getting results.
+#[derive(Clone, Debug)]
+struct DaemonLiveness {
+    state: StateHandle,
+    /// Cancelled when the scheduler has stopped.
+    scheduler_stopped: CancellationToken,
+}
+
+impl heartbeat::Liveness for DaemonLiveness {
+    async fn check(&self) -> Result<(), String> {
+        if self.scheduler_stopped.is_cancelled() {
+            return Err("the scheduler has stopped".to_owned());
+        }
+        self.state.liveness().await
+    }
 }
 
 /// Time left until `deadline` (zero once it passed).

@@ -33,8 +33,8 @@ use tokio::time::Instant;
 
 pub use classifier::{Classifier, RuleStats, RuleStatus, TIME_DEPENDENT_PERIOD};
 
-use crate::config::{Config, ConfigErrors, Source};
 use crate::probe::Kind;
+use crate::spec::{ConfigErrors, Source};
 
 use expr::{Evaluator, Expression};
 
@@ -42,15 +42,6 @@ use expr::{Evaluator, Expression};
 
 /// The configured probes a catalog is checked against: name -> kind.
 pub type ProbeKinds = BTreeMap<String, Kind>;
-
-/// The probes of a validated config, for [`load`].
-pub fn probe_kinds(config: &Config) -> ProbeKinds {
-    config
-        .probes
-        .iter()
-        .map(|probe| (probe.name.clone(), probe.kind()))
-        .collect()
-}
 
 /// Reads and validates every `*.toml` file of `dir` against the configured `probes`. Fails with
 /// every problem found, each with its file, line, column and key. Other entries of `dir` are

@@ -11,16 +11,12 @@
 //! (`src/probe/<kind>.rs`, `Spec`).
 
 pub mod alerting;
-pub mod duration;
-pub mod interpolate;
-pub mod secret;
-pub mod source;
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -29,11 +25,12 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 pub use alerting::{AlertingConfig, ApiConfig, NotifierConfig, StoreConfig};
-pub use duration::HumanDuration;
-pub use secret::Secret;
-pub use source::{ConfigError, ConfigErrors, ErrorSink, Source};
+// The types of this module's own signatures (`parse` takes a `Source`, fails with
+// `ConfigErrors`), so callers of `config::parse` need not know where they live.
+pub use crate::spec::{ConfigError, ConfigErrors, Source};
 
 use crate::probe::{self, Kind, Probe};
+use crate::spec::{BuildContext, ErrorSink, HumanDuration, Section, duration, interpolate};
 
 /// Default address of the HTTP server (`/metrics`, `/status`, `/`).
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:9898";
@@ -119,94 +116,21 @@ pub struct ProbeConfig {
     pub probe: Arc<Probe>,
 }
 
+impl Config {
+    /// The configured probes, name -> kind: what a catalog of rules is checked against
+    /// ([`crate::catalog::load`]).
+    pub fn probe_kinds(&self) -> BTreeMap<String, Kind> {
+        self.probes
+            .iter()
+            .map(|probe| (probe.name.clone(), probe.kind()))
+            .collect()
+    }
+}
+
 impl ProbeConfig {
     /// The probe's kind.
     pub fn kind(&self) -> Kind {
         self.probe.kind()
-    }
-}
-
-/// A problem with one key of a probe (or other section), found while building its runtime form.
-/// The loader turns it into a [`ConfigError`] with the key's position.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldError {
-    /// The key, relative to the section (`url`, `password_file`, `headers.Host`).
-    pub key: String,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl FieldError {
-    /// A problem with `key`.
-    pub fn new(key: &str, message: impl Into<String>) -> Self {
-        Self {
-            key: key.to_owned(),
-            message: message.into(),
-        }
-    }
-}
-
-/// What building a probe may need besides its own keys.
-#[derive(Debug)]
-pub struct BuildContext {
-    /// Directory of the config file; relative paths (`*_file`, CA files) are resolved from here.
-    pub base_dir: PathBuf,
-    roots: OnceLock<Arc<rustls::RootCertStore>>,
-    resolver: OnceLock<crate::probe::net::Resolver>,
-    /// The contents of every `*_file` secret read, by key, so that no error quotes them.
-    file_secrets: Mutex<Vec<(String, Secret)>>,
-}
-
-impl BuildContext {
-    /// A context resolving relative paths from `base_dir`.
-    pub fn new(base_dir: impl Into<PathBuf>) -> Self {
-        Self {
-            base_dir: base_dir.into(),
-            roots: OnceLock::new(),
-            resolver: OnceLock::new(),
-            file_secrets: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// Reads the secret file `path` (relative to the config file) given for `key`
-    /// (`password_file`), remembering its contents so that no error of this load quotes them.
-    pub fn read_secret_file(&self, key: &str, path: &Path) -> std::io::Result<Secret> {
-        let text = std::fs::read_to_string(self.path(path))?;
-        let secret = Secret::new(text);
-        self.file_secrets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push((key.to_owned(), secret.clone()));
-        Ok(secret)
-    }
-
-    /// What [`BuildContext::read_secret_file`] read, by key.
-    fn file_secrets(&self) -> Vec<(String, Secret)> {
-        self.file_secrets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-
-    /// The system resolver, set up once per config load and shared by every probe: with its
-    /// cache off it holds no per-probe state, and one per probe cost ~20 KB each (and a read of
-    /// `/etc/resolv.conf`) at 10,000 probes.
-    pub fn system_resolver(&self) -> crate::probe::net::Resolver {
-        self.resolver
-            .get_or_init(crate::probe::net::Resolver::system)
-            .clone()
-    }
-
-    /// The system's trusted roots, loaded once per config load and shared by every probe.
-    pub fn system_roots(&self) -> Arc<rustls::RootCertStore> {
-        self.roots
-            .get_or_init(|| Arc::new(crate::tls::system_roots()))
-            .clone()
-    }
-
-    /// Resolves a path relative to the config file.
-    pub fn path(&self, path: &Path) -> PathBuf {
-        self.base_dir.join(path)
     }
 }
 
@@ -274,7 +198,7 @@ pub fn parse(source: &Source, lookup: interpolate::Lookup<'_>) -> Result<Config,
     // No error may quote what a `*_file` holds; `${ENV}` values were marked as they were
     // interpolated.
     for (key, contents) in cx.file_secrets() {
-        sink.taint(source::Tainted {
+        sink.taint(crate::spec::source::Tainted {
             span: None,
             origin: format!("`{key}`"),
             key,
@@ -472,9 +396,14 @@ fn load_probe(
         split_kinded_entry::<Kind>("probe", index, item, &COMMON_KEYS, &Kind::list(), sink)?;
     let (span, label) = (entry.span, entry.label);
     let common: Option<RawCommon> = sink.deserialize(entry.common, &label);
-    let built = entry
-        .kind
-        .and_then(|kind| probe::build(kind, entry.own, &label, cx, sink));
+    let built = entry.kind.and_then(|kind| {
+        let section = Section {
+            value: entry.own,
+            label: label.clone(),
+            common_keys: &COMMON_KEYS,
+        };
+        probe::build(kind, section, cx, sink)
+    });
     let common = common?;
 
     let name_span = common.name.span();
@@ -640,78 +569,6 @@ fn check_label_name(name: &str) -> Result<(), String> {
         return Err(format!("label name `{name}` is reserved"));
     }
     Ok(())
-}
-
-/// A URL's scheme for an error message: `ftp`, or `another scheme` when it is not a short
-/// word (`hunter2:password@host` parses with the scheme `hunter2`).
-pub(crate) fn shown_scheme(scheme: &str) -> String {
-    let known = [
-        "ftp",
-        "ws",
-        "wss",
-        "file",
-        "mailto",
-        "redis",
-        "rediss",
-        "postgres",
-        "postgresql",
-        "smtp",
-        "smtps",
-        "tcp",
-        "udp",
-        "tls",
-        "s3",
-        "data",
-        "javascript",
-    ];
-    if known.contains(&scheme) {
-        format!("`{scheme}://`")
-    } else {
-        "another scheme".to_owned()
-    }
-}
-
-/// Deserializes a kind's own keys into its `Spec` and builds the runtime probe, turning
-/// [`FieldError`]s into located [`ConfigError`]s. Used by [`crate::probe::build`].
-pub fn build_section<S, P>(
-    value: Spanned<DeValue<'_>>,
-    label: &str,
-    cx: &BuildContext,
-    sink: &mut ErrorSink<'_>,
-    build: impl FnOnce(S, &BuildContext) -> Result<P, Vec<FieldError>>,
-) -> Option<P>
-where
-    S: DeserializeOwned,
-{
-    let whole = value.span();
-    let key_spans: BTreeMap<String, Range<usize>> = match value.get_ref() {
-        DeValue::Table(table) => table
-            .iter()
-            .map(|(key, item)| (key.get_ref().to_string(), item.span()))
-            .collect(),
-        _ => BTreeMap::new(),
-    };
-    let spec: S = sink.deserialize_with_hints(value, label, &COMMON_KEYS)?;
-    match build(spec, cx) {
-        Ok(built) => Some(built),
-        Err(errors) => {
-            for error in errors {
-                // Point at the key itself, or at its `_file` twin when the secret came from there.
-                let head = error.key.split(['.', '[']).next().unwrap_or_default();
-                let span = key_spans
-                    .get(head)
-                    .or_else(|| key_spans.get(&format!("{head}_file")))
-                    .or_else(|| {
-                        head.strip_suffix("_file")
-                            .and_then(|bare| key_spans.get(bare))
-                    })
-                    .cloned()
-                    .unwrap_or_else(|| whole.clone());
-                sink.push(&span, &format!("{label}.{}", error.key), error.message);
-            }
-            None
-        }
-    }
 }
 
 #[cfg(test)]

@@ -34,6 +34,7 @@ pub mod notify;
 pub mod probe;
 pub mod scheduler;
 pub mod server;
+pub mod spec;
 pub mod state;
 pub mod store;
 pub mod text;

@@ -178,7 +178,7 @@ fn load_config(path: &Path) -> Option<Config> {
 /// Loads the config, then the rules checked against its probes, printing every problem.
 fn load_all(paths: &Paths) -> Option<(Config, Arc<Catalog>)> {
     let config = load_config(&paths.config)?;
-    match catalog::load(&paths.alerts, &catalog::probe_kinds(&config)) {
+    match catalog::load(&paths.alerts, &config.probe_kinds()) {
         Ok(catalog) => {
             for skipped in catalog.skipped() {
                 eprintln!("{skipped}");

@@ -33,11 +33,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use toml::Spanned;
-use toml::de::DeValue;
 
+use crate::alert::Permanence;
 use crate::alert::notification::Notification;
-use crate::config::{BuildContext, ErrorSink, FieldError, HumanDuration, build_section, duration};
+use crate::spec::{
+    BuildContext, ErrorSink, FieldError, HumanDuration, Section, build_section, duration,
+};
 
 /// Default time one delivery attempt may take.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -172,62 +173,27 @@ impl Notifier {
 /// located errors in `sink`.
 pub fn build(
     kind: NotifierKind,
-    spec: Spanned<DeValue<'_>>,
-    label: &str,
+    section: Section<'_>,
     cx: &BuildContext,
     sink: &mut ErrorSink<'_>,
 ) -> Option<Notifier> {
     match kind {
         NotifierKind::Email => {
-            build_section(spec, label, cx, sink, email::Spec::build).map(Notifier::Email)
+            build_section(section, cx, sink, email::Spec::build).map(Notifier::Email)
         }
         NotifierKind::Webhook => {
-            build_section(spec, label, cx, sink, webhook::Spec::build).map(Notifier::Webhook)
+            build_section(section, cx, sink, webhook::Spec::build).map(Notifier::Webhook)
         }
         NotifierKind::Alertmanager => {
-            build_section(spec, label, cx, sink, alertmanager::Spec::build)
-                .map(Notifier::Alertmanager)
+            build_section(section, cx, sink, alertmanager::Spec::build).map(Notifier::Alertmanager)
         }
         NotifierKind::Heartbeat => {
-            build_section(spec, label, cx, sink, heartbeat::Spec::build).map(Notifier::Heartbeat)
+            build_section(section, cx, sink, heartbeat::Spec::build).map(Notifier::Heartbeat)
         }
     }
 }
 
 // === errors ===
-
-/// Whether retrying a failed delivery can help by itself.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Permanence {
-    /// The receiver or the way to it is down, slow or overloaded (connection errors, timeouts,
-    /// SMTP 4xx, HTTP 5xx, 408, 425 and 429): it may work on the next attempt.
-    Temporary,
-    /// The receiver refuses what it is sent (SMTP 5xx such as 535 for a wrong password, HTTP
-    /// 4xx such as 401, 403 and 404), or the message cannot be built: it keeps failing until
-    /// someone fixes the notifier's credentials, URL or addresses.
-    Permanent,
-}
-
-impl Permanence {
-    /// `"temporary"` or `"permanent"`: the `/status` value and the metric label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Permanence::Temporary => "temporary",
-            Permanence::Permanent => "permanent",
-        }
-    }
-
-    /// What an HTTP status other than 2xx means: 4xx is the receiver refusing this request
-    /// (permanent), except 408 Request Timeout, 425 Too Early and 429 Too Many Requests, which
-    /// ask to try again later; 5xx and anything else are temporary.
-    pub fn of_http_status(status: u16) -> Self {
-        match status {
-            408 | 425 | 429 => Permanence::Temporary,
-            400..=499 => Permanence::Permanent,
-            _ => Permanence::Temporary,
-        }
-    }
-}
 
 /// Why one delivery attempt failed. Every message is one line a person can act on (what a
 /// server or receiver said is escaped, never raw: see [`crate::text`]), and none contains a
@@ -376,7 +342,7 @@ pub fn parse_http_url(key: &str, text: &str) -> Result<url::Url, FieldError> {
             key,
             format!(
                 "must be an http:// or https:// URL, not {}",
-                crate::config::shown_scheme(url.scheme())
+                crate::spec::shown_scheme(url.scheme())
             ),
         ));
     }

@@ -32,11 +32,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 use tokio::time::Instant;
-use toml::Spanned;
-use toml::de::DeValue;
 
-use crate::config::{BuildContext, ErrorSink, build_section};
 use crate::exposition::MetricsWriter;
+use crate::spec::{BuildContext, ErrorSink, Section, build_section};
 
 // === Kind ===
 
@@ -190,27 +188,26 @@ impl Probe {
 /// removed), recording located errors in `sink`.
 pub fn build(
     kind: Kind,
-    spec: Spanned<DeValue<'_>>,
-    label: &str,
+    section: Section<'_>,
     cx: &BuildContext,
     sink: &mut ErrorSink<'_>,
 ) -> Option<Probe> {
     match kind {
-        Kind::Http => build_section(spec, label, cx, sink, http::Spec::build)
+        Kind::Http => build_section(section, cx, sink, http::Spec::build)
             .map(|probe| Probe::Http(Box::new(probe))),
-        Kind::Dns => build_section(spec, label, cx, sink, dns::Spec::build)
+        Kind::Dns => build_section(section, cx, sink, dns::Spec::build)
             .map(|probe| Probe::Dns(Box::new(probe))),
-        Kind::Postgres => build_section(spec, label, cx, sink, postgres::Spec::build)
+        Kind::Postgres => build_section(section, cx, sink, postgres::Spec::build)
             .map(|probe| Probe::Postgres(Box::new(probe))),
-        Kind::Redis => build_section(spec, label, cx, sink, redis::Spec::build)
+        Kind::Redis => build_section(section, cx, sink, redis::Spec::build)
             .map(|probe| Probe::Redis(Box::new(probe))),
-        Kind::Asynq => build_section(spec, label, cx, sink, asynq::Spec::build)
+        Kind::Asynq => build_section(section, cx, sink, asynq::Spec::build)
             .map(|probe| Probe::Asynq(Box::new(probe))),
-        Kind::Smtp => build_section(spec, label, cx, sink, smtp::Spec::build)
+        Kind::Smtp => build_section(section, cx, sink, smtp::Spec::build)
             .map(|probe| Probe::Smtp(Box::new(probe))),
-        Kind::Registry => build_section(spec, label, cx, sink, registry::Spec::build)
+        Kind::Registry => build_section(section, cx, sink, registry::Spec::build)
             .map(|probe| Probe::Registry(Box::new(probe))),
-        Kind::S3 => build_section(spec, label, cx, sink, s3::Spec::build)
+        Kind::S3 => build_section(section, cx, sink, s3::Spec::build)
             .map(|probe| Probe::S3(Box::new(probe))),
     }
 }
@@ -667,7 +664,7 @@ where
     Fut: Future<Output = Outcome> + Send + 'static,
 {
     let started = Instant::now();
-    let ctx = ProbeContext::new(crate::config::duration::after(started, timeout));
+    let ctx = ProbeContext::new(crate::spec::duration::after(started, timeout));
     // A task of its own, so that a panic is caught by the runtime instead of unwinding into the
     // scheduler, and so that aborting it on timeout drops every socket the probe holds.
     let mut task = tokio::spawn(run(ctx.clone()));

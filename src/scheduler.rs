@@ -24,8 +24,8 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ProbeConfig;
-use crate::config::duration::after;
 use crate::probe::{self, Probe};
+use crate::spec::duration::after;
 use crate::state::ProbeRun;
 
 /// Everything one probe's loop needs.

@@ -25,8 +25,8 @@ use axum::routing::{delete, get};
 use tokio::time::Instant;
 
 use crate::alert::AlertHandle;
-use crate::config::Secret;
 use crate::metrics;
+use crate::spec::Secret;
 use crate::state::{Snapshot, StateHandle};
 
 use self::cache::Rendered;

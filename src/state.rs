@@ -104,7 +104,49 @@ impl StateHandle {
         self.queries.send(Query::Snapshot(reply)).await.ok()?;
         answer.await.ok()
     }
+
+    /// `Ok` while the state task answers within [`LIVENESS_DEADLINE`] and results keep
+    /// arriving (the newest is at most two intervals plus a timeout of the slowest probe old),
+    /// else why not: what a heartbeat checks before vouching for honeyguide.
+    pub async fn liveness(&self) -> Result<(), String> {
+        let snapshot = match tokio::time::timeout(LIVENESS_DEADLINE, self.snapshot()).await {
+            Ok(Some(snapshot)) => snapshot,
+            Ok(None) => return Err("the state task has stopped".to_owned()),
+            Err(_) => return Err("the state task did not answer within 2s".to_owned()),
+        };
+        let Some(allowed) = snapshot
+            .probes
+            .iter()
+            .map(|probe| {
+                probe
+                    .interval
+                    .saturating_mul(2)
+                    .saturating_add(probe.timeout)
+            })
+            .max()
+        else {
+            return Ok(());
+        };
+        let newest = snapshot
+            .probes
+            .iter()
+            .filter_map(|probe| probe.latest.as_ref().map(|latest| latest.checked_at))
+            .max()
+            .unwrap_or(snapshot.started_at);
+        let age = Timestamp::now().duration_since(newest);
+        match Duration::try_from(age) {
+            Ok(age) if age > allowed => Err(format!(
+                "no probe result for {}s (allowed {}s)",
+                age.as_secs(),
+                allowed.as_secs()
+            )),
+            _ => Ok(()),
+        }
+    }
 }
+
+/// How long [`StateHandle::liveness`] waits for the state task.
+pub const LIVENESS_DEADLINE: Duration = Duration::from_secs(2);
 
 // === the task ===
 

@@ -35,7 +35,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::config::duration::after;
+use crate::spec::duration::after;
 
 use super::notification::{AlertMessage, Content, MessageStatus, Notification, Purpose, Reason};
 use super::route::Route;

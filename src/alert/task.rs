@@ -501,7 +501,8 @@ fn stored_from_silence(silence: &Silence) -> StoredSilence {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notify::{NotifyError, Permanence};
+    use crate::alert::Permanence;
+    use crate::notify::NotifyError;
 
     /// A permanent failure shows as such with its next attempt; a later success clears the
     /// failure, its permanence and the next attempt.

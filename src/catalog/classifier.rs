@@ -24,7 +24,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use tokio::time::Instant;
 
-use crate::config::duration::after;
+use crate::spec::duration::after;
 use crate::view::ProbeView;
 
 use super::{Catalog, Diagnosis, DiagnosisState, Evidence, FailureMode};
@@ -446,8 +446,8 @@ mod tests {
 
     use super::*;
     use crate::catalog::{ProbeKinds, Severity};
-    use crate::config::Source;
     use crate::probe::{ErrorClass, Kind, ProbeResult};
+    use crate::spec::Source;
 
     /// Three probes, some rules, and the classifier over them, driven like the state task does.
     struct Fixture {
@@ -639,7 +639,7 @@ mod tests {
         assert_eq!(fixture.summary()[0].1, "pending");
         assert_eq!(
             fixture.classifier.next_deadline(),
-            Some(started + crate::config::duration::RULE_FOR.max)
+            Some(started + crate::spec::duration::RULE_FOR.max)
         );
 
         let mut catalog = crate::catalog::parse(

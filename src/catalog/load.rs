@@ -24,8 +24,8 @@ use serde::de::DeserializeOwned;
 use toml::Spanned;
 use toml::de::DeTable;
 
-use crate::config::source::with_typo_hint;
-use crate::config::{ConfigError, ConfigErrors, ErrorSink, HumanDuration, Source, duration};
+use crate::spec::source::with_typo_hint;
+use crate::spec::{ConfigError, ConfigErrors, ErrorSink, HumanDuration, Source, duration};
 
 use super::expr::{Evaluator, ExprError};
 use super::position::StringMap;

@@ -19,10 +19,10 @@ use toml::Spanned;
 use toml::de::DeValue;
 
 use super::duration::{self, Bounds};
-use super::{BuildContext, ErrorSink, HumanDuration, Secret, secret};
 use crate::alert::route::{Glob, Route, parse_severity};
 use crate::alert::silence::{Matchers, Origin, Schedule, Silence, Weekly};
 use crate::notify::{self, Notifier, NotifierKind};
+use crate::spec::{BuildContext, ErrorSink, HumanDuration, Secret, Section, secret};
 
 /// Default `[alerting] group_wait`.
 pub const DEFAULT_GROUP_WAIT: Duration = Duration::from_secs(10);
@@ -587,7 +587,14 @@ fn load_notifier(
     )?;
     let (label, kind) = (entry.label, entry.kind);
     let common: Option<RawNotifierCommon> = sink.deserialize(entry.common, &label);
-    let built = kind.and_then(|kind| notify::build(kind, entry.own, &label, cx, sink));
+    let built = kind.and_then(|kind| {
+        let section = Section {
+            value: entry.own,
+            label: label.clone(),
+            common_keys: &NOTIFIER_COMMON_KEYS,
+        };
+        notify::build(kind, section, cx, sink)
+    });
     let common = common?;
     let name_span = common.name.span();
     let name = common.name.into_inner();

@@ -19,11 +19,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{
-    DeliveryContext, NotifyError, Permanence, display_url, http_client, parse_http_url, render,
-};
+use super::{DeliveryContext, NotifyError, display_url, http_client, parse_http_url, render};
+use crate::alert::Permanence;
 use crate::alert::notification::{MessageStatus, Notification};
-use crate::config::{BuildContext, FieldError, HumanDuration, duration};
+use crate::spec::{BuildContext, FieldError, HumanDuration, duration};
 
 /// Default period of re-sending firing alerts.
 pub const DEFAULT_RESEND_INTERVAL: Duration = Duration::from_secs(60);

@@ -25,8 +25,9 @@ use jiff::Timestamp;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::{DeliveryContext, Notifier, NotifyError, Permanence};
+use super::{DeliveryContext, Notifier, NotifyError};
 use crate::alert::DeliveryResult;
+use crate::alert::Permanence;
 use crate::store::{OutboxEntry, StoreHandle};
 
 /// Shortest wait after a failed attempt.

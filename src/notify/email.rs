@@ -22,7 +22,7 @@ use serde::Deserialize;
 
 use super::{DeliveryContext, NotifyError, render};
 use crate::alert::notification::Notification;
-use crate::config::{BuildContext, FieldError, HumanDuration, Secret, secret};
+use crate::spec::{BuildContext, FieldError, HumanDuration, Secret, secret};
 
 /// How the connection is encrypted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]

@@ -15,7 +15,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use jiff::Timestamp;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
@@ -23,16 +22,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::dispatch::DeliveryReport;
 use super::{NotifyError, display_origin, http_client, parse_http_url};
-use crate::config::{BuildContext, FieldError, HumanDuration, duration};
-use crate::state::StateHandle;
+use crate::spec::{BuildContext, FieldError, HumanDuration, duration};
 
 /// Default time between pings.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 /// Default time limit of one ping.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long the state task may take to answer before honeyguide counts as unhealthy.
-const STATE_DEADLINE: Duration = Duration::from_secs(2);
-
 /// HTTP method of the ping.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -139,62 +134,19 @@ impl HeartbeatNotifier {
     }
 }
 
-/// What tells whether honeyguide is healthy enough to ping.
-#[derive(Clone, Debug)]
-pub struct Liveness {
-    /// The state task.
-    pub state: StateHandle,
-    /// Cancelled when the scheduler has stopped.
-    pub scheduler_stopped: CancellationToken,
-}
-
-impl Liveness {
+/// What a heartbeat asks before each ping: `Ok` when honeyguide is healthy enough to vouch for
+/// itself (its scheduler runs, its state task answers, results keep arriving), else why not.
+/// The wiring ([`crate::app`]) implements it; a heartbeat knows nothing of the daemon's state.
+pub trait Liveness: Send + Sync + 'static {
     /// `Ok` when healthy, else why not.
-    pub async fn check(&self) -> Result<(), String> {
-        if self.scheduler_stopped.is_cancelled() {
-            return Err("the scheduler has stopped".to_owned());
-        }
-        let snapshot = match tokio::time::timeout(STATE_DEADLINE, self.state.snapshot()).await {
-            Ok(Some(snapshot)) => snapshot,
-            Ok(None) => return Err("the state task has stopped".to_owned()),
-            Err(_) => return Err("the state task did not answer within 2s".to_owned()),
-        };
-        let Some(allowed) = snapshot
-            .probes
-            .iter()
-            .map(|probe| {
-                probe
-                    .interval
-                    .saturating_mul(2)
-                    .saturating_add(probe.timeout)
-            })
-            .max()
-        else {
-            return Ok(());
-        };
-        let newest = snapshot
-            .probes
-            .iter()
-            .filter_map(|probe| probe.latest.as_ref().map(|latest| latest.checked_at))
-            .max()
-            .unwrap_or(snapshot.started_at);
-        let age = Timestamp::now().duration_since(newest);
-        match Duration::try_from(age) {
-            Ok(age) if age > allowed => Err(format!(
-                "no probe result for {}s (allowed {}s)",
-                age.as_secs(),
-                allowed.as_secs()
-            )),
-            _ => Ok(()),
-        }
-    }
+    fn check(&self) -> impl Future<Output = Result<(), String>> + Send;
 }
 
 /// Pings every `interval` while `liveness` holds, until `stop`. Reports each attempt.
 pub async fn run(
     name: String,
     notifier: Arc<super::Notifier>,
-    liveness: Liveness,
+    liveness: impl Liveness,
     reports: mpsc::Sender<DeliveryReport>,
     stop: CancellationToken,
 ) {

@@ -23,7 +23,7 @@ use sha2::Sha256;
 
 use super::{DeliveryContext, NotifyError, display_origin, http_client, parse_http_url, render};
 use crate::alert::notification::Notification;
-use crate::config::{BuildContext, FieldError, HumanDuration, Secret, secret};
+use crate::spec::{BuildContext, FieldError, HumanDuration, Secret, secret};
 
 /// Header carrying the body's HMAC-SHA256, as `sha256=<hex>`.
 pub const SIGNATURE_HEADER: &str = "x-honeyguide-signature";

@@ -40,10 +40,10 @@ use tokio::time::Instant;
 
 use self::assess::{Memory, QueueVerdict, Settings, StallReason, is_late, live_servers_for};
 use self::read::{QueueStats, Snapshot};
-use crate::config::{BuildContext, FieldError, HumanDuration, duration};
 use crate::exposition::{MetricType, MetricsWriter};
 use crate::probe::redis::{ConnectionSpec, RedisConnection, null_observations};
 use crate::probe::{ErrorClass, Observations, Outcome, ProbeContext, ProbeResult, Value};
+use crate::spec::{BuildContext, FieldError, HumanDuration, duration};
 
 /// Default `stall_window`: longer than any honest gap between two processed tasks of a busy
 /// queue, short enough to page before users notice missing emails.

@@ -45,9 +45,9 @@ use serde::Deserialize;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::config::{BuildContext, FieldError, HumanDuration, duration};
 use crate::exposition::MetricsWriter;
 use crate::probe::{ErrorClass, Outcome, ProbeContext, ProbeResult, Value, net};
+use crate::spec::{BuildContext, FieldError, HumanDuration, duration};
 
 /// Where `system` reads its name servers unless `resolv_conf` says otherwise.
 const DEFAULT_RESOLV_CONF: &str = "/etc/resolv.conf";

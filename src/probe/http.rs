@@ -32,9 +32,9 @@ pub use spec::Spec;
 use self::client::{Client, Request, Response};
 use self::cloudflare::CdnView;
 use self::spec::StatusSet;
-use crate::config::Secret;
 use crate::exposition::MetricsWriter;
 use crate::probe::{ErrorClass, Observations, Outcome, ProbeContext, ProbeResult, Value};
+use crate::spec::Secret;
 
 /// Redirects followed before giving up, as curl and browsers do.
 const MAX_REDIRECTS: usize = 10;

@@ -48,9 +48,9 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::config::{BuildContext, FieldError, Secret, secret};
 use crate::exposition::MetricsWriter;
 use crate::probe::{ErrorClass, Observations, Outcome, ProbeContext, ProbeResult, Value, net};
+use crate::spec::{BuildContext, FieldError, Secret, secret};
 
 /// The default query: the cheapest round trip that proves a backend answers.
 pub const DEFAULT_QUERY: &str = "SELECT 1";
@@ -142,7 +142,7 @@ impl Spec {
             (Some((config, endpoint)), Some(tls)) if errors.is_empty() => Ok(PostgresProbe {
                 config,
                 endpoint,
-                resolver: cx.system_resolver(),
+                resolver: crate::probe::net::Resolver::shared(cx),
                 tls,
                 query,
                 schema,

@@ -33,9 +33,9 @@ use tokio::time::Instant;
 use tokio_util::either::Either;
 use tokio_util::task::AbortOnDropHandle;
 
-use crate::config::{BuildContext, FieldError, Secret, secret};
 use crate::exposition::MetricsWriter;
 use crate::probe::{ErrorClass, Observations, Outcome, ProbeContext, ProbeResult, Value, net};
+use crate::spec::{BuildContext, FieldError, Secret, secret};
 
 /// The default port.
 pub const DEFAULT_PORT: u16 = 6379;
@@ -164,7 +164,7 @@ impl ConnectionSpec {
             host: parsed.host,
             port: parsed.port,
             db,
-            resolver: cx.system_resolver(),
+            resolver: crate::probe::net::Resolver::shared(cx),
             tls: tls.flatten(),
             info,
         })

@@ -26,11 +26,11 @@ use serde::Deserialize;
 use tokio::time::Instant;
 use url::Url;
 
-use crate::config::secret::{self, Credentials};
-use crate::config::{BuildContext, FieldError};
 use crate::exposition::MetricsWriter;
 use crate::probe::net::{self, OneShot};
 use crate::probe::{ErrorClass, Observations, Outcome, ProbeContext, ProbeResult, Value};
+use crate::spec::secret::{self, Credentials};
+use crate::spec::{BuildContext, FieldError};
 
 /// What a pull accepts, so the registry returns the manifest (or index) a client would get;
 /// digests differ between representations, so this list is fixed.
@@ -133,7 +133,7 @@ impl Spec {
                 base,
                 credentials,
                 manifest,
-                resolver: cx.system_resolver(),
+                resolver: crate::probe::net::Resolver::shared(cx),
                 tls,
             }),
             _ => Err(errors),
@@ -148,7 +148,7 @@ fn parse_base_url(text: &str) -> Result<Url, String> {
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!(
             "must be an http:// or https:// URL, not {}",
-            crate::config::shown_scheme(url.scheme())
+            crate::spec::shown_scheme(url.scheme())
         ));
     }
     if url.host_str().is_none() {

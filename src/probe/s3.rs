@@ -20,11 +20,11 @@ use rusty_s3::{Bucket, S3Action, UrlStyle};
 use serde::Deserialize;
 use url::Url;
 
-use crate::config::secret::{self, Secret};
-use crate::config::{BuildContext, FieldError};
 use crate::exposition::MetricsWriter;
 use crate::probe::net::{self, OneShot};
 use crate::probe::{ErrorClass, Observations, Outcome, ProbeContext, ProbeResult, Value};
+use crate::spec::secret::{self, Secret};
+use crate::spec::{BuildContext, FieldError};
 
 /// How long a presigned URL is valid: long enough for clock skew within a run, short enough
 /// that a leaked URL is useless.
@@ -140,7 +140,7 @@ impl Spec {
                 bucket,
                 key: self.key,
                 credentials,
-                resolver: cx.system_resolver(),
+                resolver: crate::probe::net::Resolver::shared(cx),
                 tls,
             }),
             _ => Err(errors),
@@ -154,7 +154,7 @@ fn parse_endpoint(text: &str) -> Result<Url, String> {
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!(
             "must be an http:// or https:// URL, not {}",
-            crate::config::shown_scheme(url.scheme())
+            crate::spec::shown_scheme(url.scheme())
         ));
     }
     if url.host_str().is_none() {

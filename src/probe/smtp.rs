@@ -30,10 +30,10 @@ use tokio::io::{
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use crate::config::secret::{self, Credentials};
-use crate::config::{BuildContext, FieldError};
 use crate::exposition::MetricsWriter;
 use crate::probe::{ErrorClass, Outcome, ProbeContext, ProbeResult, Value, net};
+use crate::spec::secret::{self, Credentials};
+use crate::spec::{BuildContext, FieldError};
 
 /// Longest reply line accepted (RFC 5321 allows 512 octets; servers send more in practice).
 const MAX_LINE: u64 = 4096;
@@ -169,7 +169,7 @@ impl Spec {
                 mode,
                 credentials,
                 helo_name,
-                resolver: cx.system_resolver(),
+                resolver: crate::probe::net::Resolver::shared(cx),
                 tls,
             }),
             _ => Err(errors),

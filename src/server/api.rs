@@ -231,7 +231,7 @@ fn validate(request: SilenceRequest, now: Timestamp) -> Result<NewSilence, Strin
     let ends_at = match (&request.ends_at, &request.duration) {
         (Some(text), None) => parse("ends_at", text)?,
         (None, Some(text)) => {
-            let duration = crate::config::duration::parse(text)
+            let duration = crate::spec::duration::parse(text)
                 .map_err(|failure| format!("`duration`: {failure}"))?;
             if duration.is_zero() {
                 return Err("`duration` must be longer than zero".into());

@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::alert::Permanence;
 use crate::alert::silence::{Origin, Phase, Schedule, Silence};
 use crate::alert::{AlertView, AlertsView, DeliveryResult, NotifierStats};
 use crate::catalog::{Diagnosis, FailureMode, RuleStats};
-use crate::notify::Permanence;
 use crate::probe::{Observations, ProbeResult};
 use crate::state::Snapshot;
 use crate::view::{ProbeView, STATUS_HISTORY_LEN};

@@ -58,7 +58,7 @@ fn shipped_config() -> config::Config {
 }
 
 fn shipped_kinds() -> ProbeKinds {
-    catalog::probe_kinds(&shipped_config())
+    shipped_config().probe_kinds()
 }
 
 fn shipped_catalog() -> Catalog {

@@ -637,7 +637,7 @@ async fn a_restart_re_pushes_to_alertmanager_at_once() {
 /// which `Instant + Duration` cannot hold): the engine keeps working and never panics.
 #[tokio::test(start_paused = true)]
 async fn timings_at_and_beyond_the_configured_maxima_do_not_panic() {
-    use crate::config::duration;
+    use crate::spec::duration;
     let maxima = Settings {
         group_wait: duration::GROUP_WAIT.max,
         group_interval: duration::GROUP_INTERVAL.max,

@@ -12,10 +12,6 @@ use tokio::time::Instant;
 use super::proto;
 use super::read::{CronEntry, QueueStats};
 
-/// How long a live server's heartbeat may look expired by our clock and still count: the expiry
-/// score comes from the worker host's clock, and a live server renews it every 5 s for 10 s.
-pub const CLOCK_SKEW_SECONDS: i64 = 2;
-
 /// The probe's settings that the verdicts depend on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Settings {

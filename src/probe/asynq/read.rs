@@ -11,10 +11,13 @@ use redis::{FromRedisValue, Pipeline};
 
 use prost::Message as _;
 
-use super::assess::CLOCK_SKEW_SECONDS;
 use super::proto;
 use crate::probe::redis::command_failure;
 use crate::probe::{Outcome, ProbeContext};
+
+/// How long a live server's heartbeat may look expired by our clock and still count: the expiry
+/// score comes from the worker host's clock, and a live server renews it every 5 s for 10 s.
+pub const CLOCK_SKEW_SECONDS: i64 = 2;
 
 /// The set of queue names, added by clients on their first enqueue.
 pub const QUEUES_KEY: &str = "asynq:queues";

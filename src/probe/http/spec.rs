@@ -16,8 +16,8 @@ use url::Url;
 
 use super::client::Client;
 use super::{HttpProbe, RequestTemplate};
-use crate::config::{BuildContext, FieldError, Secret};
 use crate::probe::net;
+use crate::spec::{BuildContext, FieldError, Secret};
 
 /// How much of a body is read when `body_limit` is not set.
 pub(crate) const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
@@ -103,7 +103,7 @@ impl Spec {
                     expect_body,
                     follow_redirects: self.follow_redirects,
                     body_limit,
-                    client: Client::new(cx.system_resolver(), tls),
+                    client: Client::new(crate::probe::net::Resolver::shared(cx), tls),
                 })
             }
             _ => Err(errors),

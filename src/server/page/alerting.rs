@@ -13,10 +13,11 @@ use std::fmt::{self, Write as _};
 use jiff::Timestamp;
 
 use super::{Page, TimeStyle, badge, class, parse_time, severity_rank};
+use crate::alert::Permanence;
 use crate::html::escape;
 use crate::human;
+use crate::notify::NotifierKind;
 use crate::notify::dispatch::BACKOFF_MAX;
-use crate::notify::{NotifierKind, Permanence};
 use crate::server::status::{AlertStatus, EvidenceStatus, NotifierStatus, SilenceStatus, Status};
 
 /// A failure mode as the page shows it: from the classifier's diagnosis when there is one, else

@@ -74,7 +74,7 @@ impl TestDaemon {
             std::fs::write(alerts_dir.join(name), text).expect("write a rule file");
         }
         let catalog: Arc<Catalog> = Arc::new(
-            catalog::load(&alerts_dir, &catalog::probe_kinds(&config))
+            catalog::load(&alerts_dir, &config.probe_kinds())
                 .unwrap_or_else(|errors| panic!("{errors}")),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
