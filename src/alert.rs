@@ -79,27 +79,21 @@ impl NotifierStats {
     }
 }
 
-/// Whether retrying a failed delivery can help by itself.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Permanence {
-    /// The receiver or the way to it is down, slow or overloaded (connection errors, timeouts,
-    /// SMTP 4xx, HTTP 5xx, 408, 425 and 429): it may work on the next attempt.
-    Temporary,
-    /// The receiver refuses what it is sent (SMTP 5xx such as 535 for a wrong password, HTTP
-    /// 4xx such as 401, 403 and 404), or the message cannot be built: it keeps failing until
-    /// someone fixes the notifier's credentials, URL or addresses.
-    Permanent,
+crate::closed_set! {
+    /// Whether retrying a failed delivery can help by itself.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    pub enum Permanence {
+        /// The receiver or the way to it is down, slow or overloaded (connection errors, timeouts,
+        /// SMTP 4xx, HTTP 5xx, 408, 425 and 429): it may work on the next attempt.
+        Temporary = "temporary",
+        /// The receiver refuses what it is sent (SMTP 5xx such as 535 for a wrong password, HTTP
+        /// 4xx such as 401, 403 and 404), or the message cannot be built: it keeps failing until
+        /// someone fixes the notifier's credentials, URL or addresses.
+        Permanent = "permanent",
+    }
 }
 
 impl Permanence {
-    /// `"temporary"` or `"permanent"`: the `/status` value and the metric label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Permanence::Temporary => "temporary",
-            Permanence::Permanent => "permanent",
-        }
-    }
-
     /// What an HTTP status other than 2xx means: 4xx is the receiver refusing this request
     /// (permanent), except 408 Request Timeout, 425 Too Early and 429 Too Many Requests, which
     /// ask to try again later; 5xx and anything else are temporary.
@@ -112,32 +106,16 @@ impl Permanence {
     }
 }
 
-/// The outcome of one delivery attempt: a label value of `honeyguide_notifications_total`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum DeliveryResult {
-    /// The receiver accepted it.
-    Delivered,
-    /// This attempt failed; it will be retried.
-    Failed,
-    /// Given up: it waited longer than `[alerting] give_up_after`.
-    Expired,
-}
-
-impl DeliveryResult {
-    /// All results, for pre-initialised series.
-    pub const ALL: [DeliveryResult; 3] = [
-        DeliveryResult::Delivered,
-        DeliveryResult::Failed,
-        DeliveryResult::Expired,
-    ];
-
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryResult::Delivered => "delivered",
-            DeliveryResult::Failed => "failed",
-            DeliveryResult::Expired => "expired",
-        }
+crate::closed_set! {
+    /// The outcome of one delivery attempt: a label value of `honeyguide_notifications_total`.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+    pub enum DeliveryResult {
+        /// The receiver accepted it.
+        Delivered = "delivered",
+        /// This attempt failed; it will be retried.
+        Failed = "failed",
+        /// Given up: it waited longer than `[alerting] give_up_after`.
+        Expired = "expired",
     }
 }
 

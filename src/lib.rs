@@ -24,6 +24,7 @@
 pub mod alert;
 pub mod app;
 pub mod catalog;
+pub mod closed;
 pub mod config;
 pub mod exposition;
 pub mod fd_limit;

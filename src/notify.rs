@@ -28,7 +28,6 @@ pub mod webhook;
 
 use std::fmt;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,62 +44,18 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 // === kinds ===
 
-/// Every notifier kind honeyguide knows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum NotifierKind {
-    /// SMTP email.
-    Email,
-    /// HTTP POST of the Alertmanager webhook payload.
-    Webhook,
-    /// Push to Alertmanager's API.
-    Alertmanager,
-    /// Dead man's switch.
-    Heartbeat,
-}
-
-impl NotifierKind {
-    /// All kinds, in documentation order.
-    pub const ALL: [NotifierKind; 4] = [
-        NotifierKind::Email,
-        NotifierKind::Webhook,
-        NotifierKind::Alertmanager,
-        NotifierKind::Heartbeat,
-    ];
-
-    /// The name used in `kind = "..."`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NotifierKind::Email => "email",
-            NotifierKind::Webhook => "webhook",
-            NotifierKind::Alertmanager => "alertmanager",
-            NotifierKind::Heartbeat => "heartbeat",
-        }
-    }
-
-    /// `"email", "webhook", ...` for error messages.
-    pub fn list() -> String {
-        NotifierKind::ALL
-            .iter()
-            .map(|kind| format!("`{}`", kind.as_str()))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-}
-
-impl fmt::Display for NotifierKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for NotifierKind {
-    type Err = ();
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        NotifierKind::ALL
-            .into_iter()
-            .find(|kind| kind.as_str() == text)
-            .ok_or(())
+crate::closed_set! {
+    /// Every notifier kind honeyguide knows.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    pub enum NotifierKind {
+        /// SMTP email.
+        Email = "email",
+        /// HTTP POST of the Alertmanager webhook payload.
+        Webhook = "webhook",
+        /// Push to Alertmanager's API.
+        Alertmanager = "alertmanager",
+        /// Dead man's switch.
+        Heartbeat = "heartbeat",
     }
 }
 

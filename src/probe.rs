@@ -25,8 +25,6 @@ pub mod s3;
 pub mod smtp;
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -38,78 +36,26 @@ use crate::spec::{BuildContext, ErrorSink, Section, build_section};
 
 // === Kind ===
 
-/// Every probe kind honeyguide knows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Kind {
-    /// HTTP(S) request through the edge or pinned to one origin.
-    Http,
-    /// DNS lookups through one or more resolvers.
-    Dns,
-    /// PostgreSQL connect, auth and query (pooler or direct).
-    Postgres,
-    /// Redis PING and INFO.
-    Redis,
-    /// Asynq queues, workers and scheduler, read from Redis.
-    Asynq,
-    /// SMTP banner, EHLO, TLS and AUTH without sending mail.
-    Smtp,
-    /// OCI distribution registry `/v2/` and manifests.
-    Registry,
-    /// S3-compatible object storage (Backblaze B2).
-    S3,
-}
-
-impl Kind {
-    /// All kinds, in documentation order.
-    pub const ALL: [Kind; 8] = [
-        Kind::Http,
-        Kind::Dns,
-        Kind::Postgres,
-        Kind::Redis,
-        Kind::Asynq,
-        Kind::Smtp,
-        Kind::Registry,
-        Kind::S3,
-    ];
-
-    /// The name used in `kind = "..."` and in labels.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Http => "http",
-            Kind::Dns => "dns",
-            Kind::Postgres => "postgres",
-            Kind::Redis => "redis",
-            Kind::Asynq => "asynq",
-            Kind::Smtp => "smtp",
-            Kind::Registry => "registry",
-            Kind::S3 => "s3",
-        }
-    }
-
-    /// `"http", "dns", ...` for error messages.
-    pub fn list() -> String {
-        Kind::ALL
-            .iter()
-            .map(|kind| format!("`{}`", kind.as_str()))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Kind {
-    type Err = ();
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Kind::ALL
-            .into_iter()
-            .find(|kind| kind.as_str() == text)
-            .ok_or(())
+crate::closed_set! {
+    /// Every probe kind honeyguide knows; the name is what `kind = "..."` and labels say.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    pub enum Kind {
+        /// HTTP(S) request through the edge or pinned to one origin.
+        Http = "http",
+        /// DNS lookups through one or more resolvers.
+        Dns = "dns",
+        /// PostgreSQL connect, auth and query (pooler or direct).
+        Postgres = "postgres",
+        /// Redis PING and INFO.
+        Redis = "redis",
+        /// Asynq queues, workers and scheduler, read from Redis.
+        Asynq = "asynq",
+        /// SMTP banner, EHLO, TLS and AUTH without sending mail.
+        Smtp = "smtp",
+        /// OCI distribution registry `/v2/` and manifests.
+        Registry = "registry",
+        /// S3-compatible object storage (Backblaze B2).
+        S3 = "s3",
     }
 }
 
@@ -233,80 +179,37 @@ pub fn write_kind_metrics<'a>(
 
 // === ErrorClass ===
 
-/// Why a run failed, as a short closed set: the stable string rules match on and the bounded
-/// label metrics carry. The free-text detail goes in the message, never in a label.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[non_exhaustive]
-pub enum ErrorClass {
-    /// Name resolution failed (NXDOMAIN, no answer, resolver unreachable).
-    Dns,
-    /// The TCP connection was refused, reset or unroutable.
-    Connect,
-    /// The run did not finish within its timeout (the message names the phase).
-    Timeout,
-    /// TLS handshake or certificate verification failed.
-    Tls,
-    /// An HTTP answer had a status outside the expected set.
-    HttpStatus,
-    /// The peer answered, but not in the protocol we speak (garbage, early close, bad reply).
-    Protocol,
-    /// Credentials were refused.
-    Auth,
-    /// The target answered correctly but a configured expectation did not hold.
-    Assertion,
-    /// The thing asked for does not exist (database, object, manifest, record).
-    NotFound,
-    /// A query or command was rejected by the server.
-    Query,
-    /// A database schema precondition did not hold (migrations).
-    Schema,
-    /// A queue holds work that nobody is doing.
-    Stalled,
-    /// A bug in honeyguide: a probe panicked. Reported, never fatal.
-    Internal,
-}
-
-impl ErrorClass {
-    /// Every class, for pre-initialising metric series.
-    pub const ALL: [ErrorClass; 13] = [
-        ErrorClass::Dns,
-        ErrorClass::Connect,
-        ErrorClass::Timeout,
-        ErrorClass::Tls,
-        ErrorClass::HttpStatus,
-        ErrorClass::Protocol,
-        ErrorClass::Auth,
-        ErrorClass::Assertion,
-        ErrorClass::NotFound,
-        ErrorClass::Query,
-        ErrorClass::Schema,
-        ErrorClass::Stalled,
-        ErrorClass::Internal,
-    ];
-
-    /// The stable name: what `/status`, metrics and rules see.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorClass::Dns => "dns",
-            ErrorClass::Connect => "connect",
-            ErrorClass::Timeout => "timeout",
-            ErrorClass::Tls => "tls",
-            ErrorClass::HttpStatus => "http_status",
-            ErrorClass::Protocol => "protocol",
-            ErrorClass::Auth => "auth",
-            ErrorClass::Assertion => "assertion",
-            ErrorClass::NotFound => "not_found",
-            ErrorClass::Query => "query",
-            ErrorClass::Schema => "schema",
-            ErrorClass::Stalled => "stalled",
-            ErrorClass::Internal => "internal",
-        }
-    }
-}
-
-impl fmt::Display for ErrorClass {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+crate::closed_set! {
+    /// Why a run failed, as a short closed set: the stable string rules match on and the
+    /// bounded label metrics carry. The free-text detail goes in the message, never in a label.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    pub enum ErrorClass {
+        /// Name resolution failed (NXDOMAIN, no answer, resolver unreachable).
+        Dns = "dns",
+        /// The TCP connection was refused, reset or unroutable.
+        Connect = "connect",
+        /// The run did not finish within its timeout (the message names the phase).
+        Timeout = "timeout",
+        /// TLS handshake or certificate verification failed.
+        Tls = "tls",
+        /// An HTTP answer had a status outside the expected set.
+        HttpStatus = "http_status",
+        /// The peer answered, but not in the protocol we speak (garbage, early close, bad reply).
+        Protocol = "protocol",
+        /// Credentials were refused.
+        Auth = "auth",
+        /// The target answered correctly but a configured expectation did not hold.
+        Assertion = "assertion",
+        /// The thing asked for does not exist (database, object, manifest, record).
+        NotFound = "not_found",
+        /// A query or command was rejected by the server.
+        Query = "query",
+        /// A database schema precondition did not hold (migrations).
+        Schema = "schema",
+        /// A queue holds work that nobody is doing.
+        Stalled = "stalled",
+        /// A bug in honeyguide: a probe panicked. Reported, never fatal.
+        Internal = "internal",
     }
 }
 

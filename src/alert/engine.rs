@@ -80,33 +80,17 @@ pub struct Evaluation {
     pub undetermined: BTreeSet<String>,
 }
 
-/// Where an alert is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AlertState {
-    /// The diagnosis holds, but not yet for its `for` duration.
-    Pending,
-    /// The diagnosis is active.
-    Firing,
-    /// The diagnosis went away.
-    Resolved,
-}
-
-impl AlertState {
-    /// All states, for metrics.
-    pub const ALL: [AlertState; 3] = [
-        AlertState::Pending,
-        AlertState::Firing,
-        AlertState::Resolved,
-    ];
-
-    /// `pending`, `firing` or `resolved`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AlertState::Pending => "pending",
-            AlertState::Firing => "firing",
-            AlertState::Resolved => "resolved",
-        }
+crate::closed_set! {
+    /// Where an alert is in its life.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum AlertState {
+        /// The diagnosis holds, but not yet for its `for` duration.
+        Pending = "pending",
+        /// The diagnosis is active.
+        Firing = "firing",
+        /// The diagnosis went away.
+        Resolved = "resolved",
     }
 }
 
