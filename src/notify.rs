@@ -36,7 +36,8 @@ use jiff::Timestamp;
 use crate::alert::Permanence;
 use crate::alert::notification::Notification;
 use crate::spec::{
-    BuildContext, ErrorSink, FieldError, HumanDuration, Section, build_section, duration,
+    BuildContext, ErrorSink, FieldError, FieldErrors, HumanDuration, Section, build_section,
+    duration,
 };
 
 /// Default time one delivery attempt may take.
@@ -274,7 +275,7 @@ pub fn http_client(
 
 /// A notifier's `timeout` key: bounded, [`DEFAULT_TIMEOUT`] when unset (or out of range, the
 /// error then recorded).
-pub(crate) fn timeout(value: Option<HumanDuration>, errors: &mut Vec<FieldError>) -> Duration {
+pub(crate) fn timeout(value: Option<HumanDuration>, errors: &mut FieldErrors) -> Duration {
     duration::TIMEOUT
         .field("timeout", value, DEFAULT_TIMEOUT)
         .unwrap_or_else(|error| {

@@ -160,9 +160,19 @@ impl FieldErrors {
         self.0.push(error);
     }
 
+    /// Records a problem with `key`.
+    pub fn at(&mut self, key: &str, message: impl Into<String>) {
+        self.0.push(FieldError::new(key, message));
+    }
+
     /// Whether nothing was recorded.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// Every error recorded, in order.
+    pub fn into_vec(self) -> Vec<FieldError> {
+        self.0
     }
 
     /// `build()` when nothing was recorded, else every error. `build` returns `None` only when
@@ -177,6 +187,38 @@ impl FieldErrors {
                 "internal error: a value was missing without an error (please report it)",
             )]
         })
+    }
+}
+
+/// Keeping a step's value, or recording its error: `parse(x).kept(&mut errors)` reads as "the
+/// parsed value, if there is one; its error goes with the others".
+pub trait Keep<T> {
+    /// The value, or `None` with the error recorded in `errors`.
+    fn kept(self, errors: &mut FieldErrors) -> Option<T>;
+
+    /// For a step whose error is a message about `key`.
+    fn kept_at(self, key: &str, errors: &mut FieldErrors) -> Option<T>
+    where
+        Self: Sized;
+}
+
+impl<T> Keep<T> for Result<T, FieldError> {
+    fn kept(self, errors: &mut FieldErrors) -> Option<T> {
+        errors.keep(self)
+    }
+
+    fn kept_at(self, key: &str, errors: &mut FieldErrors) -> Option<T> {
+        errors.keep(self.map_err(|error| FieldError::new(key, error.message)))
+    }
+}
+
+impl<T> Keep<T> for Result<T, String> {
+    fn kept(self, errors: &mut FieldErrors) -> Option<T> {
+        self.kept_at("", errors)
+    }
+
+    fn kept_at(self, key: &str, errors: &mut FieldErrors) -> Option<T> {
+        errors.keep(self.map_err(|message| FieldError::new(key, message)))
     }
 }
 

@@ -22,7 +22,7 @@ use serde_json::Value;
 use super::{DeliveryContext, NotifyError, display_url, http_client, parse_http_url, render};
 use crate::alert::Permanence;
 use crate::alert::notification::{MessageStatus, Notification};
-use crate::spec::{BuildContext, FieldError, HumanDuration, duration};
+use crate::spec::{BuildContext, FieldError, FieldErrors, HumanDuration, Keep, duration};
 
 /// Default period of re-sending firing alerts.
 pub const DEFAULT_RESEND_INTERVAL: Duration = Duration::from_secs(60);
@@ -54,7 +54,7 @@ pub struct AlertmanagerNotifier {
 impl Spec {
     /// Validates the keys into a notifier.
     pub fn build(self, cx: &BuildContext) -> Result<AlertmanagerNotifier, Vec<FieldError>> {
-        let mut errors = Vec::new();
+        let mut errors = FieldErrors::new();
         if self.urls.is_empty() {
             errors.push(FieldError::new(
                 "urls",
@@ -74,8 +74,7 @@ impl Spec {
                         base.join("api/v2/alerts")
                             .map_err(|error| FieldError::new(&key, error.to_string()))
                     })
-                    .map_err(|error| errors.push(error))
-                    .ok()
+                    .kept(&mut errors)
             })
             .collect();
         let resend_interval = duration::RESEND_INTERVAL
@@ -89,16 +88,14 @@ impl Spec {
                 DEFAULT_RESEND_INTERVAL
             });
         let timeout = super::timeout(self.timeout, &mut errors);
-        let client = http_client(self.ca_file.as_ref(), timeout, cx)
-            .map_err(|error| errors.push(error))
-            .ok();
+        let client = http_client(self.ca_file.as_ref(), timeout, cx).kept(&mut errors);
         match client {
             Some(client) if errors.is_empty() => Ok(AlertmanagerNotifier {
                 endpoints,
                 resend_interval,
                 client,
             }),
-            _ => Err(errors),
+            _ => Err(errors.into_vec()),
         }
     }
 }

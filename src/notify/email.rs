@@ -22,7 +22,7 @@ use serde::Deserialize;
 
 use super::{DeliveryContext, NotifyError, render};
 use crate::alert::notification::Notification;
-use crate::spec::{BuildContext, FieldError, HumanDuration, Secret, secret};
+use crate::spec::{BuildContext, FieldError, FieldErrors, HumanDuration, Keep, Secret, secret};
 
 /// How the connection is encrypted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -77,7 +77,7 @@ pub struct EmailNotifier {
 impl Spec {
     /// Validates the keys into a notifier.
     pub fn build(self, cx: &BuildContext) -> Result<EmailNotifier, Vec<FieldError>> {
-        let mut errors = Vec::new();
+        let mut errors = FieldErrors::new();
         if self.host.trim().is_empty() {
             errors.push(FieldError::new("host", "must not be empty"));
         }
@@ -88,10 +88,8 @@ impl Spec {
         });
         let password =
             secret::resolve("password", self.password, self.password_file.as_deref(), cx)
-                .unwrap_or_else(|error| {
-                    errors.push(error);
-                    None
-                });
+                .kept(&mut errors)
+                .flatten();
         let credentials = match (self.username, password) {
             (Some(user), Some(password)) => Some((user, password)),
             (None, None) => None,
@@ -160,7 +158,7 @@ impl Spec {
         });
         let timeout = super::timeout(self.timeout, &mut errors);
         let Some(from) = from.filter(|_| errors.is_empty()) else {
-            return Err(errors);
+            return Err(errors.into_vec());
         };
         Ok(EmailNotifier {
             host: self.host,

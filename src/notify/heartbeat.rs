@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::dispatch::DeliveryReport;
 use super::{NotifyError, display_origin, http_client, parse_http_url};
-use crate::spec::{BuildContext, FieldError, HumanDuration, duration};
+use crate::spec::{BuildContext, FieldError, FieldErrors, HumanDuration, Keep, duration};
 
 /// Default time between pings.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
@@ -66,10 +66,8 @@ pub struct HeartbeatNotifier {
 impl Spec {
     /// Validates the keys into a notifier.
     pub fn build(self, cx: &BuildContext) -> Result<HeartbeatNotifier, Vec<FieldError>> {
-        let mut errors = Vec::new();
-        let url = parse_http_url("url", &self.url)
-            .map_err(|error| errors.push(error))
-            .ok();
+        let mut errors = FieldErrors::new();
+        let url = parse_http_url("url", &self.url).kept(&mut errors);
         let interval = duration::HEARTBEAT_INTERVAL
             .field("interval", self.interval, DEFAULT_INTERVAL)
             .unwrap_or_else(|error| {
@@ -88,9 +86,7 @@ impl Spec {
                 "must not be longer than the interval",
             ));
         }
-        let client = http_client(self.ca_file.as_ref(), timeout, cx)
-            .map_err(|error| errors.push(error))
-            .ok();
+        let client = http_client(self.ca_file.as_ref(), timeout, cx).kept(&mut errors);
         match (url, client) {
             (Some(url), Some(client)) if errors.is_empty() => Ok(HeartbeatNotifier {
                 url,
@@ -98,7 +94,7 @@ impl Spec {
                 interval,
                 client,
             }),
-            _ => Err(errors),
+            _ => Err(errors.into_vec()),
         }
     }
 }

@@ -23,7 +23,7 @@ use sha2::Sha256;
 
 use super::{DeliveryContext, NotifyError, display_origin, http_client, parse_http_url, render};
 use crate::alert::notification::Notification;
-use crate::spec::{BuildContext, FieldError, HumanDuration, Secret, secret};
+use crate::spec::{BuildContext, FieldError, FieldErrors, HumanDuration, Keep, Secret, secret};
 
 /// Header carrying the body's HMAC-SHA256, as `sha256=<hex>`.
 pub const SIGNATURE_HEADER: &str = "x-honeyguide-signature";
@@ -60,10 +60,8 @@ pub struct WebhookNotifier {
 impl Spec {
     /// Validates the keys into a notifier.
     pub fn build(self, cx: &BuildContext) -> Result<WebhookNotifier, Vec<FieldError>> {
-        let mut errors = Vec::new();
-        let url = parse_http_url("url", &self.url)
-            .map_err(|error| errors.push(error))
-            .ok();
+        let mut errors = FieldErrors::new();
+        let url = parse_http_url("url", &self.url).kept(&mut errors);
         let secret = secret::resolve("secret", self.secret, self.secret_file.as_deref(), cx)
             .unwrap_or_else(|error| {
                 errors.push(error);
@@ -91,9 +89,7 @@ impl Spec {
             }
         }
         let timeout = super::timeout(self.timeout, &mut errors);
-        let client = http_client(self.ca_file.as_ref(), timeout, cx)
-            .map_err(|error| errors.push(error))
-            .ok();
+        let client = http_client(self.ca_file.as_ref(), timeout, cx).kept(&mut errors);
         match (url, client) {
             (Some(url), Some(client)) if errors.is_empty() => Ok(WebhookNotifier {
                 url,
@@ -101,7 +97,7 @@ impl Spec {
                 headers,
                 client,
             }),
-            _ => Err(errors),
+            _ => Err(errors.into_vec()),
         }
     }
 }

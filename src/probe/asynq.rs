@@ -43,7 +43,7 @@ use self::read::{QueueStats, Snapshot};
 use crate::exposition::{MetricType, MetricsWriter};
 use crate::probe::redis::{ConnectionSpec, RedisConnection, null_observations};
 use crate::probe::{ErrorClass, Observations, Outcome, ProbeContext, ProbeResult, Value};
-use crate::spec::{BuildContext, FieldError, HumanDuration, duration};
+use crate::spec::{BuildContext, FieldError, FieldErrors, HumanDuration, duration};
 
 /// Default `stall_window`: longer than any honest gap between two processed tasks of a busy
 /// queue, short enough to page before users notice missing emails.
@@ -90,7 +90,7 @@ pub struct Spec {
 impl Spec {
     /// Validates the keys into a runnable probe, reporting every problem at once.
     pub fn build(self, cx: &BuildContext) -> Result<AsynqProbe, Vec<FieldError>> {
-        let mut errors = Vec::new();
+        let mut errors = FieldErrors::new();
         if let Some(queues) = &self.queues {
             check_queue_names(queues, &mut errors);
         }
@@ -103,13 +103,7 @@ impl Spec {
         let stall_window = bounded("stall_window", duration::STALL_WINDOW, self.stall_window);
         let max_latency = bounded("max_latency", duration::MAX_LATENCY, self.max_latency);
         let cron_grace = bounded("cron_grace", duration::CRON_GRACE, self.cron_grace);
-        let connection = match self.redis.build_connection(cx, "redis.") {
-            Ok(connection) => Some(connection),
-            Err(mut connection_errors) => {
-                errors.append(&mut connection_errors);
-                None
-            }
-        };
+        let connection = errors.keep_all(self.redis.build_connection(cx, "redis."));
         match connection {
             Some(connection) if errors.is_empty() => Ok(AsynqProbe {
                 connection,
@@ -122,12 +116,12 @@ impl Spec {
                 fail_on_stall: self.fail_on_stall.unwrap_or(true),
                 memory: Mutex::new(Memory::default()),
             }),
-            _ => Err(errors),
+            _ => Err(errors.into_vec()),
         }
     }
 }
 
-fn check_queue_names(queues: &[String], errors: &mut Vec<FieldError>) {
+fn check_queue_names(queues: &[String], errors: &mut FieldErrors) {
     if queues.is_empty() {
         errors.push(FieldError::new(
             "queues",

@@ -47,7 +47,7 @@ use tokio::time::Instant;
 
 use crate::exposition::MetricsWriter;
 use crate::probe::{ErrorClass, Outcome, ProbeContext, ProbeResult, Value, net};
-use crate::spec::{BuildContext, FieldError, HumanDuration, duration};
+use crate::spec::{BuildContext, FieldError, FieldErrors, HumanDuration, Keep, duration};
 
 /// Where `system` reads its name servers unless `resolv_conf` says otherwise.
 const DEFAULT_RESOLV_CONF: &str = "/etc/resolv.conf";
@@ -174,7 +174,7 @@ const RCODES: [&str; 6] = [
 impl Spec {
     /// Validates the keys into a runnable probe.
     pub fn build(self, cx: &BuildContext) -> Result<DnsProbe, Vec<FieldError>> {
-        let mut errors = Vec::new();
+        let mut errors = FieldErrors::new();
         let name = self.query_name.trim().to_owned();
         if name.is_empty() {
             errors.push(FieldError::new("query_name", "must not be empty"));
@@ -225,8 +225,7 @@ impl Spec {
             });
 
         let tls = net::TlsSettings::from_keys(self.tls_verify, self.ca_file.as_deref(), cx, &[])
-            .map_err(|error| errors.push(error))
-            .ok();
+            .kept(&mut errors);
 
         match tls {
             Some(tls) if errors.is_empty() => Ok(DnsProbe {
@@ -242,7 +241,7 @@ impl Spec {
                 expectation,
                 resolver_timeout,
             }),
-            _ => Err(errors),
+            _ => Err(errors.into_vec()),
         }
     }
 }
@@ -252,7 +251,7 @@ fn build_expectation(
     any_of: Option<Vec<String>>,
     in_cidrs: Option<OneOrMany>,
     rcode: Option<String>,
-    errors: &mut Vec<FieldError>,
+    errors: &mut FieldErrors,
 ) -> Expectation {
     let mut values = BTreeSet::new();
     for (index, value) in any_of.unwrap_or_default().iter().enumerate() {

@@ -50,7 +50,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::exposition::MetricsWriter;
 use crate::probe::{ErrorClass, Observations, Outcome, ProbeContext, ProbeResult, Value, net};
-use crate::spec::{BuildContext, FieldError, Secret, secret};
+use crate::spec::{BuildContext, FieldError, FieldErrors, Keep, Secret, secret};
 
 /// The default query: the cheapest round trip that proves a backend answers.
 pub const DEFAULT_QUERY: &str = "SELECT 1";
@@ -125,11 +125,10 @@ pub enum SchemaKind {
 impl Spec {
     /// Validates the keys into a runnable probe, reporting every problem at once.
     pub fn build(self, cx: &BuildContext) -> Result<PostgresProbe, Vec<FieldError>> {
-        let mut errors = Vec::new();
+        let mut errors = FieldErrors::new();
         let config = self.connection_config(cx, &mut errors);
         let tls = net::TlsSettings::from_keys(self.tls_verify, self.ca_file.as_deref(), cx, &[])
-            .map_err(|error| errors.push(error))
-            .ok();
+            .kept(&mut errors);
         let query = self
             .query
             .clone()
@@ -147,7 +146,7 @@ impl Spec {
                 query,
                 schema,
             }),
-            _ => Err(errors),
+            _ => Err(errors.into_vec()),
         }
     }
 
@@ -155,7 +154,7 @@ impl Spec {
     fn connection_config(
         &self,
         cx: &BuildContext,
-        errors: &mut Vec<FieldError>,
+        errors: &mut FieldErrors,
     ) -> Option<(tokio_postgres::Config, Endpoint)> {
         let password = secret::resolve_optional(
             "password",
@@ -163,12 +162,10 @@ impl Spec {
             self.password_file.as_deref(),
             cx,
         )
-        .map_err(|error| errors.push(error))
-        .ok()
+        .kept(errors)
         .flatten();
         let dsn = secret::resolve("dsn", self.dsn.clone(), self.dsn_file.as_deref(), cx)
-            .map_err(|error| errors.push(error))
-            .ok()
+            .kept(errors)
             .flatten();
         let mut config = match dsn {
             Some(dsn) => self.config_from_dsn(&dsn, errors)?,
@@ -194,7 +191,7 @@ impl Spec {
     fn config_from_dsn(
         &self,
         dsn: &Secret,
-        errors: &mut Vec<FieldError>,
+        errors: &mut FieldErrors,
     ) -> Option<tokio_postgres::Config> {
         let separate = [
             ("host", self.host.is_some()),
@@ -230,7 +227,7 @@ impl Spec {
         }
     }
 
-    fn config_from_keys(&self, errors: &mut Vec<FieldError>) -> Option<tokio_postgres::Config> {
+    fn config_from_keys(&self, errors: &mut FieldErrors) -> Option<tokio_postgres::Config> {
         let mut config = tokio_postgres::Config::new();
         let mut complete = true;
         for (key, value) in [
@@ -265,7 +262,7 @@ impl Spec {
         Some(config)
     }
 
-    fn schema_check(&self, errors: &mut Vec<FieldError>) -> Option<GooseCheck> {
+    fn schema_check(&self, errors: &mut FieldErrors) -> Option<GooseCheck> {
         let Some(SchemaKind::Goose) = self.schema else {
             for (key, set) in [
                 ("schema_table", self.schema_table.is_some()),
@@ -319,7 +316,7 @@ fn is_table_name(text: &str) -> bool {
 }
 
 /// The one TCP endpoint of a config, or the reason there is not exactly one.
-fn endpoint_of(config: &tokio_postgres::Config, errors: &mut Vec<FieldError>) -> Option<Endpoint> {
+fn endpoint_of(config: &tokio_postgres::Config, errors: &mut FieldErrors) -> Option<Endpoint> {
     let key = "dsn";
     let host = match config.get_hosts() {
         [Host::Tcp(host)] => host.clone(),

@@ -35,7 +35,7 @@ use tokio_util::task::AbortOnDropHandle;
 
 use crate::exposition::MetricsWriter;
 use crate::probe::{ErrorClass, Observations, Outcome, ProbeContext, ProbeResult, Value, net};
-use crate::spec::{BuildContext, FieldError, Secret, secret};
+use crate::spec::{BuildContext, FieldError, FieldErrors, Keep, Secret, secret};
 
 /// The default port.
 pub const DEFAULT_PORT: u16 = 6379;
@@ -88,7 +88,7 @@ impl ConnectionSpec {
         cx: &BuildContext,
         prefix: &str,
     ) -> Result<RedisConnection, Vec<FieldError>> {
-        let mut errors = Vec::new();
+        let mut errors = FieldErrors::new();
         let key = |name: &str| format!("{prefix}{name}");
         let parsed = match (&self.address, &self.url) {
             (Some(_), Some(_)) => {
@@ -105,12 +105,8 @@ impl ConnectionSpec {
                 ));
                 None
             }
-            (Some(address), None) => parse_address(address)
-                .map_err(|message| errors.push(FieldError::new(&key("address"), message)))
-                .ok(),
-            (None, Some(url)) => parse_url(url)
-                .map_err(|message| errors.push(FieldError::new(&key("url"), message)))
-                .ok(),
+            (Some(address), None) => parse_address(address).kept_at(&key("address"), &mut errors),
+            (None, Some(url)) => parse_url(url).kept_at(&key("url"), &mut errors),
         };
         let password = secret::resolve_optional(
             &key("password"),
@@ -118,8 +114,7 @@ impl ConnectionSpec {
             self.password_file.as_deref(),
             cx,
         )
-        .map_err(|error| errors.push(error))
-        .ok()
+        .kept(&mut errors)
         .flatten();
         if let Some(db) = self.db
             && db < 0
@@ -128,7 +123,7 @@ impl ConnectionSpec {
         }
         let tls = self.tls_config(cx, parsed.as_ref(), &key, &mut errors);
         let Some(parsed) = parsed else {
-            return Err(errors);
+            return Err(errors.into_vec());
         };
         for (name, set, in_url) in [
             ("password", password.is_some(), parsed.password.is_some()),
@@ -147,7 +142,7 @@ impl ConnectionSpec {
             }
         }
         if !errors.is_empty() {
-            return Err(errors);
+            return Err(errors.into_vec());
         }
         let db = self.db.or(parsed.db).unwrap_or(0);
         let mut info = RedisConnectionInfo::default()
@@ -176,7 +171,7 @@ impl ConnectionSpec {
         cx: &BuildContext,
         parsed: Option<&Parsed>,
         key: &dyn Fn(&str) -> String,
-        errors: &mut Vec<FieldError>,
+        errors: &mut FieldErrors,
     ) -> Option<Option<net::TlsSettings>> {
         let url_tls = parsed.is_some_and(|parsed| parsed.tls);
         if self.tls == Some(false) && url_tls {

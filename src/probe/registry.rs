@@ -30,7 +30,7 @@ use crate::exposition::MetricsWriter;
 use crate::probe::net::{self, OneShot};
 use crate::probe::{ErrorClass, Observations, Outcome, ProbeContext, ProbeResult, Value};
 use crate::spec::secret::{self, Credentials};
-use crate::spec::{BuildContext, FieldError};
+use crate::spec::{BuildContext, FieldError, FieldErrors, Keep};
 
 /// What a pull accepts, so the registry returns the manifest (or index) a client would get;
 /// digests differ between representations, so this list is fixed.
@@ -67,20 +67,16 @@ pub struct Spec {
 impl Spec {
     /// Validates the keys into a runnable probe.
     pub fn build(self, cx: &BuildContext) -> Result<RegistryProbe, Vec<FieldError>> {
-        let mut errors = Vec::new();
-        let base = parse_base_url(&self.url)
-            .map_err(|message| errors.push(FieldError::new("url", message)))
-            .ok();
+        let mut errors = FieldErrors::new();
+        let base = parse_base_url(&self.url).kept_at("url", &mut errors);
 
         let password =
             secret::resolve("password", self.password, self.password_file.as_deref(), cx)
-                .map_err(|error| errors.push(error))
-                .ok()
+                .kept(&mut errors)
                 .flatten();
         // Empty user name and password (the `${VAR:-}` defaults) mean anonymous.
         let credentials = secret::credentials("username", self.username, "password", password)
-            .map_err(|error| errors.push(error))
-            .ok()
+            .kept(&mut errors)
             .flatten();
 
         // Empty values (the `${VAR:-}` defaults) mean "not set", like the credentials.
@@ -125,8 +121,7 @@ impl Spec {
             cx,
             net::ALPN_HTTP,
         )
-        .map_err(|error| errors.push(error))
-        .ok();
+        .kept(&mut errors);
 
         match (base, tls) {
             (Some(base), Some(tls)) if errors.is_empty() => Ok(RegistryProbe {
@@ -136,7 +131,7 @@ impl Spec {
                 resolver: crate::probe::net::Resolver::shared(cx),
                 tls,
             }),
-            _ => Err(errors),
+            _ => Err(errors.into_vec()),
         }
     }
 }

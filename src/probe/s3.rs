@@ -24,7 +24,7 @@ use crate::exposition::MetricsWriter;
 use crate::probe::net::{self, OneShot};
 use crate::probe::{ErrorClass, Observations, Outcome, ProbeContext, ProbeResult, Value};
 use crate::spec::secret::{self, Secret};
-use crate::spec::{BuildContext, FieldError};
+use crate::spec::{BuildContext, FieldError, FieldErrors, Keep};
 
 /// How long a presigned URL is valid: long enough for clock skew within a run, short enough
 /// that a leaked URL is useless.
@@ -63,14 +63,10 @@ pub struct Spec {
 impl Spec {
     /// Validates the keys into a runnable probe.
     pub fn build(self, cx: &BuildContext) -> Result<S3Probe, Vec<FieldError>> {
-        let mut errors = Vec::new();
-        let endpoint = parse_endpoint(&self.endpoint)
-            .map_err(|message| errors.push(FieldError::new("endpoint", message)))
-            .ok();
+        let mut errors = FieldErrors::new();
+        let endpoint = parse_endpoint(&self.endpoint).kept_at("endpoint", &mut errors);
         let region = endpoint.as_ref().and_then(|endpoint| {
-            choose_region(endpoint, self.region)
-                .map_err(|message| errors.push(FieldError::new("region", message)))
-                .ok()
+            choose_region(endpoint, self.region).kept_at("region", &mut errors)
         });
 
         let bucket_name = self.bucket.trim().to_owned();
@@ -93,14 +89,12 @@ impl Spec {
             self.secret_access_key_file.as_deref(),
             cx,
         )
-        .map_err(|error| errors.push(error))
-        .ok()
+        .kept(&mut errors)
         .flatten();
         let key_id = self.access_key_id.map(|key_id| key_id.trim().to_owned());
         // Empty key ID and secret (the `${VAR:-}` defaults) mean an unsigned request.
         let credentials = secret::credentials("access_key_id", key_id, "secret_access_key", secret)
-            .map_err(|error| errors.push(error))
-            .ok()
+            .kept(&mut errors)
             .flatten()
             .map(|pair| Credentials {
                 key_id: Secret::new(pair.name),
@@ -132,8 +126,7 @@ impl Spec {
             cx,
             net::ALPN_HTTP,
         )
-        .map_err(|error| errors.push(error))
-        .ok();
+        .kept(&mut errors);
 
         match (bucket, tls) {
             (Some(bucket), Some(tls)) if errors.is_empty() => Ok(S3Probe {
@@ -143,7 +136,7 @@ impl Spec {
                 resolver: crate::probe::net::Resolver::shared(cx),
                 tls,
             }),
-            _ => Err(errors),
+            _ => Err(errors.into_vec()),
         }
     }
 }

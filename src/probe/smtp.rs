@@ -33,7 +33,7 @@ use tokio_rustls::client::TlsStream;
 use crate::exposition::MetricsWriter;
 use crate::probe::{ErrorClass, Outcome, ProbeContext, ProbeResult, Value, net};
 use crate::spec::secret::{self, Credentials};
-use crate::spec::{BuildContext, FieldError};
+use crate::spec::{BuildContext, FieldError, FieldErrors, Keep};
 
 /// Longest reply line accepted (RFC 5321 allows 512 octets; servers send more in practice).
 const MAX_LINE: u64 = 4096;
@@ -101,7 +101,7 @@ impl TlsMode {
 impl Spec {
     /// Validates the keys into a runnable probe.
     pub fn build(self, cx: &BuildContext) -> Result<SmtpProbe, Vec<FieldError>> {
-        let mut errors = Vec::new();
+        let mut errors = FieldErrors::new();
         let host = self.host.trim().to_owned();
         // Checked here so that a bad name is a load error; the handshake checks it again.
         if host.is_empty() || ServerName::try_from(host.as_str()).is_err() {
@@ -159,8 +159,7 @@ impl Spec {
         }
 
         let tls = net::TlsSettings::from_keys(self.tls_verify, self.ca_file.as_deref(), cx, &[])
-            .map_err(|error| errors.push(error))
-            .ok();
+            .kept(&mut errors);
 
         match tls {
             Some(tls) if errors.is_empty() => Ok(SmtpProbe {
@@ -172,7 +171,7 @@ impl Spec {
                 resolver: crate::probe::net::Resolver::shared(cx),
                 tls,
             }),
-            _ => Err(errors),
+            _ => Err(errors.into_vec()),
         }
     }
 }

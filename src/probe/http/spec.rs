@@ -17,7 +17,7 @@ use url::Url;
 use super::client::Client;
 use super::{HttpProbe, RequestTemplate};
 use crate::probe::net;
-use crate::spec::{BuildContext, FieldError, Secret};
+use crate::spec::{BuildContext, FieldError, FieldErrors, Keep, Secret};
 
 /// How much of a body is read when `body_limit` is not set.
 pub(crate) const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
@@ -59,7 +59,7 @@ pub struct Spec {
 impl Spec {
     /// Validates the keys into a runnable probe, reporting every problem.
     pub fn build(self, cx: &BuildContext) -> Result<HttpProbe, Vec<FieldError>> {
-        let mut errors = Vec::new();
+        let mut errors = FieldErrors::new();
         let url = keep(parse_url(&self.url), "url", &mut errors);
         let method = keep(parse_method(self.method.as_deref()), "method", &mut errors);
         let headers = parse_headers(&self.headers, &mut errors);
@@ -106,7 +106,7 @@ impl Spec {
                     client: Client::new(crate::probe::net::Resolver::shared(cx), tls),
                 })
             }
-            _ => Err(errors),
+            _ => Err(errors.into_vec()),
         }
     }
 
@@ -117,14 +117,13 @@ impl Spec {
         &self,
         cx: &BuildContext,
         needs_tls: bool,
-        errors: &mut Vec<FieldError>,
+        errors: &mut FieldErrors,
     ) -> Option<net::TlsSettings> {
         if !needs_tls && self.ca_file.is_none() {
             return None;
         }
-        let verification = net::verification(self.tls_verify, self.ca_file.as_deref(), cx)
-            .map_err(|error| errors.push(error))
-            .ok()?;
+        let verification =
+            net::verification(self.tls_verify, self.ca_file.as_deref(), cx).kept(errors)?;
         if !needs_tls {
             return None;
         }
@@ -137,10 +136,8 @@ impl Spec {
 }
 
 /// Keeps a valid value, or records why it is not valid under `key`.
-fn keep<T>(result: Result<T, String>, key: &str, errors: &mut Vec<FieldError>) -> Option<T> {
-    result
-        .map_err(|message| errors.push(FieldError::new(key, message)))
-        .ok()
+fn keep<T>(result: Result<T, String>, key: &str, errors: &mut FieldErrors) -> Option<T> {
+    result.kept_at(key, errors)
 }
 
 // === single keys ===
@@ -199,7 +196,7 @@ const MANAGED_HEADERS: [HeaderName; 3] = [CONNECTION, CONTENT_LENGTH, TRANSFER_E
 
 fn parse_headers(
     headers: &BTreeMap<String, String>,
-    errors: &mut Vec<FieldError>,
+    errors: &mut FieldErrors,
 ) -> Option<HeaderMap> {
     let mut map = HeaderMap::new();
     let mut valid = true;
