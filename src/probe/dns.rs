@@ -76,9 +76,9 @@ mod verdict;
 
 pub use metrics::write_metrics;
 use resolve::{Reply, ResolverEntry, ask};
-use spec::RecordKind;
 pub use spec::Spec;
-use verdict::{Expectation, evaluate};
+use spec::{Expectation, RecordKind};
+use verdict::evaluate;
 
 // === probe ===
 

@@ -12,7 +12,6 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use super::resolve::{ResolverAddr, ResolverEntry};
-use super::verdict::{Expectation, normalize_answer};
 use super::{CLOUDFLARE_RANGES, DEFAULT_RESOLV_CONF, DnsProbe, Shared};
 use crate::probe::net;
 use crate::spec::{BuildContext, FieldError, FieldErrors, HumanDuration, Keep, duration};
@@ -265,4 +264,40 @@ pub(super) fn parse_range_item(item: &str) -> Result<Vec<IpNet>, String> {
     Err(format!(
         "`{item}` is neither a CIDR like \"104.16.0.0/13\", an IP, nor a named set (`cloudflare`)"
     ))
+}
+
+/// What the answers must look like.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Expectation {
+    /// Normalized values an answer may equal.
+    pub(super) values: BTreeSet<String>,
+    /// Ranges an address answer may fall in.
+    pub(super) ranges: Vec<IpNet>,
+    /// The response code every resolver must give, if not "NOERROR with answers".
+    pub(super) rcode: Option<String>,
+}
+
+impl Expectation {
+    pub(super) fn constrains_answers(&self) -> bool {
+        !self.values.is_empty() || !self.ranges.is_empty()
+    }
+
+    pub(super) fn accepts(&self, answer: &str) -> bool {
+        if !self.constrains_answers() {
+            return true;
+        }
+        if self.values.contains(&normalize_answer(answer)) {
+            return true;
+        }
+        IpAddr::from_str(answer).is_ok_and(|ip| self.ranges.iter().any(|range| range.contains(&ip)))
+    }
+}
+
+/// Answers compare without case and without the root dot; addresses in canonical form.
+pub(super) fn normalize_answer(value: &str) -> String {
+    let value = value.trim();
+    match IpAddr::from_str(value) {
+        Ok(ip) => ip.to_string(),
+        Err(_) => value.trim_end_matches('.').to_ascii_lowercase(),
+    }
 }

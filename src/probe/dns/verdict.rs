@@ -2,51 +2,11 @@
 //! and its observations (answers, per-resolver replies, disagreement, hijack suspicion).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
-use std::str::FromStr;
-
-use ipnet::IpNet;
 
 use super::ResolverReport;
 use super::resolve::Reply;
-use super::spec::RecordKind;
+use super::spec::{Expectation, RecordKind, normalize_answer};
 use crate::probe::{ErrorClass, Outcome, Value};
-
-/// What the answers must look like.
-#[derive(Clone, Debug, Default)]
-pub(super) struct Expectation {
-    /// Normalized values an answer may equal.
-    pub(super) values: BTreeSet<String>,
-    /// Ranges an address answer may fall in.
-    pub(super) ranges: Vec<IpNet>,
-    /// The response code every resolver must give, if not "NOERROR with answers".
-    pub(super) rcode: Option<String>,
-}
-
-impl Expectation {
-    pub(super) fn constrains_answers(&self) -> bool {
-        !self.values.is_empty() || !self.ranges.is_empty()
-    }
-
-    pub(super) fn accepts(&self, answer: &str) -> bool {
-        if !self.constrains_answers() {
-            return true;
-        }
-        if self.values.contains(&normalize_answer(answer)) {
-            return true;
-        }
-        IpAddr::from_str(answer).is_ok_and(|ip| self.ranges.iter().any(|range| range.contains(&ip)))
-    }
-}
-
-/// Answers compare without case and without the root dot; addresses in canonical form.
-pub(super) fn normalize_answer(value: &str) -> String {
-    let value = value.trim();
-    match IpAddr::from_str(value) {
-        Ok(ip) => ip.to_string(),
-        Err(_) => value.trim_end_matches('.').to_ascii_lowercase(),
-    }
-}
 
 /// One resolver's verdict against the expectation.
 pub(super) struct Verdict {
