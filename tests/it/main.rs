@@ -21,6 +21,7 @@ mod alerting_alertmanager;
 mod alerting_email;
 mod alerting_permanent;
 mod alerting_restart;
+mod architecture;
 mod catalog_rules;
 mod config_bounds;
 mod config_secrets;
