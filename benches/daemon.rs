@@ -474,10 +474,11 @@ async fn measure_render(scratch: &Path, target: Target) -> Result<f64, String> {
     let (task, results, state) =
         honeyguide::state::StateTask::new(&config, std::sync::Arc::new(catalog));
     let running = tokio::spawn(task.run());
-    for (index, probe) in config.probes.iter().enumerate() {
+    for probe in &config.probes {
         let result = honeyguide::probe::execute(probe.probe.clone(), probe.timeout).await;
         let run = honeyguide::state::ProbeRun {
-            probe: index,
+            probe: probe.name.as_str().into(),
+            fingerprint: probe.fingerprint,
             result,
             at: tokio::time::Instant::now(),
             checked_at: jiff::Timestamp::now(),

@@ -12,16 +12,25 @@
 //! - `expr`: compiling, checking and evaluating the `when` expressions (the CEL context);
 //! - `classifier`: from probe views to diagnoses, incrementally;
 //! - `position`: mapping positions inside a TOML string back to the file;
-//! - `synthetic`: the typical results rules are type-checked against at load.
+//! - `synthetic`: the typical results rules are type-checked against at load, and the healthy
+//!   results examples are filled in with;
+//! - `example`: the `[[example]]` tables of a rule file, parsed at load and run by
+//!   `honeyguide test`;
+//! - `timeline`: the engine examples and replay share: results on a simulated clock through the
+//!   real classifier;
+//! - `replay`: recorded results through given rules, compared with what the running rules did.
 //!
 //! Rules know nothing of notifiers; probes know nothing of rules. `docs/writing-rules.md` is the
 //! rule author's guide.
 
 mod classifier;
+pub mod example;
 mod expr;
 mod load;
 mod position;
+pub mod replay;
 mod synthetic;
+pub mod timeline;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -45,13 +54,16 @@ pub type ProbeKinds = BTreeMap<String, Kind>;
 
 /// Reads and validates every `*.toml` file of `dir` against the configured `probes`. Fails with
 /// every problem found, each with its file, line, column and key. Other entries of `dir` are
-/// listed in [`Catalog::skipped`], except hidden ones (`.git`, a ConfigMap's `..data`).
+/// listed in [`Catalog::warnings`], except hidden ones (`.git`, a ConfigMap's `..data`).
 pub fn load(dir: &Path, probes: &ProbeKinds) -> Result<Catalog, ConfigErrors> {
     let listing = load::read_dir(dir)?;
     let mut errors = listing.errors;
     match parse(&listing.sources, probes) {
         Ok(mut catalog) if errors.is_empty() => {
-            catalog.skipped = listing.skipped;
+            let mut warnings = listing.skipped;
+            warnings.append(&mut catalog.warnings);
+            catalog.warnings = warnings;
+            catalog.dir = Some(dir.to_owned());
             Ok(catalog)
         }
         Ok(_) => Err(ConfigErrors(errors)),
@@ -73,22 +85,75 @@ pub fn parse(sources: &[Source], probes: &ProbeKinds) -> Result<Catalog, ConfigE
 pub struct Catalog {
     modes: Vec<FailureMode>,
     evaluator: Evaluator,
-    skipped: Vec<Skipped>,
+    warnings: Vec<Warning>,
+    /// The directory it was loaded from, if any (a reload reads it again).
+    dir: Option<PathBuf>,
 }
 
-/// An entry of the rules directory that is not a rule file, so was not loaded: said by
-/// `validate` and at start, so that a rule saved under the wrong name is not silently missing.
+/// Something about the rules that does not stop them from loading, but that whoever keeps them
+/// should know: said by `validate` and at start, kept on the [`Catalog`], shown in `/status`
+/// and on the page. A rule saved under the wrong name must not be silently missing, and a
+/// catalog adopted in part must say which of its `inhibits` have nothing to inhibit.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Skipped {
-    /// The entry.
-    pub path: PathBuf,
-    /// Why it is not a rule.
-    pub reason: String,
+pub struct Warning {
+    /// What it is about.
+    pub kind: WarningKind,
+    /// The file (or directory entry).
+    pub file: PathBuf,
+    /// 1-based line and column in the file; `None` for a whole entry.
+    pub position: Option<(usize, usize)>,
+    /// The key it is about (`inhibits[1]`); empty for a whole entry.
+    pub key: String,
+    /// What is the matter, lowercase, without a trailing period.
+    pub message: String,
 }
 
-impl fmt::Display for Skipped {
+/// The kinds of [`Warning`], a closed set (`/status` names them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum WarningKind {
+    /// An entry of the rules directory that is not a rule file, so was not loaded.
+    Skipped,
+    /// An `inhibits` entry names a failure mode that is not loaded: it inhibits nothing.
+    InhibitsUnloaded,
+    /// An example names a failure mode that is not loaded: it is not run.
+    ExampleNamesUnloaded,
+}
+
+impl WarningKind {
+    /// The name used in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WarningKind::Skipped => "skipped",
+            WarningKind::InhibitsUnloaded => "inhibits_unloaded",
+            WarningKind::ExampleNamesUnloaded => "example_names_unloaded",
+        }
+    }
+}
+
+impl Warning {
+    /// A directory entry that is not a rule file.
+    pub(crate) fn skipped(path: PathBuf, reason: &str) -> Self {
+        Self {
+            kind: WarningKind::Skipped,
+            file: path,
+            position: None,
+            key: String::new(),
+            message: format!("skipped: {reason}"),
+        }
+    }
+}
+
+impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: skipped: {}", self.path.display(), self.reason)
+        write!(f, "{}", self.file.display())?;
+        if let Some((line, column)) = self.position {
+            write!(f, ":{line}:{column}")?;
+        }
+        f.write_str(": ")?;
+        if !self.key.is_empty() {
+            write!(f, "{}: ", self.key)?;
+        }
+        f.write_str(&self.message)
     }
 }
 
@@ -98,13 +163,21 @@ impl Catalog {
         Self {
             modes: Vec::new(),
             evaluator: Evaluator::new(),
-            skipped: Vec::new(),
+            warnings: Vec::new(),
+            dir: None,
         }
     }
 
-    /// The entries of the rules directory that were not loaded, in name order.
-    pub fn skipped(&self) -> &[Skipped] {
-        &self.skipped
+    /// The directory the rules were read from (`None` for rules parsed from text).
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// What the load found worth saying without failing: directory entries that were not
+    /// loaded (first, in name order), then per file `inhibits` entries and examples naming
+    /// failure modes that are not loaded.
+    pub fn warnings(&self) -> &[Warning] {
+        &self.warnings
     }
 
     /// Every failure mode, in file-name order (for `honeyguide catalog`).
@@ -135,14 +208,17 @@ pub struct FailureMode {
     pub symptom: String,
     /// What to do (markdown).
     pub recovery: String,
-    /// Link or anchor to the runbook.
+    /// Link or anchor to the runbook; empty when the rule has none (it is optional).
     pub runbook: String,
-    /// Ids of the modes this one suppresses while active.
+    /// Ids of the modes this one suppresses while active (some may not be loaded: see
+    /// [`Catalog::warnings`]).
     pub inhibits: Vec<String>,
     /// Extra labels for routing.
     pub labels: BTreeMap<String, String>,
     /// The file it was loaded from.
     pub file: PathBuf,
+    /// Its `[[example]]` tables, in file order: what `honeyguide test` runs.
+    pub examples: Vec<example::Example>,
     expression: Expression,
 }
 
@@ -246,4 +322,85 @@ pub struct Diagnosis {
     pub labels: BTreeMap<String, String>,
     /// The id of the active diagnosis that suppresses this one, if any: shown, not notified.
     pub inhibited_by: Option<String>,
+}
+
+// === transitions ===
+
+/// What happened to a failure mode at a moment: what replay prints and compares, and what the
+/// daemon records of its own diagnoses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Change {
+    /// The rule started holding, not yet for its `for`.
+    Pending,
+    /// The rule has held for its `for` (at once with a `for` of zero).
+    Active,
+    /// It is no longer diagnosed (the rule stopped holding, or could no longer be evaluated).
+    Resolved,
+}
+
+impl Change {
+    /// Every change, in the order a diagnosis goes through them.
+    pub const ALL: [Change; 3] = [Change::Pending, Change::Active, Change::Resolved];
+
+    /// The name used in the store and in replay's report.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Change::Pending => "pending",
+            Change::Active => "active",
+            Change::Resolved => "resolved",
+        }
+    }
+
+    /// The change named `name`, as [`Change::as_str`] writes it.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Change::ALL
+            .into_iter()
+            .find(|change| change.as_str() == name)
+    }
+}
+
+/// One failure mode's change at one moment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition {
+    /// The failure mode's id.
+    pub mode: String,
+    /// What happened to it.
+    pub change: Change,
+    /// When (wall clock).
+    pub at: Timestamp,
+}
+
+/// What changed between two lists of diagnoses, evaluated at `at`: new ones (pending, or
+/// active at once), pending ones confirmed, and ones gone. Inhibition and evidence are not
+/// changes: an inhibited diagnosis still holds.
+pub fn transitions(before: &[Diagnosis], after: &[Diagnosis], at: Timestamp) -> Vec<Transition> {
+    let state_before = |id: &str| {
+        before
+            .iter()
+            .find(|diagnosis| diagnosis.id == id)
+            .map(|diagnosis| diagnosis.state)
+    };
+    let mut changes = Vec::new();
+    for diagnosis in after {
+        let change = match (state_before(&diagnosis.id), diagnosis.state) {
+            (None, DiagnosisState::Pending) => Change::Pending,
+            (None | Some(DiagnosisState::Pending), DiagnosisState::Active) => Change::Active,
+            _ => continue,
+        };
+        changes.push(Transition {
+            mode: diagnosis.id.clone(),
+            change,
+            at,
+        });
+    }
+    for diagnosis in before {
+        if !after.iter().any(|other| other.id == diagnosis.id) {
+            changes.push(Transition {
+                mode: diagnosis.id.clone(),
+                change: Change::Resolved,
+                at,
+            });
+        }
+    }
+    changes
 }

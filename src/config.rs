@@ -79,6 +79,9 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// How long one request may take, reading its body included.
     pub request_timeout: Duration,
+    /// Whether a change of `probes.toml` or of the rules directory reloads the configuration
+    /// (as SIGHUP does).
+    pub watch_config: bool,
 }
 
 /// Default `[server] max_connections`: far below the usual 1,024 file descriptors, so a
@@ -114,6 +117,9 @@ pub struct ProbeConfig {
     pub labels: BTreeMap<String, String>,
     /// The kind-specific runtime probe.
     pub probe: Arc<Probe>,
+    /// Changes when anything of the probe changes ([`crate::spec::fingerprint`]): what a
+    /// reload compares to keep an unchanged probe running.
+    pub fingerprint: u64,
 }
 
 impl Config {
@@ -123,6 +129,22 @@ impl Config {
         self.probes
             .iter()
             .map(|probe| (probe.name.clone(), probe.kind()))
+            .collect()
+    }
+}
+
+impl Config {
+    /// The probes as a timeline of rule examples or a replay runs them, in config order (the
+    /// order of the daemon's views).
+    pub fn timeline_probes(&self) -> Vec<crate::catalog::timeline::TimelineProbe> {
+        self.probes
+            .iter()
+            .map(|probe| crate::catalog::timeline::TimelineProbe {
+                name: probe.name.clone(),
+                kind: probe.kind(),
+                interval: probe.interval,
+                timeout: probe.timeout,
+            })
             .collect()
     }
 }
@@ -184,7 +206,7 @@ pub fn parse(source: &Source, lookup: interpolate::Lookup<'_>) -> Result<Config,
         None => Vec::new(),
     };
     let alerting = alerting::validate_alerting(alerting.unwrap_or_default(), &mut sink);
-    let store = alerting::validate_store(store.unwrap_or_default(), &cx);
+    let store = alerting::validate_store(store.unwrap_or_default(), &cx, &mut sink);
     let api = alerting::validate_api(api.unwrap_or_default(), &cx, &mut sink);
     let notifiers = match notifiers {
         Some(value) => alerting::load_notifiers(value, &cx, &mut sink),
@@ -228,6 +250,7 @@ struct RawServer {
     header_timeout: Option<Spanned<HumanDuration>>,
     idle_timeout: Option<Spanned<HumanDuration>>,
     request_timeout: Option<Spanned<HumanDuration>>,
+    watch_config: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -322,6 +345,7 @@ fn validate_server(raw: RawServer, sink: &mut ErrorSink<'_>) -> ServerConfig {
             "request_timeout",
             DEFAULT_REQUEST_TIMEOUT,
         ),
+        watch_config: raw.watch_config.unwrap_or(false),
         max_connections,
     }
 }
@@ -392,6 +416,12 @@ fn load_probe(
     cx: &BuildContext,
     sink: &mut ErrorSink<'_>,
 ) -> Option<(ProbeConfig, Range<usize>)> {
+    let fingerprint_of = {
+        let value = item.get_ref().clone();
+        move |interval: Duration, timeout: Duration| {
+            crate::spec::fingerprint(&value, cx, &(interval, timeout))
+        }
+    };
     let entry =
         split_kinded_entry::<Kind>("probe", index, item, &COMMON_KEYS, &Kind::list(), sink)?;
     let (span, label) = (entry.span, entry.label);
@@ -446,6 +476,7 @@ fn load_probe(
                 name,
                 interval,
                 timeout,
+                fingerprint: fingerprint_of(interval, timeout),
                 labels,
                 probe: Arc::new(probe),
             },

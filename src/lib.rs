@@ -26,6 +26,7 @@ pub mod app;
 pub mod catalog;
 pub mod closed;
 pub mod config;
+pub mod control;
 pub mod exposition;
 pub mod fd_limit;
 pub mod html;

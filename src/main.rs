@@ -1,13 +1,15 @@
 //! The `honeyguide` command: `run` (the daemon), `check` (run probes once), `validate`,
-//! `catalog` (list the failure modes), `test-alert` (send a test notification through one
+//! `catalog` (list the failure modes), `test` (run the rules' examples), `replay` (run the
+//! recorded results through rules), `test-alert` (send a test notification through one
 //! notifier).
 //!
-//! Exit codes: 0 success, 1 `check` found failing probes or `test-alert` could not deliver,
-//! 2 bad configuration or usage.
+//! Exit codes: 0 success, 1 `check` found failing probes, `test` a failing example or
+//! `test-alert` could not deliver, 2 bad configuration or usage.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -59,6 +61,23 @@ enum Command {
     Catalog {
         #[command(flatten)]
         paths: Paths,
+    },
+    /// Run every example of every rule (the `[[example]]` tables of alerts/*.toml) on a
+    /// simulated clock; exit 1 if one fails.
+    Test {
+        #[command(flatten)]
+        paths: Paths,
+    },
+    /// Run the results the store recorded through the rules (the shipped ones or an edited
+    /// copy) and print, per failure mode, when it would have gone pending, active and resolved,
+    /// and how that differs from what the running rules did. Reads the store beside a running
+    /// daemon.
+    Replay {
+        #[command(flatten)]
+        paths: Paths,
+        /// How far back: the window ends now.
+        #[arg(long, default_value = "24h", value_parser = since)]
+        since: Duration,
     },
     /// Send a test notification through one notifier now (bypassing the outbox); exit 1 with
     /// the reason if it cannot be delivered.
@@ -122,17 +141,22 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     config.path.display(),
                     config.probes.len()
                 );
-                let skipped = match catalog.skipped().len() {
-                    0 => String::new(),
-                    count => format!(" ({count} skipped, see above)"),
-                };
                 println!(
-                    "{}: {} failure modes, ok{skipped}",
+                    "{}: {} failure modes, ok{}",
                     paths.alerts.display(),
-                    catalog.modes().len()
+                    catalog.modes().len(),
+                    warnings_note(&catalog)
                 );
                 ExitCode::SUCCESS
             }
+            None => ExitCode::from(2),
+        }),
+        Command::Test { paths } => Ok(match load_all(&paths) {
+            Some((config, catalog)) => test_examples(&config, &catalog),
+            None => ExitCode::from(2),
+        }),
+        Command::Replay { paths, since } => Ok(match load_all(&paths) {
+            Some((config, catalog)) => replay(&config, &catalog, since),
             None => ExitCode::from(2),
         }),
         Command::Catalog { paths } => Ok(match load_all(&paths) {
@@ -143,6 +167,29 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             None => ExitCode::from(2),
         }),
     }
+}
+
+/// ` (2 skipped, 3 warnings, see above)` after `validate`'s verdict, or nothing.
+fn warnings_note(catalog: &Catalog) -> String {
+    let skipped = catalog
+        .warnings()
+        .iter()
+        .filter(|warning| warning.kind == catalog::WarningKind::Skipped)
+        .count();
+    let others = catalog.warnings().len() - skipped;
+    let mut parts = Vec::new();
+    if skipped > 0 {
+        parts.push(format!("{skipped} skipped"));
+    }
+    match others {
+        0 => {}
+        1 => parts.push("1 warning".to_owned()),
+        count => parts.push(format!("{count} warnings")),
+    }
+    if parts.is_empty() {
+        return String::new();
+    }
+    format!(" ({}, see above)", parts.join(", "))
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -180,8 +227,8 @@ fn load_all(paths: &Paths) -> Option<(Config, Arc<Catalog>)> {
     let config = load_config(&paths.config)?;
     match catalog::load(&paths.alerts, &config.probe_kinds()) {
         Ok(catalog) => {
-            for skipped in catalog.skipped() {
-                eprintln!("{skipped}");
+            for warning in catalog.warnings() {
+                eprintln!("{warning}");
             }
             Some((config, Arc::new(catalog)))
         }
@@ -200,7 +247,9 @@ async fn run_daemon(config: Config, catalog: Arc<Catalog>) -> anyhow::Result<()>
     let listen = config.server.listen;
     let listener =
         honeyguide::server::serve::bind(listen).with_context(|| format!("binding {listen}"))?;
-    honeyguide::app::run(config, catalog, listener, shutdown_signal()).await?;
+    let mut launch = honeyguide::app::Launch::new(config, catalog, listener);
+    launch.reloads = Some(reload_on_sighup());
+    honeyguide::app::launch(launch, shutdown_signal()).await?;
     tracing::info!("honeyguide stopped");
     Ok(())
 }
@@ -223,6 +272,30 @@ async fn shutdown_signal() {
         }
         std::process::exit(1);
     });
+}
+
+/// A reload request for every SIGHUP (what `systemctl reload` and `kill -HUP` send).
+fn reload_on_sighup() -> tokio::sync::mpsc::Receiver<honeyguide::app::ReloadRequest> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (requests, reloads) = tokio::sync::mpsc::channel(4);
+    match signal(SignalKind::hangup()) {
+        Ok(mut hangups) => {
+            tokio::spawn(async move {
+                while hangups.recv().await.is_some() {
+                    tracing::info!("SIGHUP: reloading the configuration");
+                    let request =
+                        honeyguide::app::ReloadRequest::new(honeyguide::app::Trigger::Signal);
+                    if requests.send(request).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGHUP; reload with POST /-/reload")
+        }
+    }
+    reloads
 }
 
 /// SIGINT and SIGTERM, as one stream.
@@ -365,6 +438,96 @@ fn render_table(rows: &[(&str, &str, &ProbeResult)]) -> String {
         ));
     }
     out
+}
+
+/// `honeyguide test`: one line per example (and what went wrong under a failing one), then the
+/// counts and what the examples leave untested.
+fn test_examples(config: &Config, catalog: &Arc<Catalog>) -> ExitCode {
+    use catalog::example::{self, Verdict};
+    let tested = example::run_all(catalog, &config.timeline_probes());
+    for line in &tested {
+        println!("{line}");
+    }
+    let count = |wanted: fn(&Verdict) -> bool| tested.iter().filter(|t| wanted(&t.verdict)).count();
+    let failed = count(|verdict| matches!(verdict, Verdict::Failed(_)));
+    let skipped = count(|verdict| matches!(verdict, Verdict::Skipped(_)));
+    println!(
+        "{} examples of {} rules: {} ok, {failed} failed, {skipped} not run",
+        tested.len(),
+        catalog.modes().len(),
+        tested.len() - failed - skipped
+    );
+    for gap in example::gaps(catalog) {
+        println!("note: {gap}");
+    }
+    if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// `--since`: a humane duration within the longest history a store keeps.
+fn since(text: &str) -> Result<Duration, String> {
+    honeyguide::spec::duration::parse(text).and_then(|since| REPLAY_SINCE.check(since))
+}
+
+/// The range of `replay --since`: a minute, up to the longest `[store] history_retention`.
+const REPLAY_SINCE: honeyguide::spec::duration::Bounds = honeyguide::spec::duration::Bounds::new(
+    Duration::from_secs(60),
+    honeyguide::config::alerting::HISTORY_RETENTION.max,
+);
+
+/// `honeyguide replay`: the store's results of the last `since` (and a warm-up before) through
+/// `catalog`, compared with the running rules' recorded changes. Exit 2 if the store cannot be
+/// read.
+fn replay(config: &Config, catalog: &Arc<Catalog>, since: Duration) -> ExitCode {
+    use catalog::replay::{self, Replay};
+    let path = &config.store.path;
+    let reader = match honeyguide::store::Reader::open(path) {
+        Ok(reader) => reader,
+        Err(error) => {
+            eprintln!("honeyguide: replay: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let probes = config.timeline_probes();
+    let to = jiff::Timestamp::now();
+    let oldest = reader.oldest_result().ok().flatten();
+    let before = |span: Duration| {
+        jiff::SignedDuration::try_from(span)
+            .ok()
+            .and_then(|span| to.checked_sub(span).ok())
+            .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+    };
+    let from = before(since);
+    let start = before(since.saturating_add(replay::warm_up(catalog, &probes)));
+    let mut replaying = Replay::new(catalog.clone(), &probes, start, from, to);
+    let read = reader
+        .results(start, to, |run| replaying.push(run))
+        .and_then(|count| Ok((count, reader.transitions(from, to)?)));
+    let (count, recorded) = match read {
+        Ok(read) => read,
+        Err(error) => {
+            eprintln!("honeyguide: replay: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    if count.compact + count.unreadable > 0 {
+        eprintln!(
+            "honeyguide: replay: left out {} result(s) without observations (written before \
+             they were kept) and {} unreadable one(s)",
+            count.compact, count.unreadable
+        );
+    }
+    if let Some(oldest) = oldest.filter(|oldest| *oldest > from) {
+        eprintln!(
+            "honeyguide: replay: the store's results start at {oldest}, after the window does"
+        );
+    }
+    let report = replay::compare(catalog, replaying.finish(), &recorded);
+    println!("{report}");
+    ExitCode::SUCCESS
 }
 
 /// One line per failure mode: id, severity, `for`, the probes it reads, and its title.

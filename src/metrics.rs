@@ -215,6 +215,19 @@ fn write_daemon_series(snapshot: &Snapshot, out: &mut MetricsWriter) {
         &[],
         snapshot.started_at.as_millisecond() as f64 / 1000.0,
     );
+    // Prometheus' own names for the same facts, so existing alerts on them work.
+    out.gauge(
+        "honeyguide_config_last_reload_successful",
+        "Whether the last configuration reload succeeded (1) or failed and the previous configuration stays (0).",
+        &[],
+        if snapshot.reload.successful { 1.0 } else { 0.0 },
+    );
+    out.gauge(
+        "honeyguide_config_last_reload_success_timestamp_seconds",
+        "When the configuration in force was loaded (Unix time): the start or the last successful reload.",
+        &[],
+        snapshot.reload.loaded_at.as_millisecond() as f64 / 1000.0,
+    );
     out.gauge(
         "honeyguide_build_info",
         "Always 1; the running version.",

@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::exposition::MetricsWriter;
@@ -215,8 +215,10 @@ crate::closed_set! {
 
 // === observations ===
 
-/// A value a probe observed; what rules read as `probes["x"].observations.<key>`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// A value a probe observed; what rules read as `probes["x"].observations.<key>`. It is
+/// stored as JSON for replay: an integer reads back as [`Value::Int`], a number with a fraction
+/// or an exponent as [`Value::Float`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Value {
     /// Observed as absent (e.g. no `cf-ray` header).

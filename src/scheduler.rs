@@ -10,18 +10,25 @@
 //! A run is [`probe::execute`]: it cannot outlive its timeout and a panic becomes a failed result,
 //! so one bad probe never delays another. Missed ticks are skipped, not replayed in a burst.
 //!
+//! The set of loops can change while it runs ([`Scheduler::apply`], for a configuration
+//! reload): a probe whose definition is unchanged keeps its loop, and so its phase, its run in
+//! flight and its next tick; a changed probe's loop stops (its run in flight still reports, and
+//! the state task, seeing the old fingerprint, sets it aside) and a new one starts; a removed
+//! probe's loop stops.
+//!
 //! On shutdown, ticking stops at once; runs already in flight finish (they are bounded by their
 //! timeouts) and report, so the last results are not lost.
 
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
 use tokio::sync::{Semaphore, mpsc};
-use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::ProbeConfig;
 use crate::probe::{self, Probe};
@@ -30,44 +37,162 @@ use crate::state::ProbeRun;
 
 /// Everything one probe's loop needs.
 struct Schedule {
-    index: usize,
+    name: Arc<str>,
+    fingerprint: u64,
     probe: Arc<Probe>,
     interval: Duration,
     timeout: Duration,
     offset: Duration,
 }
 
-/// Runs every probe in `probes` until `shutdown` is cancelled, sending each result to `results`.
-/// Returns once every loop has stopped and its last run has reported.
-pub async fn run(
-    probes: &[ProbeConfig],
+/// One running loop, as the scheduler knows it.
+#[derive(Debug)]
+struct Loop {
+    fingerprint: u64,
+    stop: CancellationToken,
+}
+
+/// What [`Scheduler::apply`] did, by probe name.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Probes whose loop kept running.
+    pub kept: Vec<String>,
+    /// Probes whose loop was replaced.
+    pub restarted: Vec<String>,
+    /// Probes started for the first time.
+    pub started: Vec<String>,
+    /// Probes whose loop stopped for good.
+    pub stopped: Vec<String>,
+}
+
+/// Every probe's loop, and the semaphore bounding their runs in flight.
+#[derive(Debug)]
+pub struct Scheduler {
+    permits: Arc<Semaphore>,
     max_concurrent: usize,
     results: mpsc::Sender<ProbeRun>,
-    shutdown: CancellationToken,
-) {
-    let permits = Arc::new(Semaphore::new(max_concurrent));
-    let mut loops = JoinSet::new();
-    for (index, config) in probes.iter().enumerate() {
-        let schedule = Schedule {
-            index,
-            probe: config.probe.clone(),
-            interval: config.interval,
-            timeout: config.timeout,
-            offset: start_offset(&config.name, config.interval),
+    loops: BTreeMap<String, Loop>,
+    tasks: TaskTracker,
+}
+
+impl Scheduler {
+    /// Starts a loop for every probe of `probes`, each sending its results to `results`.
+    pub fn start(
+        probes: &[ProbeConfig],
+        max_concurrent: usize,
+        results: mpsc::Sender<ProbeRun>,
+    ) -> Self {
+        let mut scheduler = Self {
+            permits: Arc::new(Semaphore::new(max_concurrent)),
+            max_concurrent,
+            results,
+            loops: BTreeMap::new(),
+            tasks: TaskTracker::new(),
         };
-        loops.spawn(probe_loop(
-            schedule,
-            permits.clone(),
-            results.clone(),
-            shutdown.clone(),
-        ));
+        scheduler.apply(probes, max_concurrent);
+        scheduler
     }
-    drop(results);
-    while let Some(joined) = loops.join_next().await {
-        if let Err(error) = joined {
-            // A loop only ends abnormally if the runtime is shutting down under us.
-            tracing::warn!(%error, "probe loop ended abnormally");
+
+    /// Brings the loops in line with `probes`: unchanged ones (same fingerprint) keep running,
+    /// changed ones restart, removed ones stop, new ones start; the bound on runs in flight
+    /// becomes `max_concurrent`.
+    pub fn apply(&mut self, probes: &[ProbeConfig], max_concurrent: usize) -> Applied {
+        self.resize(max_concurrent);
+        let mut applied = Applied::default();
+        let mut wanted: BTreeMap<&str, &ProbeConfig> = probes
+            .iter()
+            .map(|probe| (probe.name.as_str(), probe))
+            .collect();
+        let names: Vec<String> = self.loops.keys().cloned().collect();
+        for name in names {
+            match wanted.get(name.as_str()) {
+                Some(probe) if self.loops[&name].fingerprint == probe.fingerprint => {
+                    wanted.remove(name.as_str());
+                    applied.kept.push(name);
+                }
+                Some(_) => {
+                    self.stop_loop(&name);
+                    applied.restarted.push(name);
+                }
+                None => {
+                    self.stop_loop(&name);
+                    applied.stopped.push(name);
+                }
+            }
         }
+        for (name, probe) in wanted {
+            if !applied.restarted.iter().any(|restarted| restarted == name) {
+                applied.started.push(name.to_owned());
+            }
+            self.start_loop(probe);
+        }
+        applied
+    }
+
+    /// Whether any loop runs (with no probes there is nothing to schedule, and nothing wrong).
+    pub fn is_empty(&self) -> bool {
+        self.loops.is_empty()
+    }
+
+    /// Stops every loop and waits until each has finished its run in flight and reported it.
+    pub async fn shutdown(mut self) {
+        for (_, running) in std::mem::take(&mut self.loops) {
+            running.stop.cancel();
+        }
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+
+    fn start_loop(&mut self, probe: &ProbeConfig) {
+        let stop = CancellationToken::new();
+        let schedule = Schedule {
+            name: Arc::from(probe.name.as_str()),
+            fingerprint: probe.fingerprint,
+            probe: probe.probe.clone(),
+            interval: probe.interval,
+            timeout: probe.timeout,
+            offset: start_offset(&probe.name, probe.interval),
+        };
+        self.tasks.spawn(probe_loop(
+            schedule,
+            self.permits.clone(),
+            self.results.clone(),
+            stop.clone(),
+        ));
+        self.loops.insert(
+            probe.name.clone(),
+            Loop {
+                fingerprint: probe.fingerprint,
+                stop,
+            },
+        );
+    }
+
+    fn stop_loop(&mut self, name: &str) {
+        if let Some(running) = self.loops.remove(name) {
+            running.stop.cancel();
+        }
+    }
+
+    /// Changes the bound on runs in flight; a lower bound takes effect as runs in flight end.
+    fn resize(&mut self, max_concurrent: usize) {
+        if max_concurrent > self.max_concurrent {
+            self.permits
+                .add_permits(max_concurrent - self.max_concurrent);
+        } else if max_concurrent < self.max_concurrent {
+            let surplus = self.max_concurrent - max_concurrent;
+            let permits = self.permits.clone();
+            // Permits held by runs in flight are taken back as those runs end.
+            tokio::spawn(async move {
+                if let Ok(taken) = permits
+                    .acquire_many(u32::try_from(surplus).unwrap_or(u32::MAX))
+                    .await
+                {
+                    taken.forget();
+                }
+            });
+        }
+        self.max_concurrent = max_concurrent;
     }
 }
 
@@ -94,7 +219,8 @@ async fn probe_loop(
         let lag = Instant::now().saturating_duration_since(scheduled);
         let result = probe::execute(schedule.probe.clone(), schedule.timeout).await;
         let run = ProbeRun {
-            probe: schedule.index,
+            probe: schedule.name.clone(),
+            fingerprint: schedule.fingerprint,
             result,
             at: Instant::now(),
             checked_at: Timestamp::now(),

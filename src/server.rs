@@ -21,7 +21,7 @@ use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use tokio::time::Instant;
 
 use crate::alert::AlertHandle;
@@ -42,8 +42,10 @@ pub struct AppState {
     pub state: StateHandle,
     /// Asks the alert task to create and expire silences.
     pub alerts: AlertHandle,
-    /// The API's bearer token; `None` turns `/api/` off.
-    pub api_token: Option<Secret>,
+    /// The API's bearer token as the configuration in force has it; `None` turns `/api/` off.
+    pub api_token: tokio::sync::watch::Receiver<Option<Secret>>,
+    /// Where `POST /-/reload` asks for a reload.
+    pub reloads: tokio::sync::mpsc::Sender<crate::control::ReloadRequest>,
     /// The documents as last rendered, shared by concurrent readers.
     pub rendered: Arc<Documents>,
     /// The connection loop's counters, for `/metrics`.
@@ -52,11 +54,17 @@ pub struct AppState {
 
 impl AppState {
     /// Handlers' state for these handles, with nothing rendered yet.
-    pub fn new(state: StateHandle, alerts: AlertHandle, api_token: Option<Secret>) -> Self {
+    pub fn new(
+        state: StateHandle,
+        alerts: AlertHandle,
+        api_token: tokio::sync::watch::Receiver<Option<Secret>>,
+        reloads: tokio::sync::mpsc::Sender<crate::control::ReloadRequest>,
+    ) -> Self {
         Self {
             state,
             alerts,
             api_token,
+            reloads,
             rendered: Arc::default(),
             server: Arc::default(),
         }
@@ -87,6 +95,7 @@ pub fn router(state: AppState) -> Router {
             get(api::list_silences).post(api::create_silence),
         )
         .route("/api/silences/{id}", delete(api::expire_silence))
+        .route("/-/reload", post(api::reload))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }

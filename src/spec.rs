@@ -222,6 +222,58 @@ impl<T> Keep<T> for Result<T, String> {
     }
 }
 
+/// A fingerprint of one configuration entry as it stands after interpolation: its keys and
+/// values (not their positions, so editing another entry of the file changes nothing), and the
+/// contents of every file a `*_file` key names (a rotated secret or CA file is a change). A
+/// reload compares fingerprints to tell unchanged probes and notifiers (kept running) from
+/// changed ones (restarted). `extra` folds in what the entry inherits (defaults).
+pub fn fingerprint(value: &DeValue<'_>, cx: &BuildContext, extra: &impl std::hash::Hash) -> u64 {
+    use std::hash::Hasher;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    hash_value(value, "", cx, &mut hasher);
+    extra.hash(&mut hasher);
+    hasher.finish()
+}
+
+fn hash_value(
+    value: &DeValue<'_>,
+    key: &str,
+    cx: &BuildContext,
+    hasher: &mut impl std::hash::Hasher,
+) {
+    use std::hash::Hash;
+    match value {
+        DeValue::String(text) => {
+            text.as_ref().hash(hasher);
+            if key.ends_with("_file") {
+                // Unreadable files hash as absent; the load reports them anyway.
+                std::fs::read(cx.path(Path::new(text.as_ref())))
+                    .ok()
+                    .hash(hasher);
+            }
+        }
+        DeValue::Integer(integer) => format!("{integer:?}").hash(hasher),
+        DeValue::Float(float) => format!("{float:?}").hash(hasher),
+        DeValue::Boolean(flag) => flag.hash(hasher),
+        DeValue::Datetime(datetime) => datetime.to_string().hash(hasher),
+        DeValue::Array(items) => {
+            items.len().hash(hasher);
+            for item in items {
+                hash_value(item.get_ref(), key, cx, hasher);
+            }
+        }
+        DeValue::Table(table) => {
+            let mut entries: Vec<_> = table.iter().collect();
+            entries.sort_by(|a, b| a.0.get_ref().cmp(b.0.get_ref()));
+            entries.len().hash(hasher);
+            for (name, item) in entries {
+                name.get_ref().hash(hasher);
+                hash_value(item.get_ref(), name.get_ref(), cx, hasher);
+            }
+        }
+    }
+}
+
 /// A URL's scheme for an error message: `ftp`, or `another scheme` when it is not a short
 /// word (`hunter2:password@host` parses with the scheme `hunter2`).
 pub fn shown_scheme(scheme: &str) -> String {

@@ -13,10 +13,11 @@
 //! When the diagnoses (or the rules that cannot be evaluated yet) change, the task publishes them
 //! on a `watch` channel to the alert task; the alert task publishes its view back the same way,
 //! so the snapshot carries alerts too and `/status` and `/metrics` render one consistent picture.
-//! Neither direction ever blocks the state task. Probe history is handed to the store with a
-//! non-blocking send, and restored from it at start.
+//! Neither direction ever blocks the state task. Every result, and every change of the
+//! diagnoses (pending, active, resolved: what `honeyguide replay` compares against), is handed
+//! to the store with a non-blocking send; the last runs are restored from it at start.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,8 +26,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::alert::{AlertsView, Evaluation};
-use crate::catalog::{Catalog, Classifier, Diagnosis, RuleStats, RuleStatus};
-use crate::config::Config;
+use crate::catalog::timeline::TimedResult;
+use crate::catalog::{Catalog, Classifier, Diagnosis, RuleStats, RuleStatus, transitions};
+use crate::config::{Config, ProbeConfig};
 use crate::exposition::Histogram;
 use crate::probe::ProbeResult;
 use crate::store::StoreHandle;
@@ -45,8 +47,11 @@ pub const LAG_BUCKETS: [f64; 16] = [
 /// One finished run as the scheduler reports it.
 #[derive(Debug)]
 pub struct ProbeRun {
-    /// Index of the probe in `Config::probes`.
-    pub probe: usize,
+    /// The probe's name.
+    pub probe: Arc<str>,
+    /// The fingerprint of the definition it ran ([`crate::config::ProbeConfig::fingerprint`]):
+    /// a run of a definition a reload replaced is set aside, not folded into the new one.
+    pub fingerprint: u64,
     /// What the run found.
     pub result: ProbeResult,
     /// When the run finished (monotonic).
@@ -78,6 +83,95 @@ pub struct Snapshot {
     pub rules: Vec<RuleStats>,
     /// Alerts, silences and notifier health, as the alert task last published them.
     pub alerts: Arc<AlertsView>,
+    /// How the last configuration reload went.
+    pub reload: Arc<ReloadStatus>,
+}
+
+/// How configuration reloads went, for `/status`, the page and `/metrics`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReloadStatus {
+    /// Whether the last attempt succeeded (true until one fails; the start counts as one).
+    pub successful: bool,
+    /// When the configuration in force was loaded (the start, or the last successful reload).
+    pub loaded_at: Timestamp,
+    /// When the last attempt was made, if any since the start.
+    pub attempted_at: Option<Timestamp>,
+    /// Why the last attempt failed: every problem, one per line (already located and free of
+    /// secrets, as `validate` prints them).
+    pub error: Option<String>,
+    /// Settings the last successful reload could not change at runtime (named, with what
+    /// would be needed: a restart).
+    pub not_applied: Vec<String>,
+    /// Successful reloads since the start.
+    pub reloads: u64,
+}
+
+impl ReloadStatus {
+    /// The configuration loaded at start.
+    pub fn started(at: Timestamp) -> Self {
+        Self {
+            successful: true,
+            loaded_at: at,
+            attempted_at: None,
+            error: None,
+            not_applied: Vec::new(),
+            reloads: 0,
+        }
+    }
+}
+
+/// What a reload hands the state task: the new probes and the new catalog.
+#[derive(Debug)]
+pub struct Reconfiguration {
+    /// The new probes, in config order.
+    pub probes: Vec<ProbeDefinition>,
+    /// The new failure modes (validated against the new probes).
+    pub catalog: Arc<Catalog>,
+}
+
+/// One probe as the state task knows it.
+#[derive(Clone, Debug)]
+pub struct ProbeDefinition {
+    /// Its name.
+    pub name: String,
+    /// Its kind.
+    pub kind: crate::probe::Kind,
+    /// What it probes.
+    pub target: String,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+    /// How often it runs.
+    pub interval: Duration,
+    /// Its timeout.
+    pub timeout: Duration,
+    /// The fingerprint of its definition.
+    pub fingerprint: u64,
+}
+
+impl ProbeDefinition {
+    /// The definition of a configured probe.
+    pub fn of(probe: &ProbeConfig) -> Self {
+        Self {
+            name: probe.name.clone(),
+            kind: probe.kind(),
+            target: probe.probe.target(),
+            labels: probe.labels.clone(),
+            interval: probe.interval,
+            timeout: probe.timeout,
+            fingerprint: probe.fingerprint,
+        }
+    }
+
+    fn view(&self) -> ProbeView {
+        ProbeView::new(
+            &self.name,
+            self.kind,
+            self.target.clone(),
+            self.labels.clone(),
+            self.interval,
+            self.timeout,
+        )
+    }
 }
 
 /// How often the state task re-checks the diagnoses without a new result: pending diagnoses are
@@ -89,6 +183,10 @@ pub const CLASSIFIER_TICK: Duration = Duration::from_secs(1);
 pub enum Query {
     /// Send back the current snapshot.
     Snapshot(oneshot::Sender<Arc<Snapshot>>),
+    /// Take new probes and rules (a reload); answer once they are in force.
+    Reconfigure(Box<Reconfiguration>, oneshot::Sender<()>),
+    /// Record how a reload attempt went.
+    Reload(ReloadStatus),
 }
 
 /// A cheap handle for asking the state task things.
@@ -103,6 +201,26 @@ impl StateHandle {
         let (reply, answer) = oneshot::channel();
         self.queries.send(Query::Snapshot(reply)).await.ok()?;
         answer.await.ok()
+    }
+
+    /// Puts new probes and rules in force; returns once they are (`false` if the state task is
+    /// gone).
+    pub async fn reconfigure(&self, reconfiguration: Reconfiguration) -> bool {
+        let (reply, answer) = oneshot::channel();
+        if self
+            .queries
+            .send(Query::Reconfigure(Box::new(reconfiguration), reply))
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        answer.await.is_ok()
+    }
+
+    /// Records how a reload attempt went.
+    pub async fn record_reload(&self, status: ReloadStatus) {
+        let _ = self.queries.send(Query::Reload(status)).await;
     }
 
     /// `Ok` while the state task answers within [`LIVENESS_DEADLINE`] and results keep
@@ -153,6 +271,13 @@ pub const LIVENESS_DEADLINE: Duration = Duration::from_secs(2);
 /// The owner of all mutable state. Created with [`StateTask::new`], driven by [`StateTask::run`].
 pub struct StateTask {
     probes: Vec<Arc<ProbeView>>,
+    /// Per probe (in the order of `probes`), the fingerprint of its definition.
+    fingerprints: Vec<u64>,
+    /// Probe name -> its index in `probes`.
+    index: HashMap<Arc<str>, usize>,
+    reload: Arc<ReloadStatus>,
+    /// Ids of rules reloads removed (and did not bring back): their alerts resolve with a note.
+    retired: BTreeSet<String>,
     scheduler_lag: Histogram,
     scheduler_lag_max: Duration,
     started_at: Timestamp,
@@ -184,30 +309,27 @@ impl StateTask {
     ) -> (Self, mpsc::Sender<ProbeRun>, StateHandle) {
         let (results_tx, results) = mpsc::channel(RESULTS_CAPACITY);
         let (queries_tx, queries) = mpsc::channel(64);
-        let probes = config
-            .probes
+        let definitions: Vec<ProbeDefinition> =
+            config.probes.iter().map(ProbeDefinition::of).collect();
+        let probes = definitions
             .iter()
-            .map(|probe| {
-                Arc::new(ProbeView::new(
-                    &probe.name,
-                    probe.kind(),
-                    probe.probe.target(),
-                    probe.labels.clone(),
-                    probe.interval,
-                    probe.timeout,
-                ))
-            })
+            .map(|definition| Arc::new(definition.view()))
             .collect();
         let classifier = Classifier::new(
             catalog,
             config.probes.iter().map(|probe| probe.name.as_str()),
         );
         let diagnoses = classifier.diagnoses();
+        let started_at = Timestamp::now();
         let task = Self {
+            fingerprints: definitions.iter().map(|d| d.fingerprint).collect(),
+            index: index_of(&definitions),
+            reload: Arc::new(ReloadStatus::started(started_at)),
+            retired: BTreeSet::new(),
             probes,
             scheduler_lag: Histogram::new(&LAG_BUCKETS),
             scheduler_lag_max: Duration::ZERO,
-            started_at: Timestamp::now(),
+            started_at,
             cached: None,
             classifier,
             diagnoses,
@@ -295,31 +417,33 @@ impl StateTask {
         // Drop our own cached snapshot first: while it holds a reference to the views,
         // `make_mut` would copy a view on every result instead of updating it in place.
         self.cached = None;
-        let Some(view) = self.probes.get_mut(run.probe) else {
+        let Some(&index) = self.index.get(&run.probe) else {
+            // A probe a reload removed; its last run is no longer anyone's.
+            return;
+        };
+        if self.fingerprints.get(index) != Some(&run.fingerprint) {
+            // A run of the definition a reload replaced.
+            return;
+        }
+        let Some(view) = self.probes.get_mut(index) else {
             return;
         };
         self.scheduler_lag.observe(run.lag.as_secs_f64());
         self.scheduler_lag_max = self.scheduler_lag_max.max(run.lag);
         if let Some(store) = &self.history {
-            let row = HistoryRow {
+            // The copy is what the store encodes, on its own thread.
+            let kept = store.append_history(TimedResult {
                 probe: view.name.clone(),
-                ok: run.result.ok,
-                error: run.result.error,
-                duration: run.result.duration,
-                checked_at: run.checked_at,
-            };
-            if !store.append_history(row) {
+                at: run.checked_at,
+                result: run.result.clone(),
+            });
+            if !kept {
                 self.history_dropped += 1;
-                if self.history_dropped.is_power_of_two() {
-                    tracing::warn!(
-                        dropped = self.history_dropped,
-                        "the store is behind: probe history rows were dropped"
-                    );
-                }
+                warn_dropped(self.history_dropped);
             }
         }
         Arc::make_mut(view).record(run.result, run.at, run.checked_at);
-        self.classifier.probe_changed(run.probe);
+        self.classifier.probe_changed(index);
         self.classify(run.at, run.checked_at);
     }
 
@@ -327,6 +451,13 @@ impl StateTask {
     fn classify(&mut self, now: Instant, wall: Timestamp) {
         let diagnoses = self.classifier.evaluate(&self.probes, now, wall);
         if !Arc::ptr_eq(&diagnoses, &self.diagnoses) {
+            if let Some(store) = &self.history {
+                let changes = transitions(&self.diagnoses, &diagnoses, wall);
+                if !changes.is_empty() && !store.append_transitions(changes) {
+                    self.history_dropped += 1;
+                    warn_dropped(self.history_dropped);
+                }
+            }
             self.diagnoses = diagnoses;
             self.cached = None;
         }
@@ -354,6 +485,7 @@ impl StateTask {
         evaluations.send_replace(Evaluation {
             diagnoses: self.diagnoses.to_vec(),
             undetermined: undetermined.clone(),
+            retired: self.retired.clone(),
         });
         self.published = Some((self.diagnoses.clone(), undetermined));
     }
@@ -363,7 +495,63 @@ impl StateTask {
             Query::Snapshot(reply) => {
                 let _ = reply.send(self.snapshot());
             }
+            Query::Reconfigure(reconfiguration, reply) => {
+                self.reconfigure(*reconfiguration);
+                let _ = reply.send(());
+            }
+            Query::Reload(status) => {
+                self.reload = Arc::new(status);
+                self.cached = None;
+            }
         }
+    }
+
+    /// Puts new probes and rules in force. An unchanged probe keeps its view (history,
+    /// counters, latest result); a changed or new one starts afresh; a removed one disappears.
+    /// Rules keep their state by id (a diagnosis holding before holds on, with its `since`), so
+    /// a reload that does not touch a failure mode does not flap its alert.
+    fn reconfigure(&mut self, reconfiguration: Reconfiguration) {
+        let Reconfiguration { probes, catalog } = reconfiguration;
+        self.cached = None;
+        let views: Vec<Arc<ProbeView>> = probes
+            .iter()
+            .map(|definition| {
+                self.index
+                    .get(definition.name.as_str())
+                    .filter(|&&index| self.fingerprints.get(index) == Some(&definition.fingerprint))
+                    .and_then(|&index| self.probes.get(index).cloned())
+                    .unwrap_or_else(|| Arc::new(definition.view()))
+            })
+            .collect();
+        self.fingerprints = probes
+            .iter()
+            .map(|definition| definition.fingerprint)
+            .collect();
+        self.index = index_of(&probes);
+        self.probes = views;
+        let kept: BTreeSet<&str> = catalog
+            .modes()
+            .iter()
+            .map(|mode| mode.id.as_str())
+            .collect();
+        self.retired.extend(
+            self.classifier
+                .catalog()
+                .modes()
+                .iter()
+                .filter(|mode| !kept.contains(mode.id.as_str()))
+                .map(|mode| mode.id.clone()),
+        );
+        self.retired.retain(|id| !kept.contains(id.as_str()));
+        // Publish after a reload whatever changed: the alert task learns of retired rules.
+        self.published = None;
+        let classifier = std::mem::replace(
+            &mut self.classifier,
+            Classifier::new(catalog.clone(), std::iter::empty()),
+        );
+        self.classifier =
+            classifier.reconfigured(catalog, probes.iter().map(|probe| probe.name.as_str()));
+        self.classify(Instant::now(), Timestamp::now());
     }
 
     fn snapshot(&mut self) -> Arc<Snapshot> {
@@ -383,9 +571,29 @@ impl StateTask {
                 .map(|(_, stats)| stats.clone())
                 .collect(),
             alerts: self.alerts_view.clone(),
+            reload: self.reload.clone(),
         });
         self.cached = Some(snapshot.clone());
         snapshot
+    }
+}
+
+fn index_of(definitions: &[ProbeDefinition]) -> HashMap<Arc<str>, usize> {
+    definitions
+        .iter()
+        .enumerate()
+        .map(|(index, definition)| (Arc::from(definition.name.as_str()), index))
+        .collect()
+}
+
+/// Says that history was dropped, at 1, 2, 4, 8, ... drops: often enough to be seen, never a
+/// flood.
+fn warn_dropped(dropped: u64) {
+    if dropped.is_power_of_two() {
+        tracing::warn!(
+            dropped,
+            "the store is behind: probe history rows were dropped"
+        );
     }
 }
 

@@ -1,5 +1,6 @@
-//! The embedded store: alert state, the notification outbox, API silences and probe history, in
-//! one SQLite file (`[store] path`, default `./honeyguide.db`).
+//! The embedded store: alert state, the notification outbox, API silences, probe history and
+//! the daemon's own diagnosis changes, in one SQLite file (`[store] path`, default
+//! `./honeyguide.db`).
 //!
 //! SQLite is blocking, so the connection lives on a thread of its own and the rest of the daemon
 //! talks to it through [`StoreHandle`] over a channel: no async task ever waits on the disk
@@ -10,6 +11,20 @@
 //! Durability: WAL journal with `synchronous = FULL`, so a commit that returned survives a
 //! `kill -9` and a power cut. Commits happen on alert transitions, outbox changes and batched
 //! history, not per evaluation.
+//!
+//! History: every probe result is kept whole (ok, error class, message, observations as JSON,
+//! duration, when) for `[store] history_retention` (default a week), with every change of the
+//! daemon's diagnoses (pending, active, resolved), so that `honeyguide replay` can run the
+//! recorded timeline through edited rules and compare. Rows older than the retention are
+//! deleted in batches, at most once a minute unless a batch found more, so a long backlog
+//! never holds the store thread for long. At start the daemon reads back only the last
+//! [`HISTORY_PER_PROBE`] runs of each configured probe. [`Reader`] opens the file read-only for
+//! replay, beside a running daemon (WAL lets a reader in while the writer writes) and without
+//! its lock.
+//!
+//! Schema: `PRAGMA user_version` says which version wrote the file; an older file is upgraded
+//! in place at open (version 1 had compact history rows: they are kept, without message and
+//! observations, and replay skips them), a newer one is refused.
 //!
 //! The delivery guarantee is built here: a notification is inserted (in the same transaction as
 //! the alert state that produced it) before any delivery attempt, and marked delivered only
@@ -31,26 +46,37 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::alert::engine::{Changes, StoredAlert};
 use crate::alert::notification::{Notification, Purpose};
-use crate::probe::ErrorClass;
+use crate::catalog::timeline::TimedResult;
+use crate::catalog::{Change, Transition};
+use crate::probe::{ErrorClass, Observations, ProbeResult};
 pub use crate::view::HistoryRow;
 
+/// Full results kept per probe unless `[store] history_retention` says otherwise.
+pub const DEFAULT_HISTORY_RETENTION: Duration = Duration::from_secs(7 * 86_400);
 /// Default database file, relative to the working directory.
 pub const DEFAULT_PATH: &str = "honeyguide.db";
-/// Probe history kept per probe (what `/status` shows and rules read after a restart).
+/// Probe history read back per probe at start (what `/status` shows and rules read after a
+/// restart).
 pub const HISTORY_PER_PROBE: usize = crate::view::HISTORY_LEN;
 /// Delivered and abandoned outbox rows are kept this long, for forensics.
 const OUTBOX_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Commands waiting for the store thread; history beyond this is dropped.
 const CHANNEL_CAPACITY: usize = 8192;
-const SCHEMA_VERSION: i64 = 1;
+/// How often rows past the retention are looked for.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// Rows deleted per transaction when pruning: a short transaction, so an alert commit waits
+/// milliseconds, not the whole backlog.
+const PRUNE_BATCH: i64 = 5_000;
+const SCHEMA_VERSION: i64 = 2;
 
-const SCHEMA: &str = "
+/// Version 1: alert state, the outbox, API silences and compact history rows.
+const SCHEMA_1: &str = "
 CREATE TABLE IF NOT EXISTS alerts (
     id TEXT PRIMARY KEY,
     body TEXT NOT NULL
@@ -82,6 +108,21 @@ CREATE TABLE IF NOT EXISTS history (
     checked_at_ms INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS history_by_probe ON history (probe, id);
+";
+
+/// Version 2: whole results for replay (message and observations; `NULL` in rows version 1
+/// wrote), found by time, and the daemon's diagnosis changes.
+const MIGRATION_2: &str = "
+ALTER TABLE history ADD COLUMN message TEXT;
+ALTER TABLE history ADD COLUMN observations TEXT;
+CREATE INDEX history_by_time ON history (checked_at_ms);
+CREATE TABLE transitions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    mode TEXT NOT NULL,
+    change TEXT NOT NULL,
+    at_ms INTEGER NOT NULL
+);
+CREATE INDEX transitions_by_time ON transitions (at_ms);
 ";
 
 // === data ===
@@ -169,7 +210,10 @@ pub enum StoreError {
 
 enum Command {
     Load(oneshot::Sender<Result<Loaded, StoreError>>),
-    LoadHistory(oneshot::Sender<Result<BTreeMap<String, Vec<HistoryRow>>, StoreError>>),
+    LoadHistory(
+        Vec<String>,
+        oneshot::Sender<Result<BTreeMap<String, Vec<HistoryRow>>, StoreError>>,
+    ),
     Commit(
         Changes,
         oneshot::Sender<Result<BTreeMap<String, u64>, StoreError>>,
@@ -192,7 +236,8 @@ enum Command {
     },
     SaveSilence(StoredSilence, oneshot::Sender<Result<(), StoreError>>),
     DeleteSilences(Vec<String>, oneshot::Sender<Result<(), StoreError>>),
-    History(HistoryRow),
+    History(Box<TimedResult>),
+    Transitions(Vec<Transition>),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -281,9 +326,15 @@ impl std::fmt::Debug for Command {
 }
 
 impl StoreHandle {
-    /// Opens (creating if needed) the database at `path` on a thread of its own, after taking
-    /// the store's lock: [`StoreError::Locked`] if another process holds it.
+    /// [`StoreHandle::open_keeping`] with the default history retention.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_keeping(path, DEFAULT_HISTORY_RETENTION).await
+    }
+
+    /// Opens (creating or upgrading if needed) the database at `path` on a thread of its own,
+    /// after taking the store's lock ([`StoreError::Locked`] if another process holds it); probe
+    /// history and diagnosis changes are kept for `retention`.
+    pub async fn open_keeping(path: &Path, retention: Duration) -> Result<Self, StoreError> {
         let (commands, receiver) = mpsc::channel(CHANNEL_CAPACITY);
         let (opened, ready) = oneshot::channel();
         let path = path.to_owned();
@@ -292,7 +343,7 @@ impl StoreHandle {
             .spawn(move || match lock_and_open(&path) {
                 Ok((lock, connection)) => {
                     let _ = opened.send(Ok(lock));
-                    serve(connection, receiver);
+                    serve(connection, receiver, retention);
                 }
                 Err(error) => {
                     let _ = opened.send(Err(error));
@@ -328,9 +379,13 @@ impl StoreHandle {
         self.ask(Command::Load).await
     }
 
-    /// The last runs of every probe, oldest first.
-    pub async fn load_history(&self) -> Result<BTreeMap<String, Vec<HistoryRow>>, StoreError> {
-        self.ask(Command::LoadHistory).await
+    /// The last [`HISTORY_PER_PROBE`] runs of each of `probes`, oldest first (probes without
+    /// any are left out).
+    pub async fn load_history(
+        &self,
+        probes: Vec<String>,
+    ) -> Result<BTreeMap<String, Vec<HistoryRow>>, StoreError> {
+        self.ask(|reply| Command::LoadHistory(probes, reply)).await
     }
 
     /// Writes alert changes and enqueues notifications in one transaction. Returns the outbox
@@ -388,10 +443,20 @@ impl StoreHandle {
         self.ask(|reply| Command::DeleteSilences(ids, reply)).await
     }
 
-    /// Hands one probe run over for the history, without waiting. Returns `false` when it was
-    /// dropped because the store is far behind (or gone).
-    pub fn append_history(&self, row: HistoryRow) -> bool {
-        self.commands.try_send(Command::History(row)).is_ok()
+    /// Hands one probe result over for the history, without waiting (it is encoded on the
+    /// store thread). Returns `false` when it was dropped because the store is far behind (or
+    /// gone).
+    pub fn append_history(&self, run: TimedResult) -> bool {
+        self.commands
+            .try_send(Command::History(Box::new(run)))
+            .is_ok()
+    }
+
+    /// Hands changes of the daemon's diagnoses over, without waiting; `false` when dropped.
+    pub fn append_transitions(&self, transitions: Vec<Transition>) -> bool {
+        self.commands
+            .try_send(Command::Transitions(transitions))
+            .is_ok()
     }
 }
 
@@ -417,8 +482,8 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
         path: path.to_owned(),
         message,
     };
-    let connection = Connection::open(path).map_err(|error| fail(error.to_string()))?;
-    let setup = || -> Result<(), rusqlite::Error> {
+    let mut connection = Connection::open(path).map_err(|error| fail(error.to_string()))?;
+    let mut setup = || -> Result<(), rusqlite::Error> {
         connection.busy_timeout(Duration::from_secs(5))?;
         let mode: String =
             connection.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
@@ -432,44 +497,141 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
                 "the database was written by a newer honeyguide (schema {version}, this one knows {SCHEMA_VERSION})"
             )));
         }
-        connection.execute_batch(SCHEMA)?;
-        connection.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-        Ok(())
+        migrate(&mut connection, version)
     };
     setup().map_err(|error| fail(error.to_string()))?;
     Ok(connection)
 }
 
-fn serve(mut connection: Connection, mut commands: mpsc::Receiver<Command>) {
-    let mut history = Vec::new();
+/// Brings a database written at schema `version` (0: new) up to [`SCHEMA_VERSION`], in one
+/// transaction: a crash halfway leaves the old version, which is upgraded again next time.
+fn migrate(connection: &mut Connection, version: i64) -> Result<(), rusqlite::Error> {
+    if version == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let transaction = connection.transaction()?;
+    transaction.execute_batch(SCHEMA_1)?;
+    if version < 2 {
+        transaction.execute_batch(MIGRATION_2)?;
+    }
+    transaction.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    transaction.commit()?;
+    if version > 0 {
+        tracing::info!(
+            from = version,
+            to = SCHEMA_VERSION,
+            "upgraded the store's schema"
+        );
+    }
+    Ok(())
+}
+
+/// The store thread: commands in order, consecutive history handed over in one transaction.
+fn serve(connection: Connection, mut commands: mpsc::Receiver<Command>, retention: Duration) {
+    let mut writer = HistoryWriter {
+        connection,
+        results: Vec::new(),
+        transitions: Vec::new(),
+        retention,
+        pruned_at: None,
+        behind: false,
+    };
+    // A daemon that was down for longer than the retention finds old rows at once, not an
+    // interval later.
+    writer.prune_if_due(Timestamp::now());
     while let Some(first) = commands.blocking_recv() {
         let mut next = Some(first);
         // Batch consecutive history rows into one transaction: one fsync for a burst of results.
         while let Some(command) = next.take() {
             match command {
-                Command::History(row) => {
-                    history.push(row);
-                    next = commands.try_recv().ok();
-                }
+                Command::History(run) => writer.results.push(*run),
+                Command::Transitions(transitions) => writer.transitions.extend(transitions),
                 other => {
-                    flush_history(&mut connection, &mut history);
-                    handle(&mut connection, other);
-                    next = commands.try_recv().ok();
+                    writer.flush();
+                    handle(&mut writer.connection, other);
                 }
             }
+            next = commands.try_recv().ok();
         }
-        flush_history(&mut connection, &mut history);
+        writer.flush();
     }
 }
 
-fn flush_history(connection: &mut Connection, rows: &mut Vec<HistoryRow>) {
-    if rows.is_empty() {
-        return;
+/// History waiting to be written, and the pruning of what is past its retention.
+struct HistoryWriter {
+    connection: Connection,
+    results: Vec<TimedResult>,
+    transitions: Vec<Transition>,
+    retention: Duration,
+    /// When rows past the retention were last looked for.
+    pruned_at: Option<Timestamp>,
+    /// Whether the last prune deleted a whole batch (so there may be more).
+    behind: bool,
+}
+
+impl HistoryWriter {
+    fn flush(&mut self) {
+        if !self.results.is_empty() || !self.transitions.is_empty() {
+            if let Err(error) =
+                append_history(&mut self.connection, &self.results, &self.transitions)
+            {
+                tracing::warn!(
+                    %error,
+                    results = self.results.len(),
+                    transitions = self.transitions.len(),
+                    "could not store probe history"
+                );
+            }
+            self.results.clear();
+            self.transitions.clear();
+        }
+        self.prune_if_due(Timestamp::now());
     }
-    if let Err(error) = append_history(connection, rows) {
-        tracing::warn!(%error, rows = rows.len(), "could not store probe history");
+
+    fn prune_if_due(&mut self, now: Timestamp) {
+        let due = self.behind
+            || self
+                .pruned_at
+                .is_none_or(|at| now.duration_since(at).unsigned_abs() >= PRUNE_EVERY);
+        if !due {
+            return;
+        }
+        self.pruned_at = Some(now);
+        match prune(&mut self.connection, now, self.retention) {
+            Ok(deleted) => self.behind = deleted >= PRUNE_BATCH,
+            Err(error) => {
+                self.behind = false;
+                tracing::warn!(%error, "could not delete probe history past its retention");
+            }
+        }
     }
-    rows.clear();
+}
+
+/// Deletes one batch of history and transitions older than `retention`; returns how many rows
+/// of the larger of the two went.
+fn prune(
+    connection: &mut Connection,
+    now: Timestamp,
+    retention: Duration,
+) -> Result<i64, StoreError> {
+    let cutoff = jiff::SignedDuration::try_from(retention)
+        .ok()
+        .and_then(|retention| now.checked_sub(retention).ok())
+        .unwrap_or(Timestamp::UNIX_EPOCH)
+        .as_millisecond();
+    let transaction = connection.transaction()?;
+    let results = transaction.execute(
+        "DELETE FROM history WHERE id IN
+            (SELECT id FROM history WHERE checked_at_ms < ?1 LIMIT ?2)",
+        params![cutoff, PRUNE_BATCH],
+    )?;
+    let transitions = transaction.execute(
+        "DELETE FROM transitions WHERE id IN
+            (SELECT id FROM transitions WHERE at_ms < ?1 LIMIT ?2)",
+        params![cutoff, PRUNE_BATCH],
+    )?;
+    transaction.commit()?;
+    Ok(i64::try_from(results.max(transitions)).unwrap_or(i64::MAX))
 }
 
 fn handle(connection: &mut Connection, command: Command) {
@@ -478,8 +640,8 @@ fn handle(connection: &mut Connection, command: Command) {
         Command::Load(reply) => {
             let _ = reply.send(load(connection));
         }
-        Command::LoadHistory(reply) => {
-            let _ = reply.send(load_history(connection));
+        Command::LoadHistory(probes, reply) => {
+            let _ = reply.send(load_history(connection, &probes));
         }
         Command::Commit(changes, reply) => {
             let _ = reply.send(commit(connection, &changes));
@@ -512,10 +674,8 @@ fn handle(connection: &mut Connection, command: Command) {
         Command::DeleteSilences(ids, reply) => {
             let _ = reply.send(delete_silences(connection, &ids));
         }
-        Command::History(row) => {
-            let mut rows = vec![row];
-            flush_history(connection, &mut rows);
-        }
+        // Batched by `serve` before they get here.
+        Command::History(_) | Command::Transitions(_) => {}
     }
 }
 
@@ -718,75 +878,242 @@ fn delete_silences(connection: &mut Connection, ids: &[String]) -> Result<(), St
     Ok(())
 }
 
-fn append_history(connection: &mut Connection, rows: &[HistoryRow]) -> Result<(), StoreError> {
+fn append_history(
+    connection: &mut Connection,
+    results: &[TimedResult],
+    transitions: &[Transition],
+) -> Result<(), StoreError> {
     let transaction = connection.transaction()?;
-    let mut probes: Vec<&str> = Vec::new();
-    for row in rows {
-        transaction.execute(
-            "INSERT INTO history (probe, ok, error, duration_seconds, checked_at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                row.probe,
-                row.ok,
-                row.error.map(ErrorClass::as_str),
-                row.duration.as_secs_f64(),
-                row.checked_at.as_millisecond(),
-            ],
+    {
+        let mut insert = transaction.prepare_cached(
+            "INSERT INTO history
+                (probe, ok, error, duration_seconds, checked_at_ms, message, observations)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
-        if !probes.contains(&row.probe.as_str()) {
-            probes.push(&row.probe);
+        for run in results {
+            let result = &run.result;
+            insert.execute(params![
+                run.probe,
+                result.ok,
+                result.error.map(ErrorClass::as_str),
+                result.duration.as_secs_f64(),
+                run.at.as_millisecond(),
+                result.message,
+                encode(&result.observations)?,
+            ])?;
         }
-    }
-    for probe in probes {
-        transaction.execute(
-            "DELETE FROM history WHERE probe = ?1 AND id NOT IN
-                (SELECT id FROM history WHERE probe = ?1 ORDER BY id DESC LIMIT ?2)",
-            params![probe, i64::try_from(HISTORY_PER_PROBE).unwrap_or(i64::MAX)],
-        )?;
+        let mut insert = transaction
+            .prepare_cached("INSERT INTO transitions (mode, change, at_ms) VALUES (?1, ?2, ?3)")?;
+        for transition in transitions {
+            insert.execute(params![
+                transition.mode,
+                transition.change.as_str(),
+                transition.at.as_millisecond(),
+            ])?;
+        }
     }
     transaction.commit()?;
     Ok(())
 }
 
+/// The error class stored as `name`, for a failed run (`internal` when this version does not
+/// know the name).
+fn error_class(ok: bool, name: Option<&str>) -> Option<ErrorClass> {
+    if ok {
+        return None;
+    }
+    let known = name.and_then(|name| {
+        ErrorClass::ALL
+            .into_iter()
+            .find(|class| class.as_str() == name)
+    });
+    Some(known.unwrap_or(ErrorClass::Internal))
+}
+
 fn load_history(
     connection: &mut Connection,
+    probes: &[String],
 ) -> Result<BTreeMap<String, Vec<HistoryRow>>, StoreError> {
     let mut statement = connection.prepare(
-        "SELECT probe, ok, error, duration_seconds, checked_at_ms FROM history ORDER BY id",
+        "SELECT ok, error, duration_seconds, checked_at_ms FROM history
+         WHERE probe = ?1 ORDER BY id DESC LIMIT ?2",
     )?;
-    let rows = statement.query_map([], |row| {
-        Ok((
-            row.get::<_, String>(0)?,
-            row.get::<_, bool>(1)?,
-            row.get::<_, Option<String>>(2)?,
-            row.get::<_, f64>(3)?,
-            row.get::<_, i64>(4)?,
-        ))
-    })?;
+    let limit = i64::try_from(HISTORY_PER_PROBE).unwrap_or(i64::MAX);
     let mut history: BTreeMap<String, Vec<HistoryRow>> = BTreeMap::new();
-    for row in rows {
-        let (probe, ok, error, duration, checked_at) = row?;
-        let Ok(checked_at) = Timestamp::from_millisecond(checked_at) else {
-            continue;
-        };
-        let error = error.and_then(|name| {
-            ErrorClass::ALL
-                .into_iter()
-                .find(|class| class.as_str() == name)
-        });
-        history.entry(probe.clone()).or_default().push(HistoryRow {
-            probe,
-            ok,
-            error: if ok {
-                None
-            } else {
-                error.or(Some(ErrorClass::Internal))
-            },
-            duration: Duration::try_from_secs_f64(duration).unwrap_or_default(),
-            checked_at,
-        });
+    for probe in probes {
+        let rows = statement.query_map(params![probe, limit], |row| {
+            Ok((
+                row.get::<_, bool>(0)?,
+                row.get::<_, Option<String>>(1)?,
+                row.get::<_, f64>(2)?,
+                row.get::<_, i64>(3)?,
+            ))
+        })?;
+        let mut runs = Vec::new();
+        for row in rows {
+            let (ok, error, duration, checked_at) = row?;
+            let Ok(checked_at) = Timestamp::from_millisecond(checked_at) else {
+                continue;
+            };
+            runs.push(HistoryRow {
+                probe: probe.clone(),
+                ok,
+                error: error_class(ok, error.as_deref()),
+                duration: Duration::try_from_secs_f64(duration).unwrap_or_default(),
+                checked_at,
+            });
+        }
+        if !runs.is_empty() {
+            runs.reverse();
+            history.insert(probe.clone(), runs);
+        }
     }
     Ok(history)
+}
+
+// === reading for replay ===
+
+/// The store opened read-only, for `honeyguide replay`: beside a running daemon (SQLite's WAL
+/// lets a reader in while the writer commits), without its lock, and without changing a byte.
+#[derive(Debug)]
+pub struct Reader {
+    connection: Connection,
+}
+
+/// What [`Reader::results`] read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadCount {
+    /// Results handed over.
+    pub results: u64,
+    /// Rows written by a version that kept no message and observations: not replayable.
+    pub compact: u64,
+    /// Rows that could not be decoded.
+    pub unreadable: u64,
+}
+
+impl Reader {
+    /// Opens the database at `path` read-only. It must exist and be of this version's schema
+    /// (an older one is upgraded by the daemon's next start, not here).
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let fail = |message: String| StoreError::Open {
+            path: path.to_owned(),
+            message,
+        };
+        if !path.exists() {
+            return Err(fail(
+                "no such file: has a daemon run with this [store] path?".to_owned(),
+            ));
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let connection =
+            Connection::open_with_flags(path, flags).map_err(|error| fail(error.to_string()))?;
+        connection
+            .busy_timeout(Duration::from_secs(5))
+            .map_err(|error| fail(error.to_string()))?;
+        let version: i64 = connection
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(|error| fail(error.to_string()))?;
+        match version.cmp(&SCHEMA_VERSION) {
+            std::cmp::Ordering::Equal => Ok(Self { connection }),
+            std::cmp::Ordering::Less => Err(fail(format!(
+                "written by an older honeyguide (schema {version}, this one reads \
+                 {SCHEMA_VERSION}), which kept no results to replay: start the daemon on it \
+                 once to upgrade it"
+            ))),
+            std::cmp::Ordering::Greater => Err(fail(format!(
+                "written by a newer honeyguide (schema {version}, this one reads \
+                 {SCHEMA_VERSION})"
+            ))),
+        }
+    }
+
+    /// Every result that finished from `from` up to `to`, in time order, handed to `each` one
+    /// at a time (a week of results is not held in memory at once).
+    pub fn results(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+        mut each: impl FnMut(TimedResult),
+    ) -> Result<ReadCount, StoreError> {
+        let mut statement = self.connection.prepare(
+            "SELECT probe, ok, error, duration_seconds, checked_at_ms, message, observations
+             FROM history WHERE checked_at_ms >= ?1 AND checked_at_ms <= ?2
+             ORDER BY checked_at_ms, id",
+        )?;
+        let mut rows = statement.query(params![from.as_millisecond(), to.as_millisecond()])?;
+        let mut count = ReadCount::default();
+        while let Some(row) = rows.next()? {
+            let (Some(message), Some(observations)) = (
+                row.get::<_, Option<String>>(5)?,
+                row.get::<_, Option<String>>(6)?,
+            ) else {
+                count.compact += 1;
+                continue;
+            };
+            let ok: bool = row.get(1)?;
+            let decoded = decode::<Observations>(&observations);
+            let at = Timestamp::from_millisecond(row.get(4)?);
+            let (Ok(observations), Ok(at)) = (decoded, at) else {
+                count.unreadable += 1;
+                continue;
+            };
+            count.results += 1;
+            each(TimedResult {
+                probe: row.get(0)?,
+                at,
+                result: ProbeResult {
+                    ok,
+                    error: error_class(ok, row.get::<_, Option<String>>(2)?.as_deref()),
+                    message,
+                    observations,
+                    duration: Duration::try_from_secs_f64(row.get(3)?).unwrap_or_default(),
+                    phases: Vec::new(),
+                },
+            });
+        }
+        Ok(count)
+    }
+
+    /// The daemon's diagnosis changes from `from` up to `to`, in time order.
+    pub fn transitions(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<Transition>, StoreError> {
+        let mut statement = self.connection.prepare(
+            "SELECT mode, change, at_ms FROM transitions
+             WHERE at_ms >= ?1 AND at_ms <= ?2 ORDER BY at_ms, id",
+        )?;
+        let rows =
+            statement.query_map(params![from.as_millisecond(), to.as_millisecond()], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, i64>(2)?,
+                ))
+            })?;
+        let mut transitions = Vec::new();
+        for row in rows {
+            let (mode, change, at) = row?;
+            let (Some(change), Ok(at)) =
+                (Change::from_name(&change), Timestamp::from_millisecond(at))
+            else {
+                continue;
+            };
+            transitions.push(Transition { mode, change, at });
+        }
+        Ok(transitions)
+    }
+
+    /// When the oldest replayable result finished, if there is one.
+    pub fn oldest_result(&self) -> Result<Option<Timestamp>, StoreError> {
+        let oldest: Option<i64> = self.connection.query_row(
+            "SELECT MIN(checked_at_ms) FROM history WHERE observations IS NOT NULL",
+            [],
+            |row| row.get(0),
+        )?;
+        Ok(oldest.and_then(|at| Timestamp::from_millisecond(at).ok()))
+    }
 }
 
 #[cfg(test)]

@@ -57,6 +57,10 @@ pub struct Settings {
     pub targets: Vec<Target>,
 }
 
+/// The note on an alert resolved because a reload removed its rule.
+pub const RETIRED_NOTE: &str = "resolved because its rule was removed from the catalog by a configuration reload, \
+     not because the failure stopped";
+
 /// One notifier as the engine sees it.
 #[derive(Clone, Debug)]
 pub struct Target {
@@ -78,6 +82,9 @@ pub struct Evaluation {
     /// Ids of the rules that could not be evaluated (a probe they read has no result yet, or the
     /// evaluation failed): their missing diagnosis does not mean "not happening".
     pub undetermined: BTreeSet<String>,
+    /// Ids of rules a configuration reload removed: their alerts resolve, with a note saying
+    /// why, instead of waiting for a diagnosis that can no longer come.
+    pub retired: BTreeSet<String>,
 }
 
 crate::closed_set! {
@@ -322,6 +329,26 @@ impl Engine {
         engine
     }
 
+    /// Takes new timing and notifiers (a reload). Alerts keep their state; a notifier that is
+    /// no longer configured is told nothing more (not even the resolve of what it was told
+    /// fires); a new one hears of alerts from their next change or repeat.
+    pub fn reconfigure(&mut self, settings: Settings, now: Instant) {
+        self.refresh_due.retain(|notifier, _| {
+            settings
+                .targets
+                .iter()
+                .any(|target| &target.notifier == notifier && target.refresh.is_some())
+        });
+        for target in &settings.targets {
+            if let Some(every) = target.refresh {
+                self.refresh_due
+                    .entry(target.notifier.clone())
+                    .or_insert(after(now, every));
+            }
+        }
+        self.settings = settings;
+    }
+
     /// Folds in one evaluation of the classifier, then does whatever time requires.
     pub fn observe(
         &mut self,
@@ -343,6 +370,12 @@ impl Engine {
             .collect();
         for id in absent {
             let determined = !evaluation.undetermined.contains(&id);
+            if evaluation.retired.contains(&id)
+                && let Some(alert) = self.alerts.get_mut(&id)
+                && alert.state == AlertState::Firing
+            {
+                alert.content.note = Some(RETIRED_NOTE.to_owned());
+            }
             self.apply_absence(&id, determined, now, at);
         }
         self.tick(silences, now, at);
@@ -447,6 +480,7 @@ impl Engine {
 
     /// A resolved alert whose diagnosis is back: a new episode.
     fn reopen(&mut self, id: &str, content: Content, active: bool, now: Instant, at: Timestamp) {
+        // `content` comes from the new diagnosis, so a note from the last episode is gone.
         let resolve_queued = self.queued(id) == Some(Event::Resolve);
         let Some(alert) = self.alerts.get_mut(id) else {
             return;

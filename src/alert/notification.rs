@@ -113,6 +113,10 @@ pub struct Content {
     pub evidence: Vec<EvidenceLine>,
     /// When the failure started (the rule started holding).
     pub since: Timestamp,
+    /// Why it ended, when that is not "the failure stopped": e.g. its rule was removed by a
+    /// configuration reload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// One probe behind a diagnosis.
@@ -147,6 +151,7 @@ impl Content {
                 })
                 .collect(),
             since: diagnosis.since,
+            note: None,
         }
     }
 
@@ -188,6 +193,7 @@ pub fn test_notification(notifier: &str, at: Timestamp) -> Notification {
                 runbook: String::new(),
                 evidence: Vec::new(),
                 since: at,
+                note: None,
             },
             ends_at: None,
         }],

@@ -280,6 +280,15 @@ impl Silences {
         self.list.push(silence);
     }
 
+    /// Replaces the maintenance windows (a reload), keeping API silences.
+    pub fn replace_maintenance(&mut self, maintenance: Vec<Silence>) {
+        self.list
+            .retain(|silence| !matches!(silence.origin, Origin::Maintenance));
+        let api = std::mem::take(&mut self.list);
+        self.list = maintenance;
+        self.list.extend(api);
+    }
+
     /// Whether another API silence may be added at `at` without holding more than
     /// [`MAX_API_SILENCES`]; when full, the expired silence that ended first makes way (its id
     /// is returned, to be deleted from the store). `Err` when every one still counts.

@@ -67,6 +67,20 @@ enum Command {
     Add(NewSilence, oneshot::Sender<Result<Silence, SilenceError>>),
     Expire(String, oneshot::Sender<Result<Silence, SilenceError>>),
     List(oneshot::Sender<Vec<(Silence, Phase)>>),
+    Reconfigure(Box<AlertReconfiguration>, oneshot::Sender<()>),
+}
+
+/// What a configuration reload hands the alert task.
+#[derive(Debug)]
+pub struct AlertReconfiguration {
+    /// The engine's new timing and notifiers.
+    pub settings: super::Settings,
+    /// The new maintenance windows (API silences stay as they are).
+    pub maintenance: Vec<Silence>,
+    /// One wake-up per notifier with an outbox (kept notifiers keep theirs).
+    pub wakes: BTreeMap<String, Arc<Notify>>,
+    /// Every notifier, in config order, with its kind: a kept one keeps its counters.
+    pub notifiers: Vec<(String, &'static str)>,
 }
 
 /// The way to the alert task, for the silences API.
@@ -108,6 +122,16 @@ impl AlertHandle {
     /// Every silence with its phase now.
     pub async fn silences(&self) -> Result<Vec<(Silence, Phase)>, SilenceError> {
         self.ask(Command::List).await
+    }
+
+    /// Puts new alerting settings, maintenance windows and notifiers in force (a reload);
+    /// alert state, the outbox and API silences are kept.
+    pub async fn reconfigure(
+        &self,
+        reconfiguration: AlertReconfiguration,
+    ) -> Result<(), SilenceError> {
+        self.ask(|reply| Command::Reconfigure(Box::new(reconfiguration), reply))
+            .await
     }
 }
 
@@ -372,6 +396,32 @@ impl AlertTask {
                     Err(error) => Err(SilenceError::Store(error)),
                 };
                 let _ = reply.send(result);
+            }
+            Command::Reconfigure(reconfiguration, reply) => {
+                let AlertReconfiguration {
+                    settings,
+                    maintenance,
+                    wakes,
+                    notifiers,
+                } = *reconfiguration;
+                self.engine.reconfigure(settings, Instant::now());
+                self.silences.replace_maintenance(maintenance);
+                self.wakes = wakes;
+                let mut old = std::mem::take(&mut self.stats);
+                self.stats = notifiers
+                    .into_iter()
+                    .map(|(name, kind)| {
+                        match old
+                            .iter()
+                            .position(|stats| stats.name == name && stats.kind == kind)
+                        {
+                            Some(index) => old.swap_remove(index),
+                            None => NotifierStats::new(&name, kind),
+                        }
+                    })
+                    .collect();
+                self.tick();
+                let _ = reply.send(());
             }
             Command::Expire(id, reply) => {
                 let result = match self.silences.expire(&id, at) {

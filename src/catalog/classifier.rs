@@ -164,6 +164,53 @@ impl Classifier {
         }
     }
 
+    /// The classifier for a new `catalog` over new probes (a reload), keeping what this one
+    /// knows of every rule that is still there, by id: its diagnosis (with its `since`, so a
+    /// pending `for` keeps counting and an active diagnosis stays active, its title, severity,
+    /// recovery and labels taken from the new rule) and its counters. Every rule is evaluated
+    /// again at the next [`Classifier::evaluate`], so a changed `when` decides at once.
+    #[must_use]
+    pub fn reconfigured<'a>(
+        mut self,
+        catalog: Arc<Catalog>,
+        probe_names: impl IntoIterator<Item = &'a str>,
+    ) -> Self {
+        let mut old: HashMap<String, RuleState> = self
+            .catalog
+            .modes
+            .iter()
+            .map(|mode| mode.id.clone())
+            .zip(std::mem::take(&mut self.rules))
+            .collect();
+        let mut new = Classifier::new(catalog, probe_names);
+        for (index, mode) in new.catalog.modes.iter().enumerate() {
+            let Some(previous) = old.remove(&mode.id) else {
+                continue;
+            };
+            let rule = &mut new.rules[index];
+            rule.stats = previous.stats;
+            rule.diagnosis = previous.diagnosis.map(|diagnosis| Diagnosis {
+                title: mode.title.clone(),
+                severity: mode.severity,
+                summary: mode.symptom.clone(),
+                recovery: mode.recovery.clone(),
+                runbook: mode.runbook.clone(),
+                labels: mode.labels.clone(),
+                inhibited_by: None,
+                ..diagnosis
+            });
+            if rule
+                .diagnosis
+                .as_ref()
+                .is_some_and(|diagnosis| diagnosis.state == DiagnosisState::Pending)
+            {
+                new.pending.push(index);
+            }
+        }
+        new.rebuild();
+        new
+    }
+
     /// Notes that probe `probe` (its index in the probe list) has a new result: the rules that
     /// read it are re-evaluated at the next [`Classifier::evaluate`].
     pub fn probe_changed(&mut self, probe: usize) {

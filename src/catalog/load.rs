@@ -24,12 +24,13 @@ use serde::de::DeserializeOwned;
 use toml::Spanned;
 use toml::de::DeTable;
 
-use crate::spec::source::with_typo_hint;
+use crate::spec::source::{did_you_mean, with_typo_hint};
 use crate::spec::{ConfigError, ConfigErrors, ErrorSink, HumanDuration, Source, duration};
 
+use super::example;
 use super::expr::{Evaluator, ExprError};
 use super::position::StringMap;
-use super::{Catalog, FailureMode, ProbeKinds, Severity, Skipped};
+use super::{Catalog, FailureMode, ProbeKinds, Severity, Warning, WarningKind};
 
 /// Keys a rule's labels may not use: the alert engine sets them itself.
 const RESERVED_LABELS: [&str; 2] = ["alertname", "severity"];
@@ -49,7 +50,7 @@ pub(super) struct Listing {
     /// The rule files, read, in name order.
     pub(super) sources: Vec<Source>,
     /// Entries that are not rule files.
-    pub(super) skipped: Vec<Skipped>,
+    pub(super) skipped: Vec<Warning>,
     /// Rule files that cannot be read, are too large or not UTF-8, and near misses
     /// (`web-down.TOML`).
     pub(super) errors: Vec<ConfigError>,
@@ -76,10 +77,9 @@ pub(super) fn read_dir(dir: &Path) -> Result<Listing, ConfigErrors> {
             .extension()
             .map(|extension| extension.to_string_lossy());
         match extension.as_deref() {
-            Some("toml") if path.is_dir() => listing.skipped.push(Skipped {
-                path,
-                reason: "a directory, not a rule file".to_owned(),
-            }),
+            Some("toml") if path.is_dir() => listing
+                .skipped
+                .push(Warning::skipped(path, "a directory, not a rule file")),
             Some("toml") => match Source::read(&path, Some(MAX_RULE_FILE_BYTES)) {
                 Ok(source) => listing.sources.push(source),
                 Err(error) => listing.errors.push(error),
@@ -100,15 +100,14 @@ pub(super) fn read_dir(dir: &Path) -> Result<Listing, ConfigErrors> {
                     ),
                 });
             }
-            _ => listing.skipped.push(Skipped {
-                reason: if path.is_dir() {
+            _ => {
+                let reason = if path.is_dir() {
                     "a directory, not a rule file (rules are `*.toml` files directly in it)"
                 } else {
                     "not a rule file (rules are `*.toml`)"
-                }
-                .to_owned(),
-                path,
-            }),
+                };
+                listing.skipped.push(Warning::skipped(path, reason));
+            }
         }
     }
     Ok(listing)
@@ -148,13 +147,20 @@ fn parse_here(sources: &[Source], probes: &ProbeKinds) -> Result<Catalog, Config
         }
     }
     check_unique_ids(&parsed, &mut errors);
-    check_inhibits(&parsed, &mut errors);
+    let mut warnings = check_inhibits(&parsed, &mut errors);
+    let known: Vec<String> = parsed.iter().map(|(_, rule)| rule.id.clone()).collect();
+    let known: Vec<&str> = known.iter().map(String::as_str).collect();
+    warnings.extend(example::check_names(
+        parsed.iter_mut().filter_map(|(_, rule)| rule.mode.as_mut()),
+        &known,
+    ));
     let modes: Option<Vec<FailureMode>> = parsed.into_iter().map(|(_, rule)| rule.mode).collect();
     match modes {
         Some(modes) if errors.is_empty() => Ok(Catalog {
             modes,
             evaluator,
-            skipped: Vec::new(),
+            warnings,
+            dir: None,
         }),
         _ => {
             errors.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
@@ -175,15 +181,15 @@ struct RawRule {
     for_duration: Option<Spanned<HumanDuration>>,
     symptom: Spanned<String>,
     recovery: Spanned<String>,
-    runbook: Spanned<String>,
+    runbook: Option<Spanned<String>>,
     inhibits: Vec<Spanned<String>>,
     labels: Option<Spanned<BTreeMap<String, String>>>,
 }
 
 /// Every key a rule file may have, in documentation order.
-const RULE_KEYS: [&str; 10] = [
+const RULE_KEYS: [&str; 11] = [
     "id", "title", "severity", "when", "for", "symptom", "recovery", "runbook", "inhibits",
-    "labels",
+    "labels", "example",
 ];
 
 #[derive(Debug, Deserialize)]
@@ -223,9 +229,20 @@ fn parse_rule(
             return None;
         }
     };
+    // Examples are parsed on their own: a broken one is reported without hiding the rule from
+    // the checks across files (an inhibitor of it would report it unknown).
+    let mut document = document;
+    let examples = match document.get_mut().remove("example") {
+        Some(value) => {
+            let before = sink.len();
+            let examples = example::parse(value, probes, sink);
+            (sink.len() == before).then_some(examples)
+        }
+        None => Some(Vec::new()),
+    };
     let raw = deserialize(document, sink)?;
 
-    let mut valid = true;
+    let mut valid = examples.is_some();
     let mut require = |value: &Spanned<String>, key: &str, sink: &mut ErrorSink<'_>| {
         if value.get_ref().trim().is_empty() {
             sink.push(&value.span(), key, "must not be empty");
@@ -235,7 +252,9 @@ fn parse_rule(
     require(&raw.title, "title", sink);
     require(&raw.symptom, "symptom", sink);
     require(&raw.recovery, "recovery", sink);
-    require(&raw.runbook, "runbook", sink);
+    if let Some(runbook) = &raw.runbook {
+        require(runbook, "runbook", sink);
+    }
     valid &= check_title(&raw.title, sink);
     let (kebab, named_after_file) = check_id(source, &raw.id, sink);
     valid &= kebab && named_after_file;
@@ -280,10 +299,14 @@ fn parse_rule(
         for_duration,
         symptom: raw.symptom.into_inner().trim().to_owned(),
         recovery: raw.recovery.into_inner().trim().to_owned(),
-        runbook: raw.runbook.into_inner().trim().to_owned(),
+        runbook: raw
+            .runbook
+            .map(|runbook| runbook.into_inner().trim().to_owned())
+            .unwrap_or_default(),
         inhibits: raw.inhibits.into_iter().map(Spanned::into_inner).collect(),
         labels: raw.labels.map(Spanned::into_inner).unwrap_or_default(),
         file: source.path().to_owned(),
+        examples: examples.unwrap_or_default(),
         expression,
     });
     kebab.then_some(ParsedRule {
@@ -325,7 +348,7 @@ fn deserialize(document: Spanned<DeTable<'_>>, sink: &mut ErrorSink<'_>) -> Opti
     let for_duration = take.optional("for");
     let symptom = take.required("symptom");
     let recovery = take.required("recovery");
-    let runbook = take.required("runbook");
+    let runbook = take.optional("runbook");
     let inhibits = take.optional("inhibits");
     let labels = take.optional("labels");
     if !take.complete {
@@ -339,7 +362,7 @@ fn deserialize(document: Spanned<DeTable<'_>>, sink: &mut ErrorSink<'_>) -> Opti
         for_duration,
         symptom: symptom?,
         recovery: recovery?,
-        runbook: runbook?,
+        runbook,
         inhibits: inhibits.unwrap_or_default(),
         labels,
     })
@@ -495,21 +518,31 @@ fn check_unique_ids(parsed: &[(&Source, ParsedRule)], errors: &mut Vec<ConfigErr
     }
 }
 
-fn check_inhibits(parsed: &[(&Source, ParsedRule)], errors: &mut Vec<ConfigError>) {
+/// An `inhibits` entry naming a mode that is not loaded is a warning, not an error: a team may
+/// adopt part of a catalog, and the entry then simply has nothing to inhibit. Cycles among the
+/// loaded modes are errors.
+fn check_inhibits(parsed: &[(&Source, ParsedRule)], errors: &mut Vec<ConfigError>) -> Vec<Warning> {
     let ids: HashMap<&str, usize> = parsed
         .iter()
         .enumerate()
         .map(|(index, (_, rule))| (rule.id.as_str(), index))
         .collect();
+    let known: Vec<&str> = parsed.iter().map(|(_, rule)| rule.id.as_str()).collect();
+    let mut warnings = Vec::new();
     for (source, rule) in parsed {
         for (index, (inhibited, span)) in rule.inhibits.iter().zip(&rule.inhibit_spans).enumerate()
         {
             if !ids.contains_key(inhibited.as_str()) {
-                errors.push(source.error(
-                    span,
-                    &format!("inhibits[{index}]"),
-                    format!("inhibits unknown failure mode `{inhibited}`"),
-                ));
+                warnings.push(Warning {
+                    kind: WarningKind::InhibitsUnloaded,
+                    file: source.path().to_owned(),
+                    position: Some(source.locate(span.start)),
+                    key: format!("inhibits[{index}]"),
+                    message: format!(
+                        "`{inhibited}` is not loaded, so this entry inhibits nothing{}",
+                        did_you_mean(inhibited, &known)
+                    ),
+                });
             }
         }
     }
@@ -531,6 +564,7 @@ fn check_inhibits(parsed: &[(&Source, ParsedRule)], errors: &mut Vec<ConfigError
             ),
         ));
     }
+    warnings
 }
 
 /// A cycle of `inhibits`, and the edge (rule index, inhibits index) that closes it.
@@ -690,7 +724,7 @@ mod tests {
             [
                 "alerts/redis-down.toml:8:1: whn: unknown field `whn`, expected one of `id`, \
               `title`, `severity`, `when`, `for`, `symptom`, `recovery`, `runbook`, \
-              `inhibits`, `labels`; did you mean `when`?"
+              `inhibits`, `labels`, `example`; did you mean `when`?"
             ]
         );
     }
@@ -735,20 +769,54 @@ mod tests {
         );
     }
 
-    /// `inhibits` must name failure modes that exist.
+    /// An `inhibits` entry naming a mode that is not loaded is a warning, located, with a hint
+    /// when it looks like a typo of a loaded one: a catalog adopted in part still loads.
     #[test]
-    fn inhibiting_an_unknown_mode_is_an_error() {
+    fn inhibiting_a_mode_that_is_not_loaded_is_a_warning() {
         let text = rule(
             "redis-down",
             "'!probes.redis.ok'",
-            "inhibits = [\"worker-stalled\"]\n",
+            "inhibits = [\"worker-stalled\", \"redis-dwn\"]\n",
         );
+        let other = rule("redis-dawn", "'!probes.redis.ok'", "");
+        let catalog = parse(
+            &[
+                Source::new("alerts/redis-down.toml", text),
+                Source::new("alerts/redis-dawn.toml", other),
+            ],
+            &probes(),
+        )
+        .unwrap();
+        let warnings: Vec<String> = catalog.warnings().iter().map(ToString::to_string).collect();
         assert_eq!(
-            errors(&[("redis-down.toml", text)]),
+            warnings,
             [
-                "alerts/redis-down.toml:8:13: inhibits[0]: inhibits unknown failure mode \
-              `worker-stalled`"
+                "alerts/redis-down.toml:8:13: inhibits[0]: `worker-stalled` is not loaded, so \
+                 this entry inhibits nothing",
+                "alerts/redis-down.toml:8:31: inhibits[1]: `redis-dwn` is not loaded, so this \
+                 entry inhibits nothing; did you mean `redis-dawn`?",
             ]
+        );
+        assert!(
+            catalog
+                .warnings()
+                .iter()
+                .all(|warning| warning.kind == WarningKind::InhibitsUnloaded)
+        );
+    }
+
+    /// `runbook` is optional (Alertmanager's `runbook_url` is an optional annotation too); when
+    /// given it must not be empty.
+    #[test]
+    fn the_runbook_is_optional() {
+        let text =
+            rule("redis-down", "'!probes.redis.ok'", "").replace("runbook = \"#redis\"\n", "");
+        let catalog = parse(&[Source::new("alerts/redis-down.toml", text)], &probes()).unwrap();
+        assert_eq!(catalog.get("redis-down").unwrap().runbook, "");
+        let empty = rule("redis-down", "'!probes.redis.ok'", "").replace("\"#redis\"", "\" \"");
+        assert_eq!(
+            errors(&[("redis-down.toml", empty)]),
+            ["alerts/redis-down.toml:7:11: runbook: must not be empty"]
         );
     }
 
@@ -812,7 +880,6 @@ mod tests {
                 "alerts/redis-down.toml:1:1: when: missing field `when`",
                 "alerts/redis-down.toml:1:1: symptom: missing field `symptom`",
                 "alerts/redis-down.toml:1:1: recovery: missing field `recovery`",
-                "alerts/redis-down.toml:1:1: runbook: missing field `runbook`",
             ]
         );
     }
@@ -841,7 +908,6 @@ mod tests {
         assert_eq!(
             errors(&[("redis-down.toml", text.to_owned())]),
             [
-                "alerts/redis-down.toml:1:1: runbook: missing field `runbook`",
                 "alerts/redis-down.toml:2:9: title: invalid type: integer `3`, expected a string",
                 "alerts/redis-down.toml:3:12: severity: unknown variant `fatal`, expected one of \
                  `critical`, `warning`, `info`",
@@ -849,7 +915,7 @@ mod tests {
                  write e.g. \"30s\", \"1m30s\" or \"250ms\"",
                 "alerts/redis-down.toml:8:1: colour: unknown field `colour`, expected one of `id`, \
                  `title`, `severity`, `when`, `for`, `symptom`, `recovery`, `runbook`, \
-                 `inhibits`, `labels`",
+                 `inhibits`, `labels`, `example`",
             ]
         );
     }

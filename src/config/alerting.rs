@@ -73,7 +73,19 @@ pub struct StoreConfig {
     /// The SQLite file. Default `honeyguide.db` in the working directory; a relative `path`
     /// in the file is relative to the config file, like every other path.
     pub path: PathBuf,
+    /// How long every probe result (and the daemon's own diagnosis changes) is kept, for
+    /// `honeyguide replay`.
+    pub history_retention: Duration,
 }
+
+/// Default `[store] history_retention`.
+pub const DEFAULT_HISTORY_RETENTION: Duration = crate::store::DEFAULT_HISTORY_RETENTION;
+
+/// The range of `[store] history_retention`: at least an hour (less is hardly a history to
+/// tune a rule on), at most 90 days (about 0.1 GB per probe at a 30 s interval; see
+/// docs/alerting.md).
+pub const HISTORY_RETENTION: Bounds =
+    Bounds::new(Duration::from_secs(3600), Duration::from_secs(90 * 86_400));
 
 /// `[api]`: the token-protected runtime API (silences).
 #[derive(Debug, Clone, Default)]
@@ -93,6 +105,9 @@ pub struct NotifierConfig {
     pub send_resolved: bool,
     /// The built notifier.
     pub notifier: Arc<Notifier>,
+    /// Changes when anything of the notifier changes: a reload restarts its delivery loop
+    /// then, and leaves it alone otherwise.
+    pub fingerprint: u64,
 }
 
 impl NotifierConfig {
@@ -119,6 +134,7 @@ pub(super) struct RawAlerting {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawStore {
     path: Option<Spanned<String>>,
+    history_retention: Option<Spanned<HumanDuration>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -235,12 +251,25 @@ pub(super) fn validate_alerting(raw: RawAlerting, sink: &mut ErrorSink<'_>) -> A
     }
 }
 
-pub(super) fn validate_store(raw: RawStore, cx: &BuildContext) -> StoreConfig {
+pub(super) fn validate_store(
+    raw: RawStore,
+    cx: &BuildContext,
+    sink: &mut ErrorSink<'_>,
+) -> StoreConfig {
     let path = raw.path.map_or_else(
         || PathBuf::from(crate::store::DEFAULT_PATH),
         |path| cx.path(std::path::Path::new(path.get_ref())),
     );
-    StoreConfig { path }
+    StoreConfig {
+        path,
+        history_retention: duration_or(
+            raw.history_retention,
+            "store.history_retention",
+            HISTORY_RETENTION,
+            DEFAULT_HISTORY_RETENTION,
+            sink,
+        ),
+    }
 }
 
 pub(super) fn validate_api(raw: RawApi, cx: &BuildContext, sink: &mut ErrorSink<'_>) -> ApiConfig {
@@ -577,6 +606,7 @@ fn load_notifier(
     cx: &BuildContext,
     sink: &mut ErrorSink<'_>,
 ) -> Option<(NotifierConfig, Range<usize>)> {
+    let fingerprint = crate::spec::fingerprint(item.get_ref(), cx, &());
     let entry = super::split_kinded_entry::<NotifierKind>(
         "notifier",
         index,
@@ -655,6 +685,7 @@ fn load_notifier(
                 route,
                 send_resolved,
                 notifier: Arc::new(notifier),
+                fingerprint,
             },
             name_span,
         )

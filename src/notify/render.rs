@@ -112,6 +112,9 @@ fn write_text_alert(out: &mut String, message: &AlertMessage, now: Timestamp) {
     if let Some(note) = reason_note(message.reason) {
         let _ = writeln!(out, "{note}");
     }
+    if let Some(note) = &alert.note {
+        let _ = writeln!(out, "Note: {note}.");
+    }
     if !alert.summary.is_empty() {
         let _ = writeln!(out, "\nWhat users see:\n{}", indent(&alert.summary));
     }
@@ -190,6 +193,9 @@ fn write_html_alert(out: &mut String, message: &AlertMessage, now: Timestamp) {
     let _ = write!(out, "<p>{}", escape(&timing_line(message, now)));
     if let Some(note) = reason_note(message.reason) {
         let _ = write!(out, "<br>{}", escape(note));
+    }
+    if let Some(note) = &alert.note {
+        let _ = write!(out, "<br>Note: {}.", escape(note));
     }
     out.push_str("</p>");
     if !alert.summary.is_empty() {
@@ -283,6 +289,9 @@ pub fn annotations(message: &AlertMessage) -> BTreeMap<String, String> {
     let mut annotations = BTreeMap::new();
     annotations.insert("title".to_owned(), alert.title.clone());
     annotations.insert("summary".to_owned(), alert.summary.clone());
+    if let Some(note) = &alert.note {
+        annotations.insert("note".to_owned(), note.clone());
+    }
     let failing: Vec<String> = alert
         .failing()
         .map(|line| format!("{}: {}", line.probe, one_line(&line.message)))
@@ -429,6 +438,7 @@ mod tests {
                 },
             ],
             since: ts("2026-07-01T10:00:00Z"),
+            note: None,
         }
     }
 

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
@@ -25,6 +25,7 @@ use crate::alert::silence::{
     ExpireError, MAX_COMMENT_CHARS, MAX_CREATED_BY_CHARS, MAX_MATCHERS, MAX_PATTERN_CHARS, Matchers,
 };
 use crate::alert::task::{NewSilence, SilenceError};
+use crate::spec::Secret;
 
 /// The body of `POST /api/silences`.
 #[derive(Debug, Deserialize)]
@@ -58,25 +59,32 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 
 /// Checks the bearer token; `Some` is the response to send instead of serving the request.
 fn reject(state: &AppState, headers: &HeaderMap) -> Option<Response> {
-    let Some(expected) = &state.api_token else {
+    let Some(expected) = state.api_token.borrow().clone() else {
         return Some(error(
             StatusCode::NOT_FOUND,
             "the API is off: set `[api] token` (or `token_file`) in probes.toml to turn it on",
         ));
     };
+    (!bearer_matches(&expected, headers)).then(unauthorized)
+}
+
+/// Whether the request carries `expected` as its bearer token (compared in constant time over
+/// the digests).
+pub(super) fn bearer_matches(expected: &Secret, headers: &HeaderMap) -> bool {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .map(str::trim);
-    let valid = given.is_some_and(|given| {
+    given.is_some_and(|given| {
         let given = Sha256::digest(given.as_bytes());
         let expected = Sha256::digest(expected.expose().as_bytes());
         bool::from(given.ct_eq(&expected))
-    });
-    if valid {
-        return None;
-    }
+    })
+}
+
+/// 401 with the challenge.
+pub(super) fn unauthorized() -> Response {
     let mut response = error(
         StatusCode::UNAUTHORIZED,
         "missing or wrong token: send `Authorization: Bearer <token>`",
@@ -85,7 +93,57 @@ fn reject(state: &AppState, headers: &HeaderMap) -> Option<Response> {
         header::WWW_AUTHENTICATE,
         header::HeaderValue::from_static("Bearer realm=\"honeyguide\""),
     );
-    Some(response)
+    response
+}
+
+/// `POST /-/reload`: reloads `probes.toml` and the rules, answering 200 once the new
+/// configuration is in force (with the settings that need a restart) or 500 with every
+/// problem while the running configuration stays. With an `[api] token` it needs the token;
+/// without one, it is accepted only from loopback.
+pub async fn reload(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let token = state.api_token.borrow().clone();
+    match token {
+        Some(expected) if !bearer_matches(&expected, &headers) => return unauthorized(),
+        None if !peer.ip().is_loopback() => {
+            return error(
+                StatusCode::FORBIDDEN,
+                "without an `[api] token`, /-/reload is accepted only from loopback",
+            );
+        }
+        _ => {}
+    }
+    let (reply, outcome) = tokio::sync::oneshot::channel();
+    let request = crate::control::ReloadRequest {
+        trigger: crate::control::Trigger::Api,
+        reply: Some(reply),
+    };
+    if state.reloads.send(request).await.is_err() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "honeyguide is shutting down",
+        );
+    }
+    match outcome.await {
+        Ok(crate::control::ReloadOutcome::Applied { not_applied }) => {
+            axum::Json(serde_json::json!({
+                "status": "reloaded",
+                "not_applied": not_applied,
+            }))
+            .into_response()
+        }
+        Ok(crate::control::ReloadOutcome::Failed { errors }) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the new configuration has problems; the running one stays:\n{errors}"),
+        ),
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "honeyguide is shutting down",
+        ),
+    }
 }
 
 /// `GET /api/silences`: every silence, maintenance windows first.

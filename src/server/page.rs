@@ -94,6 +94,7 @@ impl Page<'_> {
         )?;
         self.write_header(out, &verdict)?;
         out.push_str("<main>");
+        self.write_reload(out)?;
         let notifiers_failing = self.failing_notifiers().next().is_some();
         if notifiers_failing {
             self.write_notifiers(out)?;
@@ -106,6 +107,7 @@ impl Page<'_> {
         if !notifiers_failing {
             self.write_notifiers(out)?;
         }
+        self.write_rule_warnings(out)?;
         out.push_str("</main>");
         self.write_footer(out)?;
         writeln!(out, "</div><script>{SCRIPT}</script></body></html>")
@@ -269,6 +271,45 @@ impl Page<'_> {
     // --- rules that cannot be evaluated ---
 
     /// A rule that fails to evaluate is a blind spot: its failure mode cannot be recognised.
+    /// A failed reload, at the top: the running configuration is not the one on disk, and
+    /// whoever edited it must know. Settings a reload could not apply are said there too.
+    fn write_reload(&self, out: &mut String) -> fmt::Result {
+        let reload = &self.status.reload;
+        if let Some(error) = reload.error.as_deref().filter(|_| !reload.successful) {
+            out.push_str(
+                "<section id=\"reload\" aria-labelledby=\"reload-title\">\
+                 <h2 id=\"reload-title\">The new configuration was not loaded</h2>",
+            );
+            write!(
+                out,
+                "<p>{} The last reload",
+                badge("warning", "Reload failed"),
+            )?;
+            if let Some(at) = &reload.attempted_at {
+                write!(out, " ({})", self.time(at, TimeStyle::Relative))?;
+            }
+            write!(
+                out,
+                " found problems, so the configuration loaded {} stays in force. \
+                 Fix them and reload again (<code>honeyguide validate</code> checks first):</p>\
+                 <pre>{}</pre></section>",
+                self.time(&reload.loaded_at, TimeStyle::Relative),
+                escape(error),
+            )?;
+        } else if !reload.not_applied.is_empty() {
+            out.push_str(
+                "<section id=\"reload\" aria-labelledby=\"reload-title\">\
+                 <h2 id=\"reload-title\">Changes waiting for a restart</h2><p>The last reload \
+                 applied everything but these settings, which only a restart changes:</p><ul>",
+            );
+            for setting in &reload.not_applied {
+                write!(out, "<li>{}</li>", escape(setting))?;
+            }
+            out.push_str("</ul></section>");
+        }
+        Ok(())
+    }
+
     fn write_rule_errors(&self, out: &mut String) -> fmt::Result {
         let broken: Vec<&RuleEvaluationStatus> = self
             .status
@@ -298,6 +339,24 @@ impl Page<'_> {
                 write!(out, ", last {}", self.time(at, TimeStyle::Relative))?;
             }
             out.push_str(")</span></li>");
+        }
+        out.push_str("</ul></section>");
+        Ok(())
+    }
+
+    /// What the rule loader said without failing: entries it did not load, `inhibits` and
+    /// examples naming failure modes that are not loaded. Not urgent, so at the end.
+    fn write_rule_warnings(&self, out: &mut String) -> fmt::Result {
+        if self.status.warnings.is_empty() {
+            return Ok(());
+        }
+        out.push_str(
+            "<section id=\"rule-warnings\" aria-labelledby=\"rule-warnings-title\">\
+             <h2 id=\"rule-warnings-title\">Warnings about the rules</h2>\
+             <p>The rules loaded, but these are worth a look.</p><ul>",
+        );
+        for warning in &self.status.warnings {
+            write!(out, "<li><code>{}</code></li>", escape(&warning.text))?;
         }
         out.push_str("</ul></section>");
         Ok(())

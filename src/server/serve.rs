@@ -181,7 +181,7 @@ pub async fn serve(
         let stream = tokio::select! {
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(error) => {
                     let count = stats.accept_errors.fetch_add(1, Ordering::Relaxed) + 1;
                     if count > accept_errors_logged && count.is_power_of_two() {
@@ -202,8 +202,10 @@ pub async fn serve(
             continue;
         };
         stats.accepted.fetch_add(1, Ordering::Relaxed);
+        let (stream, peer) = stream;
         tasks.spawn(serve_connection(
             stream,
+            peer,
             service.clone(),
             connection,
             limits,
@@ -464,6 +466,7 @@ enum Ended {
 
 async fn serve_connection(
     stream: TcpStream,
+    peer: std::net::SocketAddr,
     router: TowerToHyperService<Router>,
     connection: Arc<Connection>,
     limits: Limits,
@@ -472,7 +475,11 @@ async fn serve_connection(
 ) {
     let service = {
         let connection = connection.clone();
-        hyper::service::service_fn(move |request: Request<Incoming>| {
+        hyper::service::service_fn(move |mut request: Request<Incoming>| {
+            // Handlers that care who asks (`/-/reload` without a token) read the peer.
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
             let in_flight = connection.begin();
             let answer = hyper::service::Service::call(&router, request);
             let stats = connection.stats.clone();

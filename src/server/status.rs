@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::alert::Permanence;
 use crate::alert::silence::{Origin, Phase, Schedule, Silence};
 use crate::alert::{AlertView, AlertsView, DeliveryResult, NotifierStats};
-use crate::catalog::{Diagnosis, FailureMode, RuleStats};
+use crate::catalog::{Diagnosis, FailureMode, RuleStats, Warning};
 use crate::probe::{Observations, ProbeResult};
 use crate::state::Snapshot;
 use crate::view::{ProbeView, STATUS_HISTORY_LEN};
@@ -39,6 +39,44 @@ pub struct Status {
     pub silences: Vec<SilenceStatus>,
     /// Delivery health per notifier, in config order.
     pub notifiers: Vec<NotifierStatus>,
+    /// How configuration reloads went.
+    pub reload: ReloadStatusView,
+    /// What the rule loader found worth saying without failing: entries of the rules directory
+    /// that were not loaded, `inhibits` and examples naming failure modes that are not loaded.
+    pub warnings: Vec<WarningStatus>,
+}
+
+/// One warning about the rules.
+#[derive(Debug, Serialize)]
+pub struct WarningStatus {
+    /// `skipped`, `inhibits_unloaded` or `example_names_unloaded`.
+    pub kind: &'static str,
+    /// The rule file or directory entry.
+    pub file: String,
+    /// 1-based line, `null` for a whole entry.
+    pub line: Option<usize>,
+    /// 1-based column, `null` for a whole entry.
+    pub column: Option<usize>,
+    /// The key it is about (`inhibits[1]`), `null` for a whole entry.
+    pub key: Option<String>,
+    /// What is the matter.
+    pub message: String,
+    /// The whole warning as `validate` prints it.
+    pub text: String,
+}
+
+impl WarningStatus {
+    fn from_warning(warning: &Warning) -> Self {
+        Self {
+            kind: warning.kind.as_str(),
+            file: warning.file.display().to_string(),
+            line: warning.position.map(|(line, _)| line),
+            column: warning.position.map(|(_, column)| column),
+            key: (!warning.key.is_empty()).then(|| warning.key.clone()),
+            message: warning.message.clone(),
+            text: warning.to_string(),
+        }
+    }
 }
 
 /// A failure mode that is happening (or about to be confirmed).
@@ -60,8 +98,8 @@ pub struct DiagnosisStatus {
     pub summary: String,
     /// What to do (markdown).
     pub recovery: String,
-    /// Link or anchor to the runbook.
-    pub runbook: String,
+    /// Link or anchor to the runbook, `null` when the rule has none.
+    pub runbook: Option<String>,
     /// The active failure mode that explains this one, if any: shown, not notified.
     pub inhibited_by: Option<String>,
     /// The rule's labels.
@@ -130,12 +168,44 @@ pub struct AlertStatus {
     pub summary: String,
     /// What to do (markdown).
     pub recovery: String,
-    /// Runbook link.
-    pub runbook: String,
+    /// Runbook link, `null` when the rule has none.
+    pub runbook: Option<String>,
     /// The probes the diagnosis rests on, as of its latest evaluation.
     pub evidence: Vec<EvidenceStatus>,
     /// The rule's labels.
     pub labels: BTreeMap<String, String>,
+    /// Why it ended, when not because the failure stopped (its rule was removed by a reload).
+    pub note: Option<String>,
+}
+
+/// How configuration reloads went.
+#[derive(Debug, Serialize)]
+pub struct ReloadStatusView {
+    /// Whether the last attempt succeeded (true until one fails; the start counts as one).
+    pub successful: bool,
+    /// When the configuration in force was loaded (RFC 3339).
+    pub loaded_at: String,
+    /// When the last reload was attempted, if one was.
+    pub attempted_at: Option<String>,
+    /// Every problem of the last failed attempt, one per line; the running configuration stays.
+    pub error: Option<String>,
+    /// Settings the last reload changed that need a restart.
+    pub not_applied: Vec<String>,
+    /// Successful reloads since the start.
+    pub reloads: u64,
+}
+
+impl ReloadStatusView {
+    fn from_status(status: &crate::state::ReloadStatus) -> Self {
+        Self {
+            successful: status.successful,
+            loaded_at: status.loaded_at.to_string(),
+            attempted_at: status.attempted_at.map(|at| at.to_string()),
+            error: status.error.clone(),
+            not_applied: status.not_applied.clone(),
+            reloads: status.reloads,
+        }
+    }
 }
 
 /// One silence in `/status` and the silences API.
@@ -301,8 +371,20 @@ impl Status {
                 .iter()
                 .map(NotifierStatus::from_stats)
                 .collect(),
+            reload: ReloadStatusView::from_status(&snapshot.reload),
+            warnings: snapshot
+                .catalog
+                .warnings()
+                .iter()
+                .map(WarningStatus::from_warning)
+                .collect(),
         }
     }
+}
+
+/// `None` for an empty text: an optional field the rule left out.
+fn non_empty(text: &str) -> Option<String> {
+    (!text.is_empty()).then(|| text.to_owned())
 }
 
 fn alerts(view: &AlertsView) -> Vec<AlertStatus> {
@@ -327,7 +409,7 @@ impl AlertStatus {
             queued: alert.queued,
             summary: content.summary.clone(),
             recovery: content.recovery.clone(),
-            runbook: content.runbook.clone(),
+            runbook: non_empty(&content.runbook),
             evidence: content
                 .evidence
                 .iter()
@@ -338,6 +420,7 @@ impl AlertStatus {
                 })
                 .collect(),
             labels: content.labels.clone(),
+            note: content.note.clone(),
         }
     }
 }
@@ -437,7 +520,7 @@ impl DiagnosisStatus {
                 .collect(),
             summary: diagnosis.summary.clone(),
             recovery: diagnosis.recovery.clone(),
-            runbook: diagnosis.runbook.clone(),
+            runbook: non_empty(&diagnosis.runbook),
             inhibited_by: diagnosis.inhibited_by.clone(),
             labels: diagnosis.labels.clone(),
         }

@@ -457,6 +457,20 @@ pub(crate) fn with_typo_hint(message: &str, also_valid: &[&str]) -> String {
     }
 }
 
+/// `; did you mean `x`?` when `unknown` is a near miss of one of `candidates`, else nothing.
+/// A near miss is at most two edits away, or a third of the name for longer names
+/// (`uptime_in_secnds` for `uptime_seconds`).
+pub(crate) fn did_you_mean(unknown: &str, candidates: &[&str]) -> String {
+    let allowed = (unknown.chars().count() / 3).max(2);
+    candidates
+        .iter()
+        .map(|candidate| (edit_distance(unknown, candidate), *candidate))
+        .filter(|(distance, _)| *distance <= allowed)
+        .min()
+        .map(|(_, candidate)| format!("; did you mean `{candidate}`?"))
+        .unwrap_or_default()
+}
+
 /// Levenshtein distance, for typo hints on short keys.
 fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();

@@ -1,5 +1,6 @@
 //! The store against a real SQLite file: what is committed survives reopening, the outbox is
-//! ordered per notifier, re-sends coalesce, history is trimmed.
+//! ordered per notifier, re-sends coalesce, history is kept whole for its retention and read
+//! back for the views and for replay, an old schema is upgraded in place.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -44,6 +45,7 @@ fn content(id: &str) -> Content {
         runbook: String::new(),
         evidence: Vec::new(),
         since: "2026-07-01T10:00:00Z".parse().unwrap(),
+        note: None,
     }
 }
 
@@ -205,45 +207,71 @@ async fn alerts_and_silences_can_be_removed() {
     assert!(store.load().await.unwrap().silences.is_empty());
 }
 
-/// Probe history is appended without waiting, trimmed to the last runs per probe, and read back
-/// oldest first with its error classes.
+/// Now, to the second (the store keeps milliseconds).
+fn now() -> Timestamp {
+    Timestamp::from_second(Timestamp::now().as_second()).unwrap()
+}
+
+fn at(base: Timestamp, seconds: i64) -> Timestamp {
+    base.checked_add(jiff::SignedDuration::from_secs(seconds))
+        .unwrap()
+}
+
+/// A whole result of `probe` at `at`, failed every third time.
+fn run(probe: &str, at: Timestamp, index: usize) -> TimedResult {
+    let ok = !index.is_multiple_of(3);
+    let mut observations = Observations::new();
+    observations.insert("status".to_owned(), 200.into());
+    observations.insert("ratio".to_owned(), 0.5.into());
+    observations.insert("server".to_owned(), crate::probe::Value::Null);
+    observations.insert(
+        "resolved_ips".to_owned(),
+        vec!["104.16.1.1", "104.16.2.2"].into(),
+    );
+    TimedResult {
+        probe: probe.to_owned(),
+        at,
+        result: ProbeResult {
+            ok,
+            error: (!ok).then_some(ErrorClass::Timeout),
+            message: if ok { "200 OK" } else { "timed out after 10s" }.to_owned(),
+            observations,
+            duration: Duration::from_millis(120),
+            phases: Vec::new(),
+        },
+    }
+}
+
+/// Probe history is appended without waiting, kept whole, and read back two ways: the last
+/// runs of each configured probe (oldest first, for the views at start) and every result in a
+/// window, in time order, with message and observations (for replay, read-only while the
+/// store is open).
 #[tokio::test]
-async fn history_is_trimmed_per_probe_and_read_back_in_order() {
+async fn history_is_kept_whole_and_read_back_per_probe_and_in_time_order() {
     let dir = Dir::new("history");
     let store = StoreHandle::open(&dir.db()).await.unwrap();
-    let base: Timestamp = "2026-07-01T10:00:00Z".parse().unwrap();
-    for index in 0..(HISTORY_PER_PROBE + 20) {
-        let ok = index % 3 != 0;
-        assert!(
-            store.append_history(HistoryRow {
-                probe: "edge-api".into(),
-                ok,
-                error: (!ok).then_some(ErrorClass::Timeout),
-                duration: Duration::from_millis(120),
-                checked_at: base
-                    .checked_add(jiff::SignedDuration::from_secs(
-                        i64::try_from(index).unwrap()
-                    ))
-                    .unwrap(),
-            })
-        );
+    let base = now()
+        .checked_sub(jiff::SignedDuration::from_hours(1))
+        .unwrap();
+    let count = HISTORY_PER_PROBE + 20;
+    for index in 0..count {
+        let seconds = i64::try_from(index).unwrap();
+        assert!(store.append_history(run("edge-api", at(base, seconds), index)));
     }
-    store.append_history(HistoryRow {
-        probe: "db".into(),
-        ok: true,
-        error: None,
-        duration: Duration::from_millis(5),
-        checked_at: base,
-    });
+    assert!(store.append_history(run("db", at(base, 5), 1)));
+    assert!(store.append_transitions(vec![Transition {
+        mode: "edge-down".to_owned(),
+        change: Change::Pending,
+        at: at(base, 3),
+    }]));
     // A question after the rows: answered once they are written.
-    let history = store.load_history().await.unwrap();
+    let history = store
+        .load_history(vec!["edge-api".into(), "db".into(), "gone".into()])
+        .await
+        .unwrap();
     let edge = &history["edge-api"];
     assert_eq!(edge.len(), HISTORY_PER_PROBE);
-    assert_eq!(
-        edge[0].checked_at,
-        base.checked_add(jiff::SignedDuration::from_secs(20))
-            .unwrap()
-    );
+    assert_eq!(edge[0].checked_at, at(base, 20));
     assert!(
         edge.windows(2)
             .all(|pair| pair[0].checked_at < pair[1].checked_at)
@@ -252,6 +280,175 @@ async fn history_is_trimmed_per_probe_and_read_back_in_order() {
     assert_eq!(failed.error, Some(ErrorClass::Timeout));
     assert_eq!(failed.duration, Duration::from_millis(120));
     assert_eq!(history["db"].len(), 1);
+    assert!(!history.contains_key("gone"));
+
+    // Read-only, beside the open store and without its lock.
+    let reader = Reader::open(&dir.db()).unwrap();
+    let mut read = Vec::new();
+    let counted = reader
+        .results(at(base, 2), at(base, 6), |result| read.push(result))
+        .unwrap();
+    assert_eq!(counted.results, 6);
+    assert_eq!(
+        read.iter()
+            .map(|result| (result.probe.as_str(), result.at))
+            .collect::<Vec<_>>(),
+        [
+            ("edge-api", at(base, 2)),
+            ("edge-api", at(base, 3)),
+            ("edge-api", at(base, 4)),
+            ("edge-api", at(base, 5)),
+            ("db", at(base, 5)),
+            ("edge-api", at(base, 6)),
+        ]
+    );
+    assert_eq!(read[1], run("edge-api", at(base, 3), 3), "kept whole");
+    assert_eq!(read[0], run("edge-api", at(base, 2), 2));
+    assert_eq!(
+        reader.transitions(base, at(base, 60)).unwrap(),
+        [Transition {
+            mode: "edge-down".to_owned(),
+            change: Change::Pending,
+            at: at(base, 3),
+        }]
+    );
+    assert_eq!(reader.oldest_result().unwrap(), Some(base));
+    // The daemon's lock is still the daemon's.
+    assert!(matches!(
+        StoreHandle::open(&dir.db()).await,
+        Err(StoreError::Locked { .. })
+    ));
+}
+
+/// Results and diagnosis changes older than the retention are deleted, the rest kept.
+#[tokio::test]
+async fn history_past_its_retention_is_pruned() {
+    let dir = Dir::new("prune");
+    let now = now();
+    let old = now
+        .checked_sub(jiff::SignedDuration::from_hours(2))
+        .unwrap();
+    let store = StoreHandle::open(&dir.db()).await.unwrap();
+    store.append_history(run("edge-api", old, 1));
+    store.append_transitions(vec![Transition {
+        mode: "edge-down".to_owned(),
+        change: Change::Active,
+        at: old,
+    }]);
+    // A load is answered after everything sent before it is written.
+    assert!(store.load().await.is_ok());
+    drop(store);
+    // Opening with an hour's retention prunes at once.
+    let store = StoreHandle::open_keeping(&dir.db(), Duration::from_secs(3600))
+        .await
+        .unwrap();
+    store.append_history(run("edge-api", now, 2));
+    assert!(store.load().await.is_ok());
+    drop(store);
+    let reader = Reader::open(&dir.db()).unwrap();
+    let mut read = Vec::new();
+    reader
+        .results(Timestamp::UNIX_EPOCH, Timestamp::MAX, |result| {
+            read.push(result.at)
+        })
+        .unwrap();
+    assert_eq!(read, [now]);
+    assert!(
+        reader
+            .transitions(Timestamp::UNIX_EPOCH, Timestamp::MAX)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// A store written by schema 1 (compact history rows, no transitions) is upgraded in place:
+/// its alerts and history are still there (the views restore the old rows; replay skips them,
+/// having no message or observations), new results are kept whole, and the file says schema 2.
+#[tokio::test]
+async fn a_schema_1_store_is_upgraded_in_place() {
+    let dir = Dir::new("upgrade");
+    std::fs::create_dir_all(dir.db().parent().unwrap()).unwrap();
+    let base = now()
+        .checked_sub(jiff::SignedDuration::from_mins(10))
+        .unwrap();
+    {
+        let connection = Connection::open(dir.db()).unwrap();
+        connection.execute_batch(SCHEMA_1).unwrap();
+        connection.pragma_update(None, "user_version", 1).unwrap();
+        connection
+            .execute(
+                "INSERT INTO alerts (id, body) VALUES (?1, ?2)",
+                params!["neon-down", encode(&alert("neon-down")).unwrap()],
+            )
+            .unwrap();
+        connection
+            .execute(
+                "INSERT INTO history (probe, ok, error, duration_seconds, checked_at_ms)
+                 VALUES ('edge-api', 0, 'connect', 0.5, ?1)",
+                params![base.as_millisecond()],
+            )
+            .unwrap();
+    }
+    assert!(
+        Reader::open(&dir.db())
+            .unwrap_err()
+            .to_string()
+            .contains("older honeyguide (schema 1"),
+        "replay asks for the upgrade rather than misreading"
+    );
+    let store = StoreHandle::open(&dir.db()).await.unwrap();
+    assert_eq!(store.load().await.unwrap().alerts, [alert("neon-down")]);
+    let history = store.load_history(vec!["edge-api".into()]).await.unwrap();
+    assert_eq!(history["edge-api"][0].error, Some(ErrorClass::Connect));
+    store.append_history(run("edge-api", at(base, 60), 1));
+    assert!(store.load().await.is_ok());
+    let reader = Reader::open(&dir.db()).unwrap();
+    let mut read = Vec::new();
+    let count = reader
+        .results(base, Timestamp::MAX, |result| read.push(result))
+        .unwrap();
+    assert_eq!(
+        (count.results, count.compact),
+        (1, 1),
+        "the old row is counted, not replayed"
+    );
+    assert_eq!(read, [run("edge-api", at(base, 60), 1)]);
+    drop(reader);
+    drop(store);
+    let version: i64 = Connection::open(dir.db())
+        .unwrap()
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    // Opening again does not migrate again.
+    assert!(StoreHandle::open(&dir.db()).await.is_ok());
+}
+
+/// Replay reads a store no daemon has open (the WAL files gone with the last connection),
+/// and says clearly when there is no store at all.
+#[tokio::test]
+async fn a_closed_store_is_read_and_a_missing_one_named() {
+    let dir = Dir::new("closed");
+    let store = StoreHandle::open(&dir.db()).await.unwrap();
+    store.append_history(run("edge-api", now(), 1));
+    assert!(store.load().await.is_ok());
+    drop(store);
+    // Let the store thread close its connection.
+    for _ in 0..50 {
+        if !dir.db().with_extension("db-wal").exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let reader = Reader::open(&dir.db()).unwrap();
+    let count = reader
+        .results(Timestamp::UNIX_EPOCH, Timestamp::MAX, |_| {})
+        .unwrap();
+    assert_eq!(count.results, 1);
+    let missing = dir.0.join("nowhere.db");
+    let error = Reader::open(&missing).unwrap_err().to_string();
+    assert!(error.contains("no such file"), "{error}");
+    assert!(!missing.exists(), "reading creates nothing");
 }
 
 /// A database written by a newer schema is refused with a clear message instead of being

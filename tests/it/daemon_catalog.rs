@@ -237,7 +237,7 @@ fn validate_reports_every_bad_rule_and_run_refuses_them() {
     write("b.toml", rule("b", "warning", "probes.api.ok > 1", ""));
     write(
         "c.toml",
-        rule("c", "warning", "!probes.api.ok", "inhibits = [\"zz\"]\n"),
+        rule("c", "warning", "!probes.api.ok", "inhibits = [\"c\"]\n"),
     );
 
     let output = honeyguide(&["validate"], dir.path());
@@ -246,7 +246,7 @@ fn validate_reports_every_bad_rule_and_run_refuses_them() {
     let expected = [
         "alerts/a.toml:4:17: when: unknown probe `db`",
         "alerts/b.toml:4:23: when: type error: found no matching overload for '_>_' applied to '(bool, int)'",
-        "alerts/c.toml:8:13: inhibits[0]: inhibits unknown failure mode `zz`",
+        "alerts/c.toml:8:13: inhibits[0]: a failure mode cannot inhibit itself",
         "honeyguide: 3 problem(s) in alerts",
     ];
     for line in expected {

@@ -112,3 +112,50 @@ fn the_deployment_runs_unprivileged_with_health_checks() {
         "liveness and readiness"
     );
 }
+
+/// The systemd unit for the outside instance is valid (`systemd-analyze verify`, warnings
+/// included, against the binary under test) and hardened as deploy/README.md says: its own
+/// user, a private state directory for the store, a read-only system, no new privileges,
+/// reload by SIGHUP, restart on failure.
+#[test]
+fn the_systemd_unit_verifies_and_is_hardened() {
+    let analyze = crate::support::require_binary("/usr/bin/systemd-analyze", "systemd");
+    let unit = repo("deploy/systemd/honeyguide.service");
+    for setting in [
+        "DynamicUser=yes",
+        "StateDirectory=honeyguide",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "Restart=on-failure",
+    ] {
+        assert!(
+            unit.lines().any(|line| line.trim() == setting),
+            "the unit lacks `{setting}`"
+        );
+    }
+    let dir = crate::support::TempDir::new("systemd");
+    let path = dir.path().join("honeyguide.service");
+    std::fs::write(
+        &path,
+        unit.replace(
+            "/usr/local/bin/honeyguide",
+            env!("CARGO_BIN_EXE_honeyguide"),
+        ),
+    )
+    .unwrap();
+    let output = std::process::Command::new(analyze)
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "systemd-analyze verify failed:\n{said}"
+    );
+    assert!(
+        said.trim().is_empty(),
+        "systemd-analyze verify warned:\n{said}"
+    );
+}

@@ -40,6 +40,8 @@ mod probe_registry;
 mod probe_s3;
 mod probe_smtp;
 mod probe_wrong_server;
+mod reload;
+mod replay;
 mod rule_loader;
 mod server_bounds;
 mod shipped_probes;

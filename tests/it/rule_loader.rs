@@ -163,7 +163,7 @@ fn every_problem_of_a_rule_file_is_reported_with_its_key() {
     let dir = setup("loader-keys");
     let alerts = dir.path().join("alerts");
     let broken = "id = \"api-down\"\ntitle = \"API down\\r\\nBcc: everyone@example.com\"\n\
-                  severity = \"fatal\"\nwhen = '!probes.api.ok'\nsymptom = \"s\"\nrecovery = \"r\"\n\
+                  severity = \"fatal\"\nwhen = '!probes.api.ok'\nsymptom = \"s\"\nrunbook = \"#r\"\n\
                   \n\n\nlabels.team.name = \"platform\"\n";
     std::fs::write(alerts.join("api-down.toml"), broken).unwrap();
     let duplicate = rule("db-down", "\ntitle = \"again\"\n");
@@ -175,7 +175,7 @@ fn every_problem_of_a_rule_file_is_reported_with_its_key() {
     assert_eq!(
         stderr.lines().collect::<Vec<_>>(),
         [
-            "alerts/api-down.toml:1:1: runbook: missing field `runbook`",
+            "alerts/api-down.toml:1:1: recovery: missing field `recovery`",
             "alerts/api-down.toml:3:12: severity: unknown variant `fatal`, expected one of \
              `critical`, `warning`, `info`",
             "alerts/api-down.toml:10:8: labels.team: invalid type: map, expected a string",
@@ -186,7 +186,7 @@ fn every_problem_of_a_rule_file_is_reported_with_its_key() {
 
     let fixed = broken
         .replace("fatal", "critical")
-        .replace("labels.team.name", "runbook");
+        .replace("labels.team.name", "recovery");
     std::fs::write(alerts.join("api-down.toml"), fixed).unwrap();
     std::fs::write(alerts.join("db-down.toml"), rule("db-down", "")).unwrap();
     let output = validate(dir.path());
@@ -199,5 +199,70 @@ fn every_problem_of_a_rule_file_is_reported_with_its_key() {
              it contains a line break",
             "honeyguide: 1 problem(s) in alerts",
         ]
+    );
+}
+
+/// A team adopting part of the shipped catalog: three shipped rules whose `inhibits` name rules
+/// that were not copied load, with one warning per such entry (file, line, column, the missing
+/// id) and exit 0. Before, this was 17 errors and exit 2.
+#[test]
+fn a_catalog_adopted_in_part_loads_with_warnings() {
+    let dir = TempDir::new("loader-partial");
+    let repository = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(
+        repository.join("probes.toml"),
+        dir.path().join("probes.toml"),
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("alerts")).unwrap();
+    let adopted = ["all-nodes-down", "redis-down", "neon-outage"];
+    let mut expected_warnings = 0;
+    for id in adopted {
+        let name = format!("{id}.toml");
+        let text = std::fs::read_to_string(repository.join("alerts").join(&name)).unwrap();
+        std::fs::write(dir.path().join("alerts").join(&name), &text).unwrap();
+        let inhibits = text
+            .lines()
+            .find(|line| line.starts_with("inhibits"))
+            .unwrap_or_else(|| panic!("{id} inhibits nothing"));
+        expected_warnings += inhibits.matches('"').count() / 2;
+    }
+
+    let output = validate(dir.path());
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.contains("is not loaded, so this entry inhibits nothing"))
+        .collect();
+    assert_eq!(warnings.len(), expected_warnings, "{stderr}");
+    assert!(expected_warnings >= 17, "{expected_warnings}");
+    assert!(
+        warnings.contains(
+            &"alerts/redis-down.toml:21:13: inhibits[0]: `redis-restarted` is not loaded, so this \
+              entry inhibits nothing"
+        ),
+        "{stderr}"
+    );
+    // Each warning is located: file:line:column: key.
+    for line in &warnings {
+        let mut parts = line.splitn(4, ':');
+        let (file, row, column) = (parts.next(), parts.next(), parts.next());
+        assert!(file.is_some_and(|file| file.ends_with(".toml")), "{line}");
+        assert!(
+            row.and_then(|row| row.parse::<usize>().ok()).is_some(),
+            "{line}"
+        );
+        assert!(
+            column
+                .and_then(|column| column.parse::<usize>().ok())
+                .is_some(),
+            "{line}"
+        );
+    }
+    assert!(
+        stdout.contains("alerts: 3 failure modes, ok (")
+            && stdout.contains(" warnings, see above)"),
+        "{stdout}"
     );
 }

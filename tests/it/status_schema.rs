@@ -50,6 +50,14 @@ fn rule(id: &str, inhibits: &str, when: &str) -> (String, String) {
     )
 }
 
+fn without_runbook((name, text): (String, String)) -> (String, String) {
+    let id = name.trim_end_matches(".toml");
+    (
+        name.clone(),
+        text.replace(&format!("runbook = \"#{id}\"\n"), ""),
+    )
+}
+
 const TOKEN: &str = "schema-test-token-0123456789";
 
 /// Alerting for the live document: a webhook that delivers, the API, a one-off window in force
@@ -99,8 +107,16 @@ async fn a_live_status_document_matches_the_schema() {
             "\"api-failing\"",
             "!probes.api.ok && probes.web.ok",
         ),
-        rule("api-failing", "", "!probes.api.ok"),
-        rule("typo", "", "probes.web.observations.not_observed == 1"),
+        // Without a runbook (it is optional): `null` in the diagnosis and the alert.
+        without_runbook(rule("api-failing", "", "!probes.api.ok")),
+        // Inhibiting a mode that is not loaded: a warning, located.
+        rule(
+            "typo",
+            "\"not-loaded\"",
+            "probes.web.observations.not_observed == 1",
+        ),
+        // Not a rule file: a warning without a position.
+        ("README.md".to_owned(), "# our rules\n".to_owned()),
     ];
     let rules: Vec<(&str, &str)> = rules
         .iter()
@@ -151,6 +167,7 @@ async fn a_live_status_document_matches_the_schema() {
         },
     )
     .await;
+    let daemon_dir = daemon.dir().to_owned();
     daemon.stop().await;
 
     let schema = schema();
@@ -182,6 +199,35 @@ async fn a_live_status_document_matches_the_schema() {
         json!(["mon", "tue"])
     );
     assert_eq!(status["silences"][2]["created_by"], "ana");
+    let failing = status["diagnoses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == "api-failing")
+        .unwrap();
+    assert_eq!(failing["runbook"], json!(null));
+    assert_eq!(status["diagnoses"][0]["runbook"], "#api-down");
+    let warnings: Vec<&Value> = status["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|warning| &warning["text"])
+        .collect();
+    let dir = daemon_dir.display();
+    assert_eq!(
+        warnings,
+        [
+            &json!(format!(
+                "{dir}/alerts/README.md: skipped: not a rule file (rules are `*.toml`)"
+            )),
+            &json!(format!(
+                "{dir}/alerts/typo.toml:9:13: inhibits[0]: `not-loaded` is not loaded, so this \
+                 entry inhibits nothing"
+            )),
+        ]
+    );
+    assert_eq!(status["warnings"][0]["line"], json!(null));
+    assert_eq!(status["warnings"][1]["kind"], "inhibits_unloaded");
 
     // Formats and closed sets are checked, not just shapes.
     let mut changed = status.clone();
@@ -209,6 +255,7 @@ async fn a_live_status_document_matches_the_schema() {
         "/silences/1/weekly",
         "/silences/2",
         "/notifiers/0",
+        "/warnings/1",
     ];
     for place in places {
         let mut changed = status.clone();
@@ -267,7 +314,7 @@ fn every_object_in_the_schema_is_closed_and_complete() {
     }
     let mut objects = 0;
     check("#", &schema(), &mut objects);
-    // The document, diagnosis, evidence, rule, probe, phase, run, alert, silence, weekly window
-    // and notifier.
-    assert_eq!(objects, 11);
+    // The document, diagnosis, evidence, rule, probe, phase, run, alert, silence, weekly window,
+    // notifier, reload and warning.
+    assert_eq!(objects, 13);
 }

@@ -56,6 +56,7 @@ struct Harness {
     removed: Vec<String>,
     diagnoses: Vec<Diagnosis>,
     undetermined: BTreeSet<String>,
+    retired: BTreeSet<String>,
 }
 
 impl Harness {
@@ -69,6 +70,7 @@ impl Harness {
             removed: Vec::new(),
             diagnoses: Vec::new(),
             undetermined: BTreeSet::new(),
+            retired: BTreeSet::new(),
         }
     }
 
@@ -89,6 +91,7 @@ impl Harness {
         let evaluation = Evaluation {
             diagnoses: self.diagnoses.clone(),
             undetermined: self.undetermined.clone(),
+            retired: self.retired.clone(),
         };
         let (now, at) = (Instant::now(), self.at());
         self.engine.observe(&evaluation, &self.silences, now, at);
@@ -115,6 +118,7 @@ impl Harness {
         let evaluation = Evaluation {
             diagnoses,
             undetermined: BTreeSet::new(),
+            retired: BTreeSet::new(),
         };
         let (now, at) = (Instant::now(), self.at());
         self.engine.observe(&evaluation, &self.silences, now, at);

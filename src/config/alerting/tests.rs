@@ -328,3 +328,33 @@ interval = "100ms"
         ]
     );
 }
+
+/// `[store] history_retention` defaults to a week and is bounded: an hour to 90 days, the
+/// error located with its key.
+#[test]
+fn history_retention_has_a_default_and_a_range() {
+    let config = load("[store]\npath = \"hg.db\"\n").unwrap();
+    assert_eq!(
+        config.store.history_retention,
+        Duration::from_secs(7 * 86_400)
+    );
+    let config = load("[store]\nhistory_retention = \"30d\"\n").unwrap();
+    assert_eq!(
+        config.store.history_retention,
+        Duration::from_secs(30 * 86_400)
+    );
+    assert_eq!(
+        errors("[store]\nhistory_retention = \"10m\"\n"),
+        [
+            "probes.toml:2:21: store.history_retention: must be at least 1h (the range is 1h to \
+          90d)"
+        ]
+    );
+    assert_eq!(
+        errors("[store]\nhistory_retention = \"1y\"\n"),
+        [
+            "probes.toml:2:21: store.history_retention: must be at most 90d (the range is 1h to \
+          90d)"
+        ]
+    );
+}

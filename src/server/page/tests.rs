@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::server::status::{DiagnosisStatus, EvidenceStatus, HistoryStatus, ProbeStatus, Status};
+use crate::server::status::{
+    DiagnosisStatus, EvidenceStatus, HistoryStatus, ProbeStatus, ReloadStatusView, Status,
+};
 
 pub(super) const NOW: &str = "2025-06-01T12:00:00Z";
 
@@ -19,6 +21,15 @@ pub(super) fn status(diagnoses: Vec<DiagnosisStatus>, probes: Vec<ProbeStatus>) 
         alerts: Vec::new(),
         silences: Vec::new(),
         notifiers: Vec::new(),
+        reload: ReloadStatusView {
+            successful: true,
+            loaded_at: "2025-06-01T09:00:00Z".to_owned(),
+            attempted_at: None,
+            error: None,
+            not_applied: Vec::new(),
+            reloads: 0,
+        },
+        warnings: Vec::new(),
     }
 }
 
@@ -76,7 +87,7 @@ pub(super) fn diagnosis(id: &str, severity: &'static str, state: &'static str) -
         ],
         summary: format!("{id} symptom"),
         recovery: format!("1. Run `fix {id}`.\n2. Check again."),
-        runbook: format!("16-failure-modes.md#{id}"),
+        runbook: Some(format!("16-failure-modes.md#{id}")),
         inhibited_by: None,
         labels: BTreeMap::from([("component".to_owned(), "cluster".to_owned())]),
     }
@@ -406,4 +417,35 @@ pub(super) fn section<'a>(html: &'a str, open: &str, close: &str) -> &'a str {
         .find(close)
         .unwrap_or_else(|| panic!("no {close} after {open} in {html}"));
     &html[start..start + end]
+}
+
+/// Warnings about the rules (an `inhibits` naming a mode that is not loaded) are listed at the
+/// end of the page as `validate` prints them, escaped.
+#[test]
+fn rule_warnings_are_listed() {
+    let mut document = status(Vec::new(), vec![probe("origin-1", Some(true), "200 OK")]);
+    assert!(!render(&document).contains("rule-warnings"));
+    document
+        .warnings
+        .push(crate::server::status::WarningStatus {
+            kind: "inhibits_unloaded",
+            file: "alerts/all-nodes-down.toml".to_owned(),
+            line: Some(12),
+            column: Some(14),
+            key: Some("inhibits[0]".to_owned()),
+            message: "`<two-nodes-down>` is not loaded, so this entry inhibits nothing".to_owned(),
+            text:
+                "alerts/all-nodes-down.toml:12:14: inhibits[0]: `<two-nodes-down>` is not loaded, \
+               so this entry inhibits nothing"
+                    .to_owned(),
+        });
+    let html = render(&document);
+    assert!(html.contains("<h2 id=\"rule-warnings-title\">Warnings about the rules</h2>"));
+    assert!(
+        html.contains(
+            "<li><code>alerts/all-nodes-down.toml:12:14: inhibits[0]: `&lt;two-nodes-down&gt;` \
+             is not loaded, so this entry inhibits nothing</code></li>"
+        ),
+        "{html}"
+    );
 }

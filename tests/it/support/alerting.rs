@@ -37,6 +37,7 @@ impl Script {
         self.0.send_replace(Evaluation {
             diagnoses,
             undetermined: Default::default(),
+            retired: Default::default(),
         });
     }
 

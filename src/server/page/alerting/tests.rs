@@ -29,6 +29,7 @@ fn alert_of(diagnosis: &DiagnosisStatus) -> AlertStatus {
         runbook: diagnosis.runbook.clone(),
         evidence: diagnosis.probes.clone(),
         labels: diagnosis.labels.clone(),
+        note: None,
     }
 }
 
