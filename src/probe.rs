@@ -7,7 +7,7 @@
 //! adding a kind is one file plus one arm in each match the compiler points at.
 //!
 //! A run yields an [`Outcome`] (ok, a closed [`ErrorClass`], a human message, observations rules
-//! can read). [`execute`] wraps every run: it times the phases the probe marks, enforces the hard
+//! can read, as the kind's [`schema`] declares them). [`execute`] wraps every run: it times the phases the probe marks, enforces the hard
 //! timeout, and turns a hang or a panic into a failed [`ProbeResult`], so no probe can stall the
 //! scheduler or take the daemon down. It also makes every message one bounded line
 //! ([`crate::text::one_line`]): kinds may quote what a target said, and need not escape it.
@@ -22,6 +22,7 @@ pub mod postgres;
 pub mod redis;
 pub mod registry;
 pub mod s3;
+pub mod schema;
 pub mod smtp;
 
 use std::collections::BTreeMap;
@@ -33,6 +34,7 @@ use tokio::time::Instant;
 
 use crate::exposition::MetricsWriter;
 use crate::spec::{BuildContext, ErrorSink, Section, build_section};
+use schema::{Field, Schema};
 
 // === Kind ===
 
@@ -58,6 +60,43 @@ crate::closed_set! {
         S3 = "s3",
     }
 }
+
+impl Kind {
+    /// What a run of this kind observes: its own fields, the connection's (every kind but
+    /// `dns`, which asks its resolvers itself) and the run's.
+    pub fn schema(self) -> Schema {
+        const HTTP: &[&[Field]] = &[http::OBSERVATIONS, net::OBSERVATIONS, RUN_OBSERVATIONS];
+        const DNS: &[&[Field]] = &[dns::OBSERVATIONS, RUN_OBSERVATIONS];
+        const POSTGRES: &[&[Field]] =
+            &[postgres::OBSERVATIONS, net::OBSERVATIONS, RUN_OBSERVATIONS];
+        const REDIS: &[&[Field]] = &[redis::OBSERVATIONS, net::OBSERVATIONS, RUN_OBSERVATIONS];
+        const ASYNQ: &[&[Field]] = &[asynq::OBSERVATIONS, net::OBSERVATIONS, RUN_OBSERVATIONS];
+        const SMTP: &[&[Field]] = &[smtp::OBSERVATIONS, net::OBSERVATIONS, RUN_OBSERVATIONS];
+        const REGISTRY: &[&[Field]] =
+            &[registry::OBSERVATIONS, net::OBSERVATIONS, RUN_OBSERVATIONS];
+        const S3: &[&[Field]] = &[s3::OBSERVATIONS, net::OBSERVATIONS, RUN_OBSERVATIONS];
+        Schema::new(match self {
+            Kind::Http => HTTP,
+            Kind::Dns => DNS,
+            Kind::Postgres => POSTGRES,
+            Kind::Redis => REDIS,
+            Kind::Asynq => ASYNQ,
+            Kind::Smtp => SMTP,
+            Kind::Registry => REGISTRY,
+            Kind::S3 => S3,
+        })
+    }
+}
+
+/// What [`execute`] itself observes, for every kind.
+const RUN_OBSERVATIONS: &[Field] = &[TIMEOUT_PHASE];
+
+const TIMEOUT_PHASE: Field = Field::text(
+    "timeout_phase",
+    "only on `timeout`: the phase the run hung in",
+    "connect",
+)
+.failure_only();
 
 // === Probe ===
 
@@ -165,15 +204,15 @@ pub fn write_kind_metrics<'a>(
     probes: &[(&'a str, &'a ProbeResult)],
     out: &mut MetricsWriter,
 ) {
+    kind.schema().write_gauges(probes, out);
     match kind {
         Kind::Http => http::write_metrics(probes, out),
         Kind::Dns => dns::write_metrics(probes, out),
         Kind::Postgres => postgres::write_metrics(probes, out),
-        Kind::Redis => redis::write_metrics(probes, out),
         Kind::Asynq => asynq::write_metrics(probes, out),
         Kind::Smtp => smtp::write_metrics(probes, out),
-        Kind::Registry => registry::write_metrics(probes, out),
-        Kind::S3 => s3::write_metrics(probes, out),
+        // Their series are all declared observations' gauges.
+        Kind::Redis | Kind::Registry | Kind::S3 => {}
     }
 }
 
@@ -558,7 +597,30 @@ impl Timings {
 /// and a panic inside the probe becomes [`ErrorClass::Internal`]. The message is made one line
 /// of at most [`crate::text::MESSAGE_MAX`] characters, control characters escaped.
 pub async fn execute(probe: Arc<Probe>, timeout: Duration) -> ProbeResult {
-    execute_with(timeout, move |ctx| async move { probe.run(&ctx).await }).await
+    let kind = probe.kind();
+    let mut result = execute_with(timeout, move |ctx| async move { probe.run(&ctx).await }).await;
+    conform(kind, &mut result);
+    result
+}
+
+/// Brings the result's observations to the kind's declared shape ([`Schema::conform`]). A
+/// mismatch is a bug in the kind: the value is dropped and logged, and in a debug build (every
+/// test) the run fails as `internal`, so that no test passes over it.
+fn conform(kind: Kind, result: &mut ProbeResult) {
+    let mismatches = kind.schema().conform(&mut result.observations);
+    for mismatch in &mismatches {
+        tracing::warn!(kind = %kind, %mismatch, "a probe observed what its schema does not declare (a honeyguide bug)");
+    }
+    if cfg!(debug_assertions)
+        && let Some(first) = mismatches.first()
+    {
+        result.ok = false;
+        result.error = Some(ErrorClass::Internal);
+        result.message = crate::text::one_line(
+            &format!("{kind} schema: {first} (a honeyguide bug)"),
+            crate::text::MESSAGE_MAX,
+        );
+    }
 }
 
 /// [`execute`] for any run function: the guard itself, separate from the probe kinds so that it
@@ -612,7 +674,8 @@ fn timed_out(ctx: &ProbeContext, timeout: Duration) -> Outcome {
         Some(phase) => format!("timed out after {limit} during {phase}"),
         None => format!("timed out after {limit}"),
     };
-    Outcome::failure(ErrorClass::Timeout, message).with("timeout_phase", phase.map(str::to_owned))
+    Outcome::failure(ErrorClass::Timeout, message)
+        .with(RUN_OBSERVATIONS[0].name, phase.map(str::to_owned))
 }
 
 #[cfg(test)]

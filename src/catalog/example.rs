@@ -7,7 +7,7 @@
 //! its kind at its interval; a scripted result repeats at its probe's interval until that
 //! probe's next entry. Results say only what matters (`ok`, `error`, `message`, `duration`, the
 //! observations that differ); the rest of a result's observations are the kind's healthy ones
-//! from [`synthetic::observations`], the one place a healthy result is defined.
+//! from [`synthetic::healthy`], which the kind's observation schema defines.
 //!
 //! Parsing is here and part of loading a rule (every problem located, like any other rule
 //! error); running is [`run`], on the same [`Timeline`] engine replay uses, so an example tests
@@ -32,7 +32,8 @@ use serde::Deserialize;
 use toml::Spanned;
 use toml::de::DeValue;
 
-use crate::probe::{ErrorClass, Observations, ProbeResult, Value};
+use crate::probe::schema::Problem;
+use crate::probe::{ErrorClass, Kind, Observations, ProbeResult, Value};
 use crate::spec::ErrorSink;
 use crate::spec::duration::Bounds;
 use crate::spec::source::with_typo_hint;
@@ -382,6 +383,59 @@ fn validate(
     })
 }
 
+/// Where a scripted result's parts are written, for located errors.
+struct Written<'a> {
+    /// Each observation's value.
+    observations: &'a BTreeMap<String, std::ops::Range<usize>>,
+    /// The result's `probe`, for what has no span of its own (the `null` list).
+    result: std::ops::Range<usize>,
+    /// The result's key path: `example[0].results[2]`.
+    key: &'a str,
+}
+
+/// Checks an example's scripted observations against the kind's schema: a misspelt key would
+/// otherwise script nothing, and the example would pass whatever the rule does.
+fn check_observations(
+    kind: Kind,
+    probe: &str,
+    observations: &mut Observations,
+    nulls: &[String],
+    written: &Written<'_>,
+    sink: &mut ErrorSink<'_>,
+) -> bool {
+    let key = written.key;
+    let schema = kind.schema();
+    let mut valid = true;
+    for mismatch in schema.check_partial(observations) {
+        let top = mismatch.path.split(['.', '[']).next().unwrap_or_default();
+        let message = match &mismatch.problem {
+            Problem::Undeclared { known } => format!(
+                "unknown observation `{}` of {kind} probe `{probe}`{}",
+                mismatch.path,
+                did_you_mean(mismatch.path.rsplit('.').next().unwrap_or_default(), known)
+            ),
+            Problem::WrongType { .. } => mismatch.to_string(),
+        };
+        let span = written.observations.get(top).unwrap_or(&written.result);
+        sink.push(span, &format!("{key}.observations.{top}"), message);
+        valid = false;
+    }
+    for name in nulls {
+        if schema.field(name).is_none() {
+            sink.push(
+                &written.result,
+                &format!("{key}.null"),
+                format!(
+                    "unknown observation `{name}` of {kind} probe `{probe}`{}",
+                    did_you_mean(name, &schema.names())
+                ),
+            );
+            valid = false;
+        }
+    }
+    valid
+}
+
 fn validate_result(
     raw: RawResult,
     key: &str,
@@ -474,8 +528,10 @@ fn validate_result(
         }
     };
     let mut observations = Observations::new();
+    let mut spans = BTreeMap::new();
     for (name, value) in raw.observations {
         let span = value.span();
+        spans.insert(name.clone(), span.clone());
         match observed(value.into_inner()) {
             Ok(value) => {
                 observations.insert(name, value);
@@ -485,6 +541,14 @@ fn validate_result(
                 valid = false;
             }
         }
+    }
+    if let Some(kind) = probes.get(&probe) {
+        let written = Written {
+            observations: &spans,
+            result: raw.probe.span(),
+            key,
+        };
+        valid &= check_observations(*kind, &probe, &mut observations, &raw.null, &written, sink);
     }
     valid.then_some(Scripted {
         probe,
@@ -806,7 +870,7 @@ fn result(probe: &TimelineProbe, scripted: Option<&Scripted>) -> ProbeResult {
             ok: true,
             error: None,
             message: "ok".to_owned(),
-            observations: synthetic::observations(probe.kind),
+            observations: synthetic::healthy(probe.kind),
             duration: DEFAULT_RUN,
             phases: Vec::new(),
         };
@@ -814,7 +878,7 @@ fn result(probe: &TimelineProbe, scripted: Option<&Scripted>) -> ProbeResult {
     let mut observations = if scripted.observations_only {
         Observations::new()
     } else {
-        synthetic::observations(probe.kind)
+        synthetic::healthy(probe.kind)
     };
     observations.extend(scripted.observations.clone());
     for key in &scripted.null {

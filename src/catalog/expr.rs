@@ -33,7 +33,9 @@ use cel::{Context, Env, ExecutionError, FunctionContext, IdedExpr, Program};
 use jiff::Timestamp;
 use tokio::time::Instant;
 
+use crate::probe::schema::Resolved;
 use crate::probe::{Kind, Value};
+use crate::spec::source::did_you_mean;
 use crate::view::{HISTORY_LEN, ProbeView};
 
 use super::synthetic;
@@ -50,8 +52,11 @@ pub(crate) const MAX_EXPRESSION_BYTES: usize = 4096;
 /// more than 3.
 pub(crate) const MAX_NESTING: usize = 16;
 /// How deep the compiled expression may be (`a.b.c...`, nested calls and conditionals): the
-/// classifier evaluates it recursively on a runtime worker, whose stack is 2 MiB.
-pub(crate) const MAX_DEPTH: usize = 64;
+/// classifier evaluates it recursively on a runtime worker, whose stack is 2 MiB. An arithmetic
+/// chain (`x + 1 + 1 ...`) costs about 40 KB of stack per level in a debug build and overflowed
+/// 2 MiB at 52 levels (the old limit was 64); 32 keeps a margin of more than 1.5x, and no
+/// shipped rule is deeper than 11.
+pub(crate) const MAX_DEPTH: usize = 32;
 
 /// The helper methods a rule may call on a probe.
 const FAILURE_RATIO: &str = "failure_ratio";
@@ -152,6 +157,22 @@ impl Evaluator {
                     message: format!("unknown probe `{}`", reference.name),
                 }),
             }
+        }
+        if errors.is_empty() {
+            let mut paths = Vec::new();
+            probe_paths(program.expression(), &mut paths);
+            errors.extend(paths.iter().filter_map(|path| {
+                let kind = kind_of(&path.probe)?;
+                let (key, message) = unknown_key(path, kind)?;
+                // A key's node sits at its dot, its quote, or (inside `has()`) at the start of
+                // the selection: the key itself is the first place its name is written from there.
+                let at = node_offset(key.id);
+                let within = text.get(at..).and_then(|rest| rest.find(key.name));
+                Some(ExprError {
+                    offset: at + within.unwrap_or(0),
+                    message,
+                })
+            }));
         }
         if errors.is_empty() && probes.is_empty() {
             errors.push(ExprError {
@@ -504,6 +525,121 @@ fn probe_reference(node: &IdedExpr) -> Option<Reference> {
     }
 }
 
+// === paths into a probe ===
+
+/// What a probe's CEL value holds besides its observations (see the module doc).
+const PROBE_FIELDS: [&str; 8] = [
+    "name",
+    "kind",
+    "ok",
+    "error",
+    "message",
+    "duration_seconds",
+    "consecutive_failures",
+    "observations",
+];
+
+/// `probes["x"].observations.queues["default"].pending` as the probe and its keys, each with
+/// where it is written: the keys a rule names literally, which the kind's schema can check.
+#[derive(Debug)]
+struct ProbePath<'e> {
+    probe: String,
+    keys: Vec<Key<'e>>,
+}
+
+/// One key of a [`ProbePath`]: `.key` or `["key"]`.
+#[derive(Debug)]
+struct Key<'e> {
+    name: &'e str,
+    /// The node to point at: the selection or the string literal.
+    id: u64,
+}
+
+/// Every node of `node` that is a path into a probe, prefixes included (`a.b` and `a.b.c` are
+/// both listed, so each key is checked where it is written).
+fn probe_paths<'e>(node: &'e IdedExpr, out: &mut Vec<ProbePath<'e>>) {
+    if let Some(path) = probe_path(node)
+        && !path.keys.is_empty()
+    {
+        out.push(path);
+    }
+    for child in children(node) {
+        probe_paths(child, out);
+    }
+}
+
+fn probe_path(node: &IdedExpr) -> Option<ProbePath<'_>> {
+    if let Some(reference) = probe_reference(node) {
+        return Some(ProbePath {
+            probe: reference.name,
+            keys: Vec::new(),
+        });
+    }
+    let (operand, key) = match &node.expr {
+        Expr::Select(select) => (
+            &*select.operand,
+            Key {
+                name: select.field.as_str(),
+                id: node.id,
+            },
+        ),
+        Expr::Call(call) if call.func_name == "_[_]" && call.target.is_none() => {
+            let [operand, index] = call.args.as_slice() else {
+                return None;
+            };
+            let Expr::Literal(LiteralValue::String(name)) = &index.expr else {
+                return None;
+            };
+            (
+                operand,
+                Key {
+                    name: name.inner(),
+                    id: index.id,
+                },
+            )
+        }
+        _ => return None,
+    };
+    let mut path = probe_path(operand)?;
+    path.keys.push(key);
+    Some(path)
+}
+
+/// The path's last key and what is wrong with it, when it names nothing the probe has: a
+/// misspelt observation would otherwise pass `validate` and fail every evaluation. Only the
+/// last key is judged, so a wrong key is reported once, where it is written.
+fn unknown_key<'p, 'e>(path: &'p ProbePath<'e>, kind: Kind) -> Option<(&'p Key<'e>, String)> {
+    let (last, parents) = path.keys.split_last()?;
+    let Some((first, within)) = parents.split_first() else {
+        return (!PROBE_FIELDS.contains(&last.name)).then(|| {
+            let hint = did_you_mean(last.name, &PROBE_FIELDS);
+            (last, format!("a probe has no field `{}`{hint}", last.name))
+        });
+    };
+    if first.name != "observations" {
+        return None;
+    }
+    let keys: Vec<&str> = within.iter().chain([last]).map(|key| key.name).collect();
+    match kind.schema().resolve(&keys) {
+        Resolved::Unknown { at, name, known } if at + 1 == keys.len() => {
+            let hint = did_you_mean(name, &known);
+            let place = match keys.get(..at).filter(|parent| !parent.is_empty()) {
+                Some(parent) => format!("in `{}` ", parent.join(".")),
+                None => String::new(),
+            };
+            Some((
+                last,
+                format!(
+                    "unknown observation `{name}` {place}of {kind} probe `{}`{hint} (see \
+                     docs/probes/{kind}.md)",
+                    path.probe
+                ),
+            ))
+        }
+        _ => None,
+    }
+}
+
 /// The nodes that can be evaluated on their own, children before parents: everything except
 /// the insides of comprehensions (`exists`, `all`, `filter`, ...), which refer to the loop
 /// variable and only make sense within the loop.
@@ -763,6 +899,7 @@ mod tests {
         match name {
             "edge-api" | "origin-1" => Some(Kind::Http),
             "redis" => Some(Kind::Redis),
+            "asynq" => Some(Kind::Asynq),
             _ => None,
         }
     }
@@ -839,11 +976,49 @@ mod tests {
         assert_eq!(message, "undeclared reference to `failure_rate`");
     }
 
+    /// An observation the kind does not declare is an error where it is written, with a
+    /// did-you-mean, at any depth and whichever way it is spelt (`.key`, `["key"]`, `has()`).
     #[test]
-    fn a_missing_observation_is_left_to_runtime() {
-        assert!(
-            compile(r#"probes.redis.ok && probes.redis.observations.not_yet_documented"#).is_ok()
+    fn an_unknown_observation_is_rejected_with_a_hint() {
+        let text = r#"probes.redis.ok && probes.redis.observations.uptime_in_secnds > 60"#;
+        assert_eq!(
+            error(text),
+            (
+                text.find("uptime_in").unwrap(),
+                "unknown observation `uptime_in_secnds` of redis probe `redis`; did you mean \
+                 `uptime_seconds`? (see docs/probes/redis.md)"
+                    .to_owned()
+            )
         );
+        let text = r#"probes["asynq"].observations.queues["default"].pendin > 10"#;
+        assert_eq!(
+            error(text),
+            (
+                text.find("pendin").unwrap(),
+                "unknown observation `pendin` in `queues.default` of asynq probe `asynq`; did \
+                 you mean `pending`? (see docs/probes/asynq.md)"
+                    .to_owned()
+            )
+        );
+        let text = r#"has(probes.redis.observations.maxmemory_polcy)"#;
+        assert_eq!(error(text).0, text.find("maxmemory_polcy").unwrap());
+        assert_eq!(
+            error(r#"probes.redis.oks"#).1,
+            "a probe has no field `oks`; did you mean `ok`?"
+        );
+    }
+
+    /// Declared keys, the connection's shared ones and run-time map keys all pass.
+    #[test]
+    fn declared_observations_pass_at_every_depth() {
+        for text in [
+            r#"probes.redis.observations.tls_cert_expiry - now < 86400"#,
+            r#"probes.asynq.observations.queues["mail"].stalled"#,
+            r#"probes.asynq.observations.queues.exists(q, probes.asynq.observations.queues[q].stalled)"#,
+            r#"probes.redis.observations.timeout_phase == "connect""#,
+        ] {
+            assert!(compile(text).is_ok(), "{text}: {:?}", compile(text).err());
+        }
     }
 
     #[test]

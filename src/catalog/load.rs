@@ -1009,7 +1009,7 @@ mod tests {
         let found = errors(&[("redis-down.toml", rule("redis-down", &long_path, ""))]);
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(
-            found[0].contains("when: the expression nests deeper than 64 levels here"),
+            found[0].contains("when: the expression nests deeper than 32 levels here"),
             "{found:?}"
         );
     }

@@ -41,7 +41,8 @@ use tokio::time::Instant;
 use self::assess::{Memory, QueueVerdict, Settings, StallReason, is_late, live_servers_for};
 use self::read::{QueueStats, Snapshot};
 use crate::exposition::{MetricType, MetricsWriter};
-use crate::probe::redis::{ConnectionSpec, RedisConnection, null_observations};
+use crate::probe::redis::{ConnectionSpec, RedisConnection};
+use crate::probe::schema::{Field, Type, Unit};
 use crate::probe::{ErrorClass, Observations, Outcome, ProbeContext, ProbeResult, Value};
 use crate::spec::{BuildContext, FieldError, FieldErrors, HumanDuration, duration};
 
@@ -51,19 +52,130 @@ pub const DEFAULT_STALL_WINDOW: Duration = Duration::from_secs(5 * 60);
 /// Default `cron_grace`: the scheduler rewrites its entries every 5 to 10 s, and clocks differ.
 pub const DEFAULT_CRON_GRACE: Duration = Duration::from_secs(60);
 
-/// The top-level observations, all `null` when a run failed before reading Asynq's state.
-pub const OBSERVATION_KEYS: [&str; 11] = [
-    "queues",
-    "live_servers",
-    "heartbeating_servers",
-    "stalled",
-    "stalled_queues",
-    "scheduler_entries",
-    "live_schedulers",
-    "scheduler_gone",
-    "cron_late",
-    "late_cron_entries",
-    "cron_entries",
+/// What a run observes, `null` when it failed before reading Asynq's state.
+pub const OBSERVATIONS: &[Field] = &[
+    Field::map_of(
+        "queues",
+        "one entry per queue, described below",
+        "queue name",
+        "default",
+        &Type::Record(QUEUE_OBSERVATIONS),
+    ),
+    Field::int(
+        "live_servers",
+        "servers with an unexpired heartbeat and status `active`",
+        1,
+    ),
+    Field::int(
+        "heartbeating_servers",
+        "servers with an unexpired heartbeat, any status",
+        1,
+    ),
+    Field::flag("stalled", "any queue stalled", false),
+    Field::texts("stalled_queues", "the stalled queues", &[]),
+    Field::int("scheduler_entries", "cron entries of live schedulers", 4),
+    Field::int(
+        "live_schedulers",
+        "schedulers with an unexpired heartbeat",
+        1,
+    ),
+    Field::flag(
+        "scheduler_gone",
+        "no scheduler now, after an earlier run saw one",
+        false,
+    ),
+    Field::flag("cron_late", "any cron entry late", false),
+    Field::texts("late_cron_entries", "ids of the late entries", &[]),
+    Field::map_of(
+        "cron_entries",
+        "one entry per cron entry of the live schedulers, described below",
+        "entry id",
+        "cleanup",
+        &Type::Record(CRON_ENTRY_OBSERVATIONS),
+    ),
+];
+
+/// One queue, in `queues.<name>`.
+const QUEUE_OBSERVATIONS: &[Field] = &[
+    Field::int("pending", "tasks pending", 0),
+    Field::int("active", "tasks being processed", 1),
+    Field::int("scheduled", "tasks scheduled for later", 3),
+    Field::int("retry", "tasks waiting for a retry", 0),
+    Field::int("archived", "tasks archived after their last retry", 0),
+    Field::int("completed", "completed tasks still retained", 120),
+    Field::float(
+        "latency_seconds",
+        "age of the oldest pending task; 0 when none or unknown",
+        0.2,
+    )
+    .unit(Unit::Seconds),
+    Field::flag(
+        "latency_known",
+        "`false` when tasks are pending but the oldest has no `pending_since`",
+        true,
+    ),
+    Field::int(
+        "processed_delta",
+        "processed counter increase since the previous run (0 on the first)",
+        5,
+    ),
+    Field::int(
+        "failed_delta",
+        "failed counter increase since the previous run (0 on the first)",
+        0,
+    ),
+    Field::int(
+        "processed_since_start",
+        "processed increases summed since honeyguide started",
+        50,
+    ),
+    Field::int(
+        "failed_since_start",
+        "failed increases summed since honeyguide started",
+        0,
+    ),
+    Field::float(
+        "idle_seconds",
+        "time since the queue last made progress (or had nothing to do)",
+        0.0,
+    )
+    .unit(Unit::Seconds),
+    Field::flag("paused", "`asynq:{q}:paused` exists", false),
+    Field::int(
+        "live_servers",
+        "live, active servers consuming this queue",
+        1,
+    ),
+    Field::flag("stalled", "see above", false),
+    Field::text(
+        "stall_reason",
+        "`no_live_server`, `no_progress`, `latency`; `null` when not stalled",
+        "no_progress",
+    )
+    .failure_only(),
+];
+
+/// One cron entry, in `cron_entries.<id>`.
+const CRON_ENTRY_OBSERVATIONS: &[Field] = &[
+    Field::text(
+        "spec",
+        "the cron spec (`@every 5m`, `0 3 * * *`)",
+        "@every 5m",
+    ),
+    Field::text("task_type", "the task it enqueues", "cleanup:expired"),
+    Field::int("prev_enqueue_time", "when it last enqueued", 1_900_000_000).unit(Unit::UnixSeconds),
+    Field::int("next_enqueue_time", "when it enqueues next", 1_900_000_300).unit(Unit::UnixSeconds),
+    Field::int(
+        "last_enqueue_time",
+        "when the scheduler last recorded an enqueue of it",
+        1_900_000_000,
+    )
+    .unit(Unit::UnixSeconds),
+    Field::flag(
+        "late",
+        "past its next enqueue time by more than `cron_grace`",
+        false,
+    ),
 ];
 
 // === Spec ===
@@ -161,7 +273,7 @@ impl AsynqProbe {
     pub async fn run(&self, ctx: &ProbeContext) -> Outcome {
         let mut session = match self.connection.open(ctx).await {
             Ok(session) => session,
-            Err(failure) => return failure.with_all(null_observations(&OBSERVATION_KEYS)),
+            Err(failure) => return failure,
         };
         let wall_clock = jiff::Timestamp::now();
         let snapshot = read::read(
@@ -179,7 +291,7 @@ impl AsynqProbe {
                 let report = self.assess(&snapshot, Instant::now(), now_nanos);
                 report.outcome(self.fail_on_stall, &self.settings)
             }
-            Err(failure) => failure.with_all(null_observations(&OBSERVATION_KEYS)),
+            Err(failure) => failure,
         }
     }
 

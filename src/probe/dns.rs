@@ -30,6 +30,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::probe::schema::{Field, Type, Unit};
 use crate::probe::{Outcome, ProbeContext, net};
 
 /// Where `system` reads its name servers unless `resolv_conf` says otherwise.
@@ -65,6 +66,58 @@ pub const CLOUDFLARE_RANGES: [&str; 22] = [
     "2405:8100::/32",
     "2a06:98c0::/29",
     "2c0f:f248::/32",
+];
+
+/// What a run observes (the resolvers are its connections, so it has no connection facts).
+pub const OBSERVATIONS: &[Field] = &[
+    Field::texts(
+        "answers",
+        "the union of all resolvers' answers, sorted",
+        &["104.16.1.1"],
+    ),
+    Field::text(
+        "rcode",
+        "`NOERROR` if every resolver that answered said so; otherwise the first other code in \
+         resolver order, such as `NXDOMAIN` or `SERVFAIL`; `null` when no resolver answered",
+        "NOERROR",
+    ),
+    Field::map_of(
+        "resolvers",
+        "one entry per resolver (keyed by how it was written), described below",
+        "resolver",
+        "system",
+        &Type::Record(RESOLVER_OBSERVATIONS),
+    ),
+    Field::flag(
+        "disagree",
+        "the resolvers that answered gave different answer sets or codes (a dead resolver does \
+         not count)",
+        false,
+    ),
+    Field::texts(
+        "unexpected",
+        "answers outside `expect_any_of` / `expect_in_cidrs`",
+        &[],
+    ),
+    Field::flag("hijack_suspected", "`unexpected` is not empty", false),
+];
+
+/// One resolver's answer, in `resolvers.<resolver>`.
+const RESOLVER_OBSERVATIONS: &[Field] = &[
+    Field::texts("answers", "this resolver's answers", &["104.16.1.1"]),
+    Field::text(
+        "rcode",
+        "its response code; `null` if no response arrived",
+        "NOERROR",
+    ),
+    Field::flag("ok", "it answered as expected", true),
+    Field::text(
+        "message",
+        "what it said, or why it failed: `no answer within 800ms`, `connection refused`",
+        "1 answer",
+    ),
+    Field::texts("unexpected", "its answers outside the expectation", &[]),
+    Field::float("seconds", "how long it took", 0.004).unit(Unit::Seconds),
 ];
 
 mod metrics;

@@ -33,6 +33,7 @@ use self::client::{Client, Request, Response};
 use self::cloudflare::CdnView;
 use self::spec::StatusSet;
 use crate::exposition::MetricsWriter;
+use crate::probe::schema::{Field, Gauge, Unit};
 use crate::probe::{ErrorClass, Observations, Outcome, ProbeContext, ProbeResult, Value};
 use crate::spec::Secret;
 
@@ -95,7 +96,7 @@ impl HttpProbe {
                 self.body_limit,
             )
             .await;
-            let observations = null_observations(redirects);
+            let observations = hop_observations(redirects);
             let response = match sent {
                 Ok(response) => response,
                 Err(failure) => return failure.with_all(observations),
@@ -271,34 +272,70 @@ fn too_many_redirects(last: Outcome) -> Outcome {
 
 // === observations and messages ===
 
-/// Every observation key of the kind but the connection's, so that rules always find them (null
-/// when not seen). `resolved_ips`, `remote_addr`, `tls_cert_expiry` and `tls_version` are
-/// recorded by [`crate::probe::net`] for the last connection, and must not be overwritten here.
-const OBSERVATION_KEYS: [&str; 14] = [
-    "status",
-    "http_version",
-    "server",
-    "cf_ray",
-    "cdn_colo",
-    "cdn_error",
-    "cdn_error_code",
-    "cf_cache_status",
-    "location",
-    "content_length",
-    "body_bytes",
-    "body_truncated",
-    "body_matched",
-    "redirects",
+/// What a run observes besides the connection's facts (`resolved_ips`, `remote_addr`,
+/// `tls_cert_expiry`, `tls_version`, recorded by [`crate::probe::net`] for the last connection);
+/// `null` when not applicable or not reached.
+pub const OBSERVATIONS: &[Field] = &[
+    Field::int("status", "status of the final response", 200).gauge(&STATUS_CODE),
+    Field::text("http_version", "`HTTP/1.1`, `HTTP/2`, `HTTP/1.0`", "HTTP/2"),
+    Field::text("server", "the `Server` header", "cloudflare"),
+    Field::text("cf_ray", "the `cf-ray` header", "8f1c2d3e4f5a6b7c-FRA"),
+    Field::text(
+        "cdn_colo",
+        "Cloudflare data centre from `cf-ray` (`8f2c7d1e9a0b1c2d-FRA` gives `FRA`)",
+        "FRA",
+    ),
+    Field::flag(
+        "cdn_error",
+        "`true` when Cloudflare generated the response itself (see below); `false` for any \
+         other response",
+        false,
+    ),
+    Field::int(
+        "cdn_error_code",
+        "Cloudflare's code when `cdn_error`: 520 to 527, 530, or the 1xxx code (1016, 1020, \
+         1033, ...)",
+        522,
+    )
+    .failure_only(),
+    Field::text("cf_cache_status", "the `cf-cache-status` header", "DYNAMIC"),
+    Field::text(
+        "location",
+        "the `Location` header of the final response (a redirect not followed)",
+        "https://example.test/login",
+    )
+    .failure_only(),
+    Field::int("content_length", "the `Content-Length` header", 512).unit(Unit::Bytes),
+    Field::int("body_bytes", "bytes of body read", 512).unit(Unit::Bytes),
+    Field::flag(
+        "body_truncated",
+        "the body was longer than `body_limit`",
+        false,
+    ),
+    Field::flag(
+        "body_matched",
+        "`expect_body` matched (`null` without `expect_body`)",
+        true,
+    ),
+    Field::int("redirects", "redirects followed", 0).gauge(&Gauge {
+        name: "probe_http_redirects",
+        help: "Redirects followed in the last run.",
+        null_as: None,
+    }),
 ];
 
-/// Every key `null`, but `redirects`.
-fn null_observations(redirects: usize) -> Observations {
-    let mut observations: Observations = OBSERVATION_KEYS
-        .iter()
-        .map(|key| ((*key).to_owned(), Value::Null))
-        .collect();
-    observations.insert("redirects".into(), redirects.into());
-    observations
+/// The status of a probe's main HTTP response, as blackbox_exporter names it: written for the
+/// `http`, `registry` and `s3` kinds.
+pub const STATUS_CODE: Gauge = Gauge {
+    name: "probe_http_status_code",
+    help: "Status code of the probe's main HTTP response (registry: GET /v2/, s3: the signed \
+           HEAD), 0 when none arrived.",
+    null_as: Some(0.0),
+};
+
+/// The observations a hop starts with: how many redirects led to it.
+fn hop_observations(redirects: usize) -> Observations {
+    Observations::from([("redirects".to_owned(), redirects.into())])
 }
 
 fn response_observations(
@@ -396,15 +433,6 @@ const METRIC_PHASES: [(&str, &str); 5] = [
 /// Writes the `http`-specific series, named as blackbox_exporter names them where it has a name.
 pub fn write_metrics(probes: &[(&str, &ProbeResult)], out: &mut MetricsWriter) {
     for (name, result) in probes {
-        let status = observed_i64(result, "status").unwrap_or(0);
-        out.gauge(
-            "probe_http_status_code",
-            "Status code of the last response, 0 when none arrived.",
-            &[("probe", name)],
-            status as f64,
-        );
-    }
-    for (name, result) in probes {
         for (phase, label) in METRIC_PHASES {
             let spent: Option<Duration> = result
                 .phases
@@ -444,20 +472,6 @@ pub fn write_metrics(probes: &[(&str, &ProbeResult)], out: &mut MetricsWriter) {
             observed_i64(result, "status")?;
             Some(observed_i64(result, "content_length").map_or(-1.0, |length| length as f64))
         },
-    );
-    write_observed(
-        probes,
-        out,
-        "probe_http_redirects",
-        "Redirects followed in the last run.",
-        |result| observed_i64(result, "redirects").map(|count| count as f64),
-    );
-    write_observed(
-        probes,
-        out,
-        "probe_ssl_earliest_cert_expiry",
-        "Earliest notAfter of the certificate chain the server presented, Unix seconds.",
-        |result| observed_i64(result, "tls_cert_expiry").map(|expiry| expiry as f64),
     );
     write_observed(
         probes,
@@ -569,7 +583,7 @@ mod tests {
             ],
         };
         let mut out = MetricsWriter::new();
-        write_metrics(&[("web", &result)], &mut out);
+        crate::probe::write_kind_metrics(crate::probe::Kind::Http, &[("web", &result)], &mut out);
         let text = out.finish();
         assert!(
             text.contains("probe_http_duration_seconds{probe=\"web\",phase=\"connect\"} 1.5\n")

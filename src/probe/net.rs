@@ -49,6 +49,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use url::Url;
 
+use crate::probe::schema::{Field, Gauge, Unit};
 use crate::probe::{ErrorClass, Outcome, ProbeContext, Value};
 use crate::spec::{BuildContext, FieldError};
 use crate::tls::{self, Verification};
@@ -59,13 +60,44 @@ pub const USER_AGENT: &str = concat!("honeyguide/", env!("CARGO_PKG_VERSION"));
 /// ALPN for kinds that speak HTTP: HTTP/2 when the server offers it, else HTTP/1.1.
 pub const ALPN_HTTP: &[&[u8]] = &[b"h2", b"http/1.1"];
 
-/// The connection facts every kind that connects reports, `null` until known.
-const CONNECTION_OBSERVATIONS: [&str; 4] = [
-    "resolved_ips",
-    "remote_addr",
-    "tls_cert_expiry",
-    "tls_version",
+/// The connection facts every kind that connects reports, `null` until known: declared here,
+/// once, and added to the schema of every kind but `dns` ([`crate::probe::Kind::schema`]).
+pub const OBSERVATIONS: &[Field] = &[
+    Field::texts(
+        "resolved_ips",
+        "the addresses the name resolved to, IPv4 first; `null` for an IP address or when \
+         resolution failed",
+        &["104.16.1.1", "104.16.2.2"],
+    ),
+    Field::text(
+        "remote_addr",
+        "`ip:port` actually connected to (for `registry` and `s3`, the one that answered the \
+         last request)",
+        "104.16.1.1:443",
+    ),
+    Field::int(
+        "tls_cert_expiry",
+        "earliest `notAfter` of the chain the server presented, even if it was rejected; `null` \
+         without TLS",
+        1_900_000_000,
+    )
+    .unit(Unit::UnixSeconds)
+    .gauge(&CERT_EXPIRY),
+    Field::text(
+        "tls_version",
+        "`TLSv1.3` or `TLSv1.2`; `null` without TLS. Not known to `postgres`, `registry` and \
+         `s3`, whose libraries do the handshake",
+        "TLSv1.3",
+    ),
 ];
+
+/// The certificate expiry as blackbox_exporter names it, for every kind that speaks TLS.
+const CERT_EXPIRY: Gauge = Gauge {
+    name: "probe_ssl_earliest_cert_expiry",
+    help: "Earliest notAfter of the certificate chain the server presented (even one that \
+           verification rejected), Unix seconds.",
+    null_as: None,
+};
 
 // === TLS settings ===
 
@@ -363,7 +395,7 @@ pub async fn open(
     port: u16,
     pinned: Option<SocketAddr>,
 ) -> Result<TcpStream, Outcome> {
-    forget(ctx, &CONNECTION_OBSERVATIONS);
+    forget(ctx, OBSERVATIONS);
     let address = match pinned {
         Some(address) => address,
         None => resolve(ctx, resolver, host, port).await?,
@@ -387,9 +419,9 @@ async fn connect(ctx: &ProbeContext, address: SocketAddr) -> Result<TcpStream, O
     Ok(stream)
 }
 
-fn forget(ctx: &ProbeContext, keys: &[&str]) {
-    for key in keys {
-        ctx.observe(key, Value::Null);
+fn forget(ctx: &ProbeContext, fields: &[Field]) {
+    for field in fields {
+        ctx.observe(field.name, Value::Null);
     }
 }
 
@@ -572,7 +604,7 @@ impl OneShot {
         url: &Url,
     ) -> Result<Self, Outcome> {
         // reqwest does not say which TLS version it negotiated; the other facts it lets us see.
-        forget(ctx, &CONNECTION_OBSERVATIONS[..3]);
+        forget(ctx, &OBSERVATIONS[..3]);
         let host = url.host_str().unwrap_or_default();
         let port = url.port_or_known_default().unwrap_or(443);
         let address = resolve(ctx, resolver, host, port).await?;

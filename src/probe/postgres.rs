@@ -49,6 +49,7 @@ use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::exposition::MetricsWriter;
+use crate::probe::schema::{Field, Gauge, Unit};
 use crate::probe::{ErrorClass, Observations, Outcome, ProbeContext, ProbeResult, Value, net};
 use crate::spec::{BuildContext, FieldError, FieldErrors, Keep, Secret, secret};
 
@@ -58,6 +59,38 @@ pub const DEFAULT_QUERY: &str = "SELECT 1";
 pub const DEFAULT_GOOSE_TABLE: &str = "goose_db_version";
 /// The default port.
 pub const DEFAULT_PORT: u16 = 5432;
+
+/// What a run observes besides the connection's facts, `null` when not reached. The library
+/// does the TLS handshake and does not say which version it negotiated: `tls_version` is `null`.
+pub const OBSERVATIONS: &[Field] = &[
+    Field::text(
+        "server_version",
+        "the `server_version` the server (or pooler) reported at startup",
+        "17.2",
+    ),
+    Field::flag("tls", "whether the session runs over TLS", true),
+    Field::float("query_seconds", "time of the configured query", 0.004).unit(Unit::Seconds),
+    Field::int(
+        "goose_version",
+        "current goose version (highest applied); `null` without `schema`",
+        42,
+    )
+    .gauge(&Gauge {
+        name: "probe_postgres_goose_version",
+        help: "Current goose schema version (highest applied migration).",
+        null_as: None,
+    }),
+    Field::flag(
+        "goose_applied",
+        "`is_applied` of goose's latest row; `null` without `schema`",
+        true,
+    ),
+    Field::int(
+        "goose_latest_version",
+        "`version_id` of goose's latest row; `null` without `schema`",
+        42,
+    ),
+];
 
 // === Spec ===
 
@@ -955,16 +988,6 @@ pub fn write_metrics(probes: &[(&str, &ProbeResult)], out: &mut MetricsWriter) {
                 "Duration of each phase of the last Postgres probe run, in seconds.",
                 &[("probe", name), ("phase", phase)],
                 duration.as_secs_f64(),
-            );
-        }
-    }
-    for (name, result) in probes {
-        if let Some(version) = result.observation("goose_version").and_then(Value::as_i64) {
-            out.gauge(
-                "probe_postgres_goose_version",
-                "Current goose schema version (highest applied migration).",
-                &[("probe", name)],
-                version as f64,
             );
         }
     }

@@ -33,8 +33,8 @@ use tokio::time::Instant;
 use tokio_util::either::Either;
 use tokio_util::task::AbortOnDropHandle;
 
-use crate::exposition::MetricsWriter;
-use crate::probe::{ErrorClass, Observations, Outcome, ProbeContext, ProbeResult, Value, net};
+use crate::probe::schema::{Field, Gauge, Unit};
+use crate::probe::{ErrorClass, Observations, Outcome, ProbeContext, Value, net};
 use crate::spec::{BuildContext, FieldError, FieldErrors, Keep, Secret, secret};
 
 /// The default port.
@@ -457,28 +457,81 @@ fn failure_quoting(error: &RedisError, what: &str, heard: Option<&[u8]>) -> Outc
 
 // === the redis probe ===
 
-/// The observations of a run, all `null` when it failed before reading them.
-pub const OBSERVATION_KEYS: [&str; 12] = [
-    "uptime_seconds",
-    "restarted",
-    "previous_uptime_seconds",
-    "used_memory",
-    "maxmemory",
-    "memory_ratio",
-    "maxmemory_policy",
-    "connected_clients",
-    "keys",
-    "role",
-    "ping_seconds",
-    "redis_version",
+/// What a run observes, `null` when it failed before reading it.
+pub const OBSERVATIONS: &[Field] = &[
+    Field::int("uptime_seconds", "`uptime_in_seconds`", 86_400)
+        .unit(Unit::Seconds)
+        .gauge(&Gauge {
+            name: "honeyguide_redis_uptime_seconds",
+            help: "Seconds since the Redis server started (INFO uptime_in_seconds).",
+            null_as: None,
+        }),
+    Field::flag(
+        "restarted",
+        "the server restarted since the previous run (see above); `false` on the first run",
+        false,
+    ),
+    Field::int(
+        "previous_uptime_seconds",
+        "uptime at the previous successful run; `null` on the first run",
+        86_370,
+    )
+    .unit(Unit::Seconds),
+    Field::int("used_memory", "`used_memory`", 2_400_000)
+        .unit(Unit::Bytes)
+        .gauge(&Gauge {
+            name: "honeyguide_redis_used_memory_bytes",
+            help: "Memory used by Redis (INFO used_memory).",
+            null_as: None,
+        }),
+    Field::int("maxmemory", "`maxmemory`; `0` means no limit", 268_435_456)
+        .unit(Unit::Bytes)
+        .gauge(&Gauge {
+            name: "honeyguide_redis_maxmemory_bytes",
+            help: "Redis maxmemory; 0 means no limit.",
+            null_as: None,
+        }),
+    Field::float(
+        "memory_ratio",
+        "`used_memory / maxmemory`; `null` without a limit",
+        0.009,
+    )
+    .unit(Unit::Ratio),
+    Field::text(
+        "maxmemory_policy",
+        "`allkeys-lru`, `noeviction`, ... (see below)",
+        "allkeys-lru",
+    ),
+    Field::int(
+        "connected_clients",
+        "including the probe's own connection",
+        12,
+    )
+    .gauge(&Gauge {
+        name: "honeyguide_redis_connected_clients",
+        help: "Clients connected to Redis.",
+        null_as: None,
+    }),
+    Field::int(
+        "keys",
+        "sum of `keys=` over all `dbN` lines of the keyspace section",
+        340,
+    )
+    .gauge(&Gauge {
+        name: "honeyguide_redis_keys",
+        help: "Keys in all Redis databases.",
+        null_as: None,
+    }),
+    Field::text("role", "`master` or `slave` (Redis's words)", "master"),
+    Field::float("ping_seconds", "round trip of `PING`", 0.001)
+        .unit(Unit::Seconds)
+        .gauge(&Gauge {
+            name: "honeyguide_redis_ping_seconds",
+            help: "Round trip of PING, in seconds.",
+            null_as: None,
+        }),
+    Field::text("redis_version", "the server's version", "7.2.4"),
 ];
-
-/// `key = null` for each key, for a run that failed before it learned them.
-pub fn null_observations(keys: &[&str]) -> Observations {
-    keys.iter()
-        .map(|key| ((*key).to_owned(), Value::Null))
-        .collect()
-}
 
 /// The keys of a `kind = "redis"` probe: just where the server is.
 #[derive(Deserialize)]
@@ -517,9 +570,8 @@ impl RedisProbe {
     pub async fn run(&self, ctx: &ProbeContext) -> Outcome {
         match self.attempt(ctx).await {
             Ok(outcome) => outcome,
-            // Every key is there on every run, so that rules read `null` instead of failing on
-            // a missing key.
-            Err(failure) => failure.with_all(null_observations(&OBSERVATION_KEYS)),
+            // The schema makes every key `null` that a failed run did not reach.
+            Err(failure) => failure,
         }
     }
 
@@ -698,51 +750,6 @@ impl<'a> Info<'a> {
         put("role", Value::from(self.get("role")));
         put("redis_version", Value::from(self.get("redis_version")));
         observations
-    }
-}
-
-// === metrics ===
-
-/// The `honeyguide_redis_*` gauges, one family at a time, for every probe that reached INFO.
-pub fn write_metrics(probes: &[(&str, &ProbeResult)], out: &mut MetricsWriter) {
-    let families: [(&'static str, &'static str, &str); 6] = [
-        (
-            "honeyguide_redis_uptime_seconds",
-            "Seconds since the Redis server started (INFO uptime_in_seconds).",
-            "uptime_seconds",
-        ),
-        (
-            "honeyguide_redis_used_memory_bytes",
-            "Memory used by Redis (INFO used_memory).",
-            "used_memory",
-        ),
-        (
-            "honeyguide_redis_maxmemory_bytes",
-            "Redis maxmemory; 0 means no limit.",
-            "maxmemory",
-        ),
-        (
-            "honeyguide_redis_connected_clients",
-            "Clients connected to Redis.",
-            "connected_clients",
-        ),
-        (
-            "honeyguide_redis_keys",
-            "Keys in all Redis databases.",
-            "keys",
-        ),
-        (
-            "honeyguide_redis_ping_seconds",
-            "Round trip of PING, in seconds.",
-            "ping_seconds",
-        ),
-    ];
-    for (family, help, key) in families {
-        for (name, result) in probes {
-            if let Some(value) = result.observation(key).and_then(Value::as_f64) {
-                out.gauge(family, help, &[("probe", name)], value);
-            }
-        }
     }
 }
 

@@ -26,9 +26,9 @@ use serde::Deserialize;
 use tokio::time::Instant;
 use url::Url;
 
-use crate::exposition::MetricsWriter;
 use crate::probe::net::{self, OneShot};
-use crate::probe::{ErrorClass, Observations, Outcome, ProbeContext, ProbeResult, Value};
+use crate::probe::schema::{Field, Gauge, Unit};
+use crate::probe::{ErrorClass, Observations, Outcome, ProbeContext, Value, http};
 use crate::spec::secret::{self, Credentials};
 use crate::spec::{BuildContext, FieldError, FieldErrors, Keep};
 
@@ -38,6 +38,32 @@ const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
      application/vnd.oci.image.manifest.v1+json, \
      application/vnd.docker.distribution.manifest.list.v2+json, \
      application/vnd.docker.distribution.manifest.v2+json";
+
+/// What a run observes besides the connection's facts (the registry host's addresses, the
+/// address that answered the last request, the last certificate's expiry).
+pub const OBSERVATIONS: &[Field] = &[
+    Field::int(
+        "status",
+        "the status of the anonymous `GET /v2/`: `200`, or `401` for a registry that wants \
+         credentials",
+        401,
+    )
+    .gauge(&http::STATUS_CODE),
+    Field::text("auth_scheme", "`bearer`, `basic` or `none`", "bearer"),
+    Field::float("token_seconds", "how long the token endpoint took", 0.05)
+        .unit(Unit::Seconds)
+        .gauge(&Gauge {
+            name: "honeyguide_registry_token_seconds",
+            help: "How long the registry's token endpoint took to issue a token.",
+            null_as: None,
+        }),
+    Field::int("manifest_status", "the status of the manifest `HEAD`", 200),
+    Field::text(
+        "manifest_digest",
+        "`Docker-Content-Digest` of the manifest",
+        "sha256:0123456789abcdef",
+    ),
+];
 
 // === Spec ===
 
@@ -635,30 +661,6 @@ fn parse_challenge(header: &str) -> Option<(String, BTreeMap<String, String>)> {
 }
 
 // === metrics ===
-
-/// Writes the `registry`-specific series.
-pub fn write_metrics(probes: &[(&str, &ProbeResult)], out: &mut MetricsWriter) {
-    for (name, result) in probes {
-        if let Some(status) = result.observation("status").and_then(Value::as_f64) {
-            out.gauge(
-                "probe_http_status_code",
-                "HTTP status of the probe's main request (for a registry: GET /v2/).",
-                &[("probe", name)],
-                status,
-            );
-        }
-    }
-    for (name, result) in probes {
-        if let Some(seconds) = result.observation("token_seconds").and_then(Value::as_f64) {
-            out.gauge(
-                "honeyguide_registry_token_seconds",
-                "How long the registry's token endpoint took to issue a token.",
-                &[("probe", name)],
-                seconds,
-            );
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {

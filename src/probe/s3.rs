@@ -20,15 +20,37 @@ use rusty_s3::{Bucket, S3Action, UrlStyle};
 use serde::Deserialize;
 use url::Url;
 
-use crate::exposition::MetricsWriter;
 use crate::probe::net::{self, OneShot};
-use crate::probe::{ErrorClass, Observations, Outcome, ProbeContext, ProbeResult, Value};
+use crate::probe::schema::{Field, Unit};
+use crate::probe::{ErrorClass, Observations, Outcome, ProbeContext, Value, http};
 use crate::spec::secret::{self, Secret};
 use crate::spec::{BuildContext, FieldError, FieldErrors, Keep};
 
 /// How long a presigned URL is valid: long enough for clock skew within a run, short enough
 /// that a leaked URL is useless.
 const SIGNATURE_VALIDITY: Duration = Duration::from_secs(60);
+
+/// What a run observes besides the connection's facts (where the request went, the
+/// certificate's expiry).
+pub const OBSERVATIONS: &[Field] = &[
+    Field::int(
+        "status",
+        "the HTTP status of the `HEAD`; `null` when no response arrived",
+        200,
+    )
+    .gauge(&http::STATUS_CODE),
+    Field::text(
+        "request_id",
+        "the `x-amz-request-id` response header",
+        "4a1b2c3d",
+    ),
+    Field::int(
+        "content_length",
+        "the object's size, when `key` is set and the object exists",
+        1024,
+    )
+    .unit(Unit::Bytes),
+];
 
 // === Spec ===
 
@@ -211,10 +233,7 @@ struct Credentials {
 impl S3Probe {
     /// Makes one attempt: one signed `HEAD`.
     pub async fn run(&self, ctx: &ProbeContext) -> Outcome {
-        let mut observations = Observations::from([
-            ("status".to_owned(), Value::Null),
-            ("request_id".to_owned(), Value::Null),
-        ]);
+        let mut observations = Observations::new();
         let outcome = match self.head(ctx, &mut observations).await {
             Ok(message) => Outcome::success(message),
             Err(outcome) => outcome,
@@ -333,20 +352,6 @@ impl S3Probe {
 }
 
 // === metrics ===
-
-/// Writes the `s3`-specific series.
-pub fn write_metrics(probes: &[(&str, &ProbeResult)], out: &mut MetricsWriter) {
-    for (name, result) in probes {
-        if let Some(status) = result.observation("status").and_then(Value::as_f64) {
-            out.gauge(
-                "probe_http_status_code",
-                "HTTP status of the probe's main request (for S3: the signed HEAD).",
-                &[("probe", name)],
-                status,
-            );
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {

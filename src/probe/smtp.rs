@@ -31,7 +31,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 use crate::exposition::MetricsWriter;
-use crate::probe::{ErrorClass, Outcome, ProbeContext, ProbeResult, Value, net};
+use crate::probe::schema::{Field, Gauge};
+use crate::probe::{ErrorClass, Outcome, ProbeContext, ProbeResult, net};
 use crate::spec::secret::{self, Credentials};
 use crate::spec::{BuildContext, FieldError, FieldErrors, Keep};
 
@@ -39,6 +40,49 @@ use crate::spec::{BuildContext, FieldError, FieldErrors, Keep};
 const MAX_LINE: u64 = 4096;
 /// Most lines in one multi-line reply (an EHLO lists a dozen extensions).
 const MAX_LINES: usize = 100;
+
+/// What a run observes besides the connection's facts; `null` when not reached.
+pub const OBSERVATIONS: &[Field] = &[
+    Field::text(
+        "banner",
+        "the greeting text after `220`; multi-line greetings are joined with ` / `",
+        "smtp.fastmail.com ESMTP ready",
+    ),
+    Field::int(
+        "reply_code",
+        "the last reply code read (`221` after a clean run, `535` after a refused AUTH, …)",
+        221,
+    )
+    .gauge(&Gauge {
+        name: "honeyguide_smtp_reply_code",
+        help: "The last SMTP reply code of the run.",
+        null_as: None,
+    }),
+    Field::texts(
+        "extensions",
+        "the EHLO keywords with their parameters (`AUTH PLAIN LOGIN`, `SIZE 71000000`, …), \
+         those offered after TLS",
+        &["AUTH PLAIN LOGIN", "8BITMIME"],
+    ),
+    Field::text(
+        "auth_mechanism",
+        "`PLAIN` or `LOGIN`, when AUTH ran",
+        "PLAIN",
+    ),
+    Field::text(
+        "failed_step",
+        "`connect`, `tls`, `banner`, `ehlo`, `starttls`, `auth` or `quit`",
+        "auth",
+    )
+    .failure_only(),
+    Field::flag(
+        "temporary",
+        "whether the failing reply was `4xx` (retry later); `false` for `5xx`, `null` when no \
+         reply code was involved",
+        false,
+    )
+    .failure_only(),
+];
 
 // === Spec ===
 
@@ -734,29 +778,6 @@ fn shorten(text: &str) -> String {
 
 /// Writes the `smtp`-specific series.
 pub fn write_metrics(probes: &[(&str, &ProbeResult)], out: &mut MetricsWriter) {
-    for (name, result) in probes {
-        if let Some(expiry) = result
-            .observation("tls_cert_expiry")
-            .and_then(Value::as_f64)
-        {
-            out.gauge(
-                "probe_ssl_earliest_cert_expiry",
-                "Earliest notAfter of the presented certificate chain, Unix seconds.",
-                &[("probe", name)],
-                expiry,
-            );
-        }
-    }
-    for (name, result) in probes {
-        if let Some(code) = result.observation("reply_code").and_then(Value::as_f64) {
-            out.gauge(
-                "honeyguide_smtp_reply_code",
-                "The last SMTP reply code of the run.",
-                &[("probe", name)],
-                code,
-            );
-        }
-    }
     for (name, result) in probes {
         // EHLO and TLS can run twice with STARTTLS; a step's time is the sum of its rounds.
         let mut steps: BTreeMap<&str, f64> = BTreeMap::new();

@@ -182,7 +182,9 @@ async fn a_rule_failing_at_runtime_is_reported_not_fired() {
     let typo = rule(
         "typo",
         "warning",
-        "probes.health.observations.not_observed == 1",
+        // Passes the load check (a typical result has no redirects either), fails on every
+        // real result: the run followed none.
+        "probes.health.observations.status / probes.health.observations.redirects > 1",
         "",
     );
     let daemon = TestDaemon::start_with_alerts(
@@ -204,7 +206,7 @@ async fn a_rule_failing_at_runtime_is_reported_not_fired() {
     assert_eq!(status["diagnoses"], json!([]));
     assert_eq!(rule["id"], "typo");
     assert_eq!(rule["status"], "error");
-    assert_eq!(rule["last_error"], "no such key: not_observed");
+    assert_eq!(rule["last_error"], "division by zero of Int(200)");
     let metrics = daemon.metrics().await;
     assert!(sample(&metrics, r#"honeyguide_rule_errors_total{id="typo"}"#).unwrap() >= 2.0);
     daemon.stop().await;
@@ -222,8 +224,9 @@ fn honeyguide(args: &[&str], dir: &std::path::Path) -> std::process::Output {
 const ONE_PROBE: &str =
     "[[probe]]\nname = \"api\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n";
 
-/// `validate` checks the rules against the probes and reports every bad rule file at once,
-/// located, exiting 2; `run` refuses to start on them.
+/// `validate` checks the rules against the probes and their kinds' observation schemas
+/// (an unknown observation with a did-you-mean, a comparison of the wrong type) and reports
+/// every bad rule file at once, located, exiting 2; `run` refuses to start on them.
 #[test]
 fn validate_reports_every_bad_rule_and_run_refuses_them() {
     support::init();
@@ -239,6 +242,19 @@ fn validate_reports_every_bad_rule_and_run_refuses_them() {
         "c.toml",
         rule("c", "warning", "!probes.api.ok", "inhibits = [\"c\"]\n"),
     );
+    write(
+        "d.toml",
+        rule("d", "warning", "probes.api.observations.redirect > 1", ""),
+    );
+    write(
+        "e.toml",
+        rule(
+            "e",
+            "warning",
+            "probes.api.observations.tls_cert_expiry < \"2027-01-01\"",
+            "",
+        ),
+    );
 
     let output = honeyguide(&["validate"], dir.path());
     assert_eq!(output.status.code(), Some(2));
@@ -247,7 +263,11 @@ fn validate_reports_every_bad_rule_and_run_refuses_them() {
         "alerts/a.toml:4:17: when: unknown probe `db`",
         "alerts/b.toml:4:23: when: type error: found no matching overload for '_>_' applied to '(bool, int)'",
         "alerts/c.toml:8:13: inhibits[0]: a failure mode cannot inhibit itself",
-        "honeyguide: 3 problem(s) in alerts",
+        "alerts/d.toml:4:33: when: unknown observation `redirect` of http probe `api`; did you \
+         mean `redirects`? (see docs/probes/http.md)",
+        "alerts/e.toml:4:49: when: type error: found no matching overload for '_<_' applied to \
+         '(int, string)'",
+        "honeyguide: 5 problem(s) in alerts",
     ];
     for line in expected {
         assert!(stderr.contains(line), "{line}\n{stderr}");

@@ -31,6 +31,7 @@ mod daemon_http;
 mod daemon_logs;
 mod deploy;
 mod metrics_format;
+mod observation_docs;
 mod probe_asynq;
 mod probe_dns;
 mod probe_http;

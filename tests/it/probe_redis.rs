@@ -164,7 +164,9 @@ async fn refused_credentials_are_auth_and_no_server_is_connect() {
 }
 
 /// Over TLS (`tls = true` with a private CA) the probe verifies the certificate, adds a `tls`
-/// phase, observes the TLS version and the certificate's expiry, and its target says `rediss://`.
+/// phase, observes the TLS version and the certificate's expiry (exported as
+/// `probe_ssl_earliest_cert_expiry`, declared once for every kind), and its target says
+/// `rediss://`.
 #[tokio::test]
 async fn tls_with_a_private_ca() {
     init();
@@ -199,12 +201,19 @@ password = "{PASSWORD}"
         result.observation("tls_version"),
         Some(&Value::from("TLSv1.3"))
     );
+    let expiry = result
+        .observation("tls_cert_expiry")
+        .and_then(Value::as_i64)
+        .unwrap_or_else(|| panic!("no expiry in {result:?}"));
+    let metrics = kind_metrics(&config, &[("redis-tls", &result)]);
     assert!(
-        result
-            .observation("tls_cert_expiry")
-            .and_then(Value::as_i64)
-            .is_some(),
-        "{result:?}"
+        metrics.contains(&format!(
+            "# HELP probe_ssl_earliest_cert_expiry Earliest notAfter of the certificate chain \
+             the server presented (even one that verification rejected), Unix seconds.\n\
+             # TYPE probe_ssl_earliest_cert_expiry gauge\n\
+             probe_ssl_earliest_cert_expiry{{probe=\"redis-tls\"}} {expiry}\n"
+        )),
+        "{metrics}"
     );
     assert_eq!(
         config.probes[0].probe.target(),

@@ -394,6 +394,7 @@ results = [
   { probe = "cache", at = "0s" },
   { probe = "cache", at = "0s", duration = "1h" },
   { probe = "web", at = "1s", observations = { expiry = 2026-01-01T00:00:00 } },
+  { probe = "web", at = "2s", observations = { stauts = 500, redirects = "two" }, null = ["locaton"] },
 ]
 expect = [
   { at = "1m" },
@@ -432,11 +433,17 @@ name = "says nothing"
             "alerts/web-down.toml:18:57: example[0].results[5].observations.expiry: \
              `2026-01-01T00:00:00` needs a date, a time and an offset, e.g. \
              2026-07-01T09:00:00Z",
-            "alerts/web-down.toml:21:3: example[0].expect[0]: an expectation says nothing: give \
+            "alerts/web-down.toml:19:13: example[0].results[6].null: unknown observation \
+             `locaton` of http probe `web`; did you mean `location`?",
+            "alerts/web-down.toml:19:57: example[0].results[6].observations.stauts: unknown \
+             observation `stauts` of http probe `web`; did you mean `status`?",
+            "alerts/web-down.toml:19:74: example[0].results[6].observations.redirects: \
+             observation `redirects` is declared int, not str",
+            "alerts/web-down.toml:22:3: example[0].expect[0]: an expectation says nothing: give \
              `active`, `pending`, `inhibited` or `not_diagnosed`",
-            "alerts/web-down.toml:22:56: example[0].expect[1].not_diagnosed[0]: `web-down` is \
+            "alerts/web-down.toml:23:56: example[0].expect[1].not_diagnosed[0]: `web-down` is \
              already expected in `active` at this moment",
-            "alerts/web-down.toml:25:1: example[1]: an example needs `expect`: what the catalog \
+            "alerts/web-down.toml:26:1: example[1]: an example needs `expect`: what the catalog \
              must make of its results, and when",
         ]
     );
