@@ -18,8 +18,9 @@
 //! report (for at most [`RUNS_DRAIN`]) while the server closes idle connections and lets
 //! requests in flight finish ([`server::serve::DRAIN`]); let deliveries in flight finish (for at
 //! most [`DELIVERY_DRAIN`]) so they are recorded and not repeated after restart; save the alert
-//! state; then the state task and the store stop. Whatever has not finished by its bound is
-//! abandoned with a warning: a run is lost, a delivery is retried after the next start.
+//! state; then the state task stops and the store writes the history it still holds. Whatever
+//! has not finished by its bound is abandoned with a warning: a run is lost, a delivery is
+//! retried after the next start.
 
 pub mod reload;
 mod watch;
@@ -577,6 +578,13 @@ impl Daemon {
         match tokio::time::timeout(remaining(deadline), self.state_task).await {
             Ok(Err(error)) => tracing::warn!(%error, "state task ended abnormally"),
             Err(_) => tracing::warn!("the state task did not stop in time"),
+            Ok(Ok(())) => {}
+        }
+        // The store keeps up to a second of history in memory; with the state task gone nothing
+        // more comes, so it is written now instead of going with the process.
+        match tokio::time::timeout(remaining(deadline), self.store.flush()).await {
+            Ok(Err(error)) => tracing::warn!(%error, "could not write the last probe history"),
+            Err(_) => tracing::warn!("the store did not write the last probe history in time"),
             Ok(Ok(())) => {}
         }
     }

@@ -8,9 +8,21 @@
 //! over with a non-blocking `try_send`; under extreme backlog a history row is dropped, never a
 //! probe result).
 //!
-//! Durability: WAL journal with `synchronous = FULL`, so a commit that returned survives a
-//! `kill -9` and a power cut. Commits happen on alert transitions, outbox changes and batched
-//! history, not per evaluation.
+//! Durability: WAL journal with `synchronous = FULL` for alert state, the outbox and silences,
+//! so a commit of those that returned survives a `kill -9` and a power cut. Commits happen on
+//! alert transitions and outbox changes, not per evaluation.
+//!
+//! Probe history (results and diagnosis changes) is worth less than an fsync per run, so it is
+//! written in batches and, mostly, without one. It waits in memory for at most [`FLUSH_EVERY`]
+//! (or until [`FLUSH_ROWS`] rows wait), and is written before any other command (so the store
+//! keeps the order of history and state: a state commit also makes the history before it
+//! durable), on [`StoreHandle::flush`] (the daemon's shutdown) and when the last handle goes.
+//! Those batches are committed with `synchronous = NORMAL` (in WAL mode: no fsync; the WAL is
+//! synced at checkpoints and by the next FULL commit), switched back to FULL before anything
+//! else is written; one batch every [`SYNC_EVERY`] is committed with FULL. So what a crash
+//! loses is bounded: a `kill -9` loses the history still in memory (at most [`FLUSH_EVERY`] of
+//! results, plus what waits in the channel, as before), a power cut or kernel crash at most
+//! [`SYNC_EVERY`] + [`FLUSH_EVERY`] of it. Never alert state, the outbox or a silence.
 //!
 //! History: every probe result is kept whole (ok, error class, message, observations as JSON,
 //! duration, when) for `[store] history_retention` (default a week), with every change of the
@@ -49,6 +61,7 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 use crate::alert::engine::{Changes, StoredAlert};
 use crate::alert::notification::{Notification, Purpose};
@@ -74,6 +87,13 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// milliseconds, not the whole backlog.
 const PRUNE_BATCH: i64 = 5_000;
 const SCHEMA_VERSION: i64 = 2;
+/// The longest probe history waits in memory before it is written.
+pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// Results and transitions waiting that make a batch without waiting for [`FLUSH_EVERY`]: one
+/// transaction stays short at any rate, and memory stays bounded.
+pub const FLUSH_ROWS: usize = 1024;
+/// How often a history batch is committed with an fsync, which bounds what a power cut takes.
+pub const SYNC_EVERY: Duration = Duration::from_secs(10);
 
 /// Version 1: alert state, the outbox, API silences and compact history rows.
 const SCHEMA_1: &str = "
@@ -238,6 +258,7 @@ enum Command {
     DeleteSilences(Vec<String>, oneshot::Sender<Result<(), StoreError>>),
     History(Box<TimedResult>),
     Transitions(Vec<Transition>),
+    Flush(oneshot::Sender<()>),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -341,9 +362,9 @@ impl StoreHandle {
         let thread = std::thread::Builder::new()
             .name("honeyguide-store".to_owned())
             .spawn(move || match lock_and_open(&path) {
-                Ok((lock, connection)) => {
+                Ok((lock, connection, runtime)) => {
                     let _ = opened.send(Ok(lock));
-                    serve(connection, receiver, retention);
+                    runtime.block_on(serve(connection, receiver, retention, FlushPolicy::DEFAULT));
                 }
                 Err(error) => {
                     let _ = opened.send(Err(error));
@@ -458,12 +479,26 @@ impl StoreHandle {
             .try_send(Command::Transitions(transitions))
             .is_ok()
     }
+
+    /// Writes the history handed over so far, durably, and answers once it is written: at
+    /// shutdown, so that the last second of results is not left in memory.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Flush(reply))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)
+    }
 }
 
 // === the thread ===
 
-/// The lock first, so that a second daemon touches nothing of the database.
-fn lock_and_open(path: &Path) -> Result<(StoreLock, Connection), StoreError> {
+/// The lock first, so that a second daemon touches nothing of the database; then the
+/// connection, and the thread's own runtime (for its one timer: when waiting history is due).
+fn lock_and_open(
+    path: &Path,
+) -> Result<(StoreLock, Connection, tokio::runtime::Runtime), StoreError> {
     if let Some(parent) = path
         .parent()
         .filter(|parent| !parent.as_os_str().is_empty())
@@ -474,7 +509,15 @@ fn lock_and_open(path: &Path) -> Result<(StoreLock, Connection), StoreError> {
         })?;
     }
     let lock = StoreLock::acquire(path)?;
-    Ok((lock, open_connection(path)?))
+    let connection = open_connection(path)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(|error| StoreError::Open {
+            path: path.to_owned(),
+            message: format!("cannot start the store thread's runtime: {error}"),
+        })?;
+    Ok((lock, connection, runtime))
 }
 
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
@@ -526,35 +569,99 @@ fn migrate(connection: &mut Connection, version: i64) -> Result<(), rusqlite::Er
     Ok(())
 }
 
-/// The store thread: commands in order, consecutive history handed over in one transaction.
-fn serve(connection: Connection, mut commands: mpsc::Receiver<Command>, retention: Duration) {
+/// When waiting history is written, and with or without an fsync: a function of the instants it
+/// is given, so that it is tested without a clock.
+#[derive(Clone, Copy, Debug)]
+struct FlushPolicy {
+    /// The longest a row waits.
+    every: Duration,
+    /// Rows waiting that are written at once.
+    rows: usize,
+    /// The longest between two durable history commits.
+    sync_every: Duration,
+}
+
+impl FlushPolicy {
+    const DEFAULT: Self = Self {
+        every: FLUSH_EVERY,
+        rows: FLUSH_ROWS,
+        sync_every: SYNC_EVERY,
+    };
+
+    /// When rows waiting since `oldest` are due (`None`: nothing waits, nothing is due).
+    fn deadline(&self, oldest: Option<Instant>) -> Option<Instant> {
+        oldest.map(|since| since + self.every)
+    }
+
+    /// Whether `waiting` rows, the first of them waiting since `oldest`, are written `now`.
+    fn due(&self, now: Instant, waiting: usize, oldest: Option<Instant>) -> bool {
+        waiting > 0 && (waiting >= self.rows || self.deadline(oldest).is_some_and(|due| now >= due))
+    }
+
+    /// Whether a history commit `now` is made with an fsync, the last durable one having been
+    /// at `synced`.
+    fn durable(&self, now: Instant, synced: Instant) -> bool {
+        now.saturating_duration_since(synced) >= self.sync_every
+    }
+}
+
+/// The store thread: commands in order; history waits (see [`FlushPolicy`]) and is written
+/// before any other command, so the order of history and state holds in the file.
+async fn serve(
+    connection: Connection,
+    mut commands: mpsc::Receiver<Command>,
+    retention: Duration,
+    policy: FlushPolicy,
+) {
     let mut writer = HistoryWriter {
         connection,
         results: Vec::new(),
         transitions: Vec::new(),
+        waiting_since: None,
+        synced_at: Instant::now(),
+        relaxed: false,
+        policy,
         retention,
         pruned_at: None,
         behind: false,
     };
     // A daemon that was down for longer than the retention finds old rows at once, not an
     // interval later.
-    writer.prune_if_due(Timestamp::now());
-    while let Some(first) = commands.blocking_recv() {
-        let mut next = Some(first);
-        // Batch consecutive history rows into one transaction: one fsync for a burst of results.
-        while let Some(command) = next.take() {
-            match command {
-                Command::History(run) => writer.results.push(*run),
-                Command::Transitions(transitions) => writer.transitions.extend(transitions),
-                other => {
-                    writer.flush();
-                    handle(&mut writer.connection, other);
+    writer.flush(Instant::now(), false);
+    loop {
+        let next = match policy.deadline(writer.waiting_since) {
+            None => commands.recv().await,
+            Some(due) => match tokio::time::timeout_at(due, commands.recv()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    writer.flush(Instant::now(), false);
+                    continue;
                 }
+            },
+        };
+        let Some(command) = next else {
+            break;
+        };
+        let now = Instant::now();
+        match command {
+            Command::History(run) => writer.wait(now).results.push(*run),
+            Command::Transitions(transitions) => writer.wait(now).transitions.extend(transitions),
+            Command::Flush(reply) => {
+                writer.flush(now, true);
+                let _ = reply.send(());
             }
-            next = commands.try_recv().ok();
+            other => {
+                writer.flush(now, false);
+                let ready = writer.strict();
+                handle(&mut writer.connection, other, ready);
+            }
         }
-        writer.flush();
+        if policy.due(now, writer.waiting(), writer.waiting_since) {
+            writer.flush(now, false);
+        }
     }
+    // Every handle is gone: what still waits is written, durably, before the thread ends.
+    writer.flush(Instant::now(), true);
 }
 
 /// History waiting to be written, and the pruning of what is past its retention.
@@ -562,6 +669,14 @@ struct HistoryWriter {
     connection: Connection,
     results: Vec<TimedResult>,
     transitions: Vec<Transition>,
+    /// When the oldest row waiting arrived.
+    waiting_since: Option<Instant>,
+    /// When history was last committed with an fsync.
+    synced_at: Instant,
+    /// `synchronous` is (or may still be) NORMAL: set back to FULL before anything but history
+    /// is written.
+    relaxed: bool,
+    policy: FlushPolicy,
     retention: Duration,
     /// When rows past the retention were last looked for.
     pruned_at: Option<Timestamp>,
@@ -570,8 +685,28 @@ struct HistoryWriter {
 }
 
 impl HistoryWriter {
-    fn flush(&mut self) {
-        if !self.results.is_empty() || !self.transitions.is_empty() {
+    /// The writer, about to take a row that arrived `now`.
+    fn wait(&mut self, now: Instant) -> &mut Self {
+        self.waiting_since.get_or_insert(now);
+        self
+    }
+
+    fn waiting(&self) -> usize {
+        self.results.len() + self.transitions.len()
+    }
+
+    /// Writes the waiting history (with an fsync when `durable` or when the policy says one is
+    /// due), then prunes if that is due.
+    fn flush(&mut self, now: Instant, durable: bool) {
+        let prune_due = self.prune_due(Timestamp::now());
+        if self.waiting() == 0 && !prune_due {
+            return;
+        }
+        let durable = durable || self.policy.durable(now, self.synced_at);
+        if !durable {
+            self.relax();
+        }
+        if self.waiting() > 0 {
             if let Err(error) =
                 append_history(&mut self.connection, &self.results, &self.transitions)
             {
@@ -582,20 +717,56 @@ impl HistoryWriter {
                     "could not store probe history"
                 );
             }
+            if durable {
+                self.synced_at = now;
+            }
             self.results.clear();
             self.transitions.clear();
+            self.waiting_since = None;
         }
-        self.prune_if_due(Timestamp::now());
+        if prune_due {
+            self.prune(Timestamp::now());
+        }
+        // Set back at once, not only before the next state commit: a failure is seen here, and
+        // retried by `strict`.
+        let _ = self.strict();
     }
 
-    fn prune_if_due(&mut self, now: Timestamp) {
-        let due = self.behind
+    /// History commits from now on skip the fsync (in WAL mode NORMAL syncs only at
+    /// checkpoints). On failure they stay FULL: slower, never less durable.
+    fn relax(&mut self) {
+        match self.connection.pragma_update(None, "synchronous", "NORMAL") {
+            Ok(()) => self.relaxed = true,
+            Err(error) => tracing::warn!(%error, "could not relax the store's synchronous mode"),
+        }
+    }
+
+    /// Makes sure the next commit is durable (`synchronous = FULL`); an error means it would not
+    /// be, and is the answer to whatever was to be written.
+    fn strict(&mut self) -> Result<(), StoreError> {
+        if !self.relaxed {
+            return Ok(());
+        }
+        match self.connection.pragma_update(None, "synchronous", "FULL") {
+            Ok(()) => {
+                self.relaxed = false;
+                Ok(())
+            }
+            Err(error) => {
+                tracing::error!(%error, "could not set the store back to synchronous = FULL");
+                Err(error.into())
+            }
+        }
+    }
+
+    fn prune_due(&self, now: Timestamp) -> bool {
+        self.behind
             || self
                 .pruned_at
-                .is_none_or(|at| now.duration_since(at).unsigned_abs() >= PRUNE_EVERY);
-        if !due {
-            return;
-        }
+                .is_none_or(|at| now.duration_since(at).unsigned_abs() >= PRUNE_EVERY)
+    }
+
+    fn prune(&mut self, now: Timestamp) {
         self.pruned_at = Some(now);
         match prune(&mut self.connection, now, self.retention) {
             Ok(deleted) => self.behind = deleted >= PRUNE_BATCH,
@@ -634,20 +805,22 @@ fn prune(
     Ok(i64::try_from(results.max(transitions)).unwrap_or(i64::MAX))
 }
 
-fn handle(connection: &mut Connection, command: Command) {
+/// Runs one command and answers it; `ready` is the error to answer instead when the store could
+/// not be made durable for it.
+fn handle(connection: &mut Connection, command: Command, ready: Result<(), StoreError>) {
     // A reply that cannot be sent means the asker gave up (shutdown); nothing to do about it.
     match command {
         Command::Load(reply) => {
-            let _ = reply.send(load(connection));
+            let _ = reply.send(ready.and_then(|()| load(connection)));
         }
         Command::LoadHistory(probes, reply) => {
-            let _ = reply.send(load_history(connection, &probes));
+            let _ = reply.send(ready.and_then(|()| load_history(connection, &probes)));
         }
         Command::Commit(changes, reply) => {
-            let _ = reply.send(commit(connection, &changes));
+            let _ = reply.send(ready.and_then(|()| commit(connection, &changes)));
         }
         Command::NextOutbox(notifier, reply) => {
-            let _ = reply.send(next_outbox(connection, &notifier));
+            let _ = reply.send(ready.and_then(|()| next_outbox(connection, &notifier)));
         }
         Command::Finish {
             id,
@@ -656,26 +829,28 @@ fn handle(connection: &mut Connection, command: Command) {
             at,
             reply,
         } => {
-            let _ = reply.send(finish(connection, id, &notifier, column, at));
+            let _ = reply.send(ready.and_then(|()| finish(connection, id, &notifier, column, at)));
         }
         Command::RecordFailure { id, error, reply } => {
-            let result = connection
-                .execute(
-                    "UPDATE outbox SET attempts = attempts + 1, last_error = ?2 WHERE id = ?1",
-                    params![id, error],
-                )
-                .map(|_| ())
-                .map_err(StoreError::from);
+            let result = ready.and_then(|()| {
+                connection
+                    .execute(
+                        "UPDATE outbox SET attempts = attempts + 1, last_error = ?2 WHERE id = ?1",
+                        params![id, error],
+                    )
+                    .map(|_| ())
+                    .map_err(StoreError::from)
+            });
             let _ = reply.send(result);
         }
         Command::SaveSilence(silence, reply) => {
-            let _ = reply.send(save_silence(connection, &silence));
+            let _ = reply.send(ready.and_then(|()| save_silence(connection, &silence)));
         }
         Command::DeleteSilences(ids, reply) => {
-            let _ = reply.send(delete_silences(connection, &ids));
+            let _ = reply.send(ready.and_then(|()| delete_silences(connection, &ids)));
         }
-        // Batched by `serve` before they get here.
-        Command::History(_) | Command::Transitions(_) => {}
+        // Kept by `serve` before they get here.
+        Command::History(_) | Command::Transitions(_) | Command::Flush(_) => {}
     }
 }
 

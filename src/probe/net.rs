@@ -587,7 +587,10 @@ fn find_tls_error<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a rustls:
 /// A reqwest client for exactly one run of a kind that speaks HTTP through reqwest (`registry`,
 /// `s3`): no connection pool (every request opens a fresh connection and sees today's DNS, TCP
 /// and TLS), no retries, no proxy from the environment (a monitor must know what it is testing),
-/// and our resolver, first address only, for every host.
+/// and our resolver, first address only, for every host. Every request says `Connection: close`
+/// so that the server closes first and keeps the TIME_WAIT (see `http::client`); reqwest owns the
+/// socket and closes its side when the response is done, so unlike the `http` kind this is a
+/// race the server usually, not always, wins. Over HTTP/2 hyper drops the header, as it must.
 pub struct OneShot {
     client: reqwest::Client,
     recording: Recording,
@@ -615,6 +618,10 @@ impl OneShot {
             .retry(reqwest::retry::never())
             .no_proxy()
             .user_agent(USER_AGENT)
+            .default_headers(reqwest::header::HeaderMap::from_iter([(
+                reqwest::header::CONNECTION,
+                reqwest::header::HeaderValue::from_static("close"),
+            )]))
             .redirect(reqwest::redirect::Policy::limited(5))
             .dns_resolver(FirstAddress(resolver.clone()))
             // Port 0: the port of each URL (or its scheme's default) applies, so that a token realm

@@ -507,3 +507,200 @@ async fn a_second_open_is_refused_until_the_first_closes() {
     );
     assert!(again.load().await.is_ok());
 }
+
+// === when history is written ===
+
+/// The flush policy on instants given to it: nothing waiting is never due; rows are due when
+/// the oldest has waited `every`, or at once when `rows` of them wait; a commit is durable once
+/// `sync_every` has passed since the last durable one.
+#[test]
+fn history_is_due_after_its_interval_or_its_row_count() {
+    let policy = FlushPolicy {
+        every: Duration::from_secs(1),
+        rows: 3,
+        sync_every: Duration::from_secs(10),
+    };
+    let start = Instant::now();
+    let later = |millis| start + Duration::from_millis(millis);
+    assert_eq!(policy.deadline(None), None);
+    assert!(!policy.due(later(5_000), 0, None));
+    assert_eq!(policy.deadline(Some(start)), Some(later(1_000)));
+    assert!(!policy.due(later(999), 2, Some(start)));
+    assert!(policy.due(later(1_000), 1, Some(start)));
+    assert!(
+        policy.due(start, 3, Some(start)),
+        "a full batch does not wait"
+    );
+    assert!(!policy.durable(later(9_999), start));
+    assert!(policy.durable(later(10_000), start));
+}
+
+/// A policy under which only the store's own ordering and shutdown write history: no row
+/// becomes readable by the interval or the row count while a test runs.
+const NEVER_BY_TIME: FlushPolicy = FlushPolicy {
+    every: Duration::from_secs(86_400),
+    rows: usize::MAX,
+    sync_every: Duration::from_secs(86_400),
+};
+
+/// Runs [`serve`] on the file at `path` on a thread of its own, as the store does; the thread
+/// ends when the returned sender is dropped.
+fn serve_on_thread(
+    path: &Path,
+    policy: FlushPolicy,
+) -> (mpsc::Sender<Command>, std::thread::JoinHandle<()>) {
+    let connection = open_connection(path).unwrap();
+    let (commands, receiver) = mpsc::channel(CHANNEL_CAPACITY);
+    let thread = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+            .block_on(serve(
+                connection,
+                receiver,
+                DEFAULT_HISTORY_RETENTION,
+                policy,
+            ));
+    });
+    (commands, thread)
+}
+
+fn synchronous(connection: &Connection) -> i64 {
+    connection
+        .pragma_query_value(None, "synchronous", |row| row.get(0))
+        .unwrap()
+}
+
+/// A burst of history and then a state commit: the history waits for no timer (it is written
+/// before the commit, so the file keeps their order), every row is readable, and the commit is
+/// made with `synchronous = FULL` (2) although the history before it was written with NORMAL.
+#[tokio::test]
+async fn history_before_a_state_commit_is_written_first_and_the_commit_stays_durable() {
+    let dir = Dir::new("burst");
+    std::fs::create_dir_all(dir.db().parent().unwrap()).unwrap();
+    let (commands, thread) = serve_on_thread(&dir.db(), NEVER_BY_TIME);
+    let base = now();
+    for index in 0..50 {
+        let seconds = i64::try_from(index).unwrap();
+        commands
+            .try_send(Command::History(Box::new(run(
+                "edge-api",
+                at(base, seconds),
+                index,
+            ))))
+            .unwrap();
+    }
+    let (reply, answer) = oneshot::channel();
+    commands
+        .send(Command::Commit(
+            Changes {
+                upserts: vec![alert("a")],
+                removed: Vec::new(),
+                notifications: vec![notification("n1", "ops", Purpose::Alerts)],
+            },
+            reply,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(answer.await.unwrap().unwrap()["ops"], 1);
+
+    let reader = Reader::open(&dir.db()).unwrap();
+    let counted = reader.results(base, at(base, 60), |_| {}).unwrap();
+    assert_eq!(counted.results, 50);
+    drop(commands);
+    thread.join().unwrap();
+
+    let store = StoreHandle::open(&dir.db()).await.unwrap();
+    let loaded = store.load().await.unwrap();
+    assert_eq!(loaded.alerts, vec![alert("a")]);
+    assert_eq!(loaded.depths["ops"], 1);
+}
+
+/// Between history batches the connection is back at FULL: what the next command commits is
+/// durable whatever the history before it did.
+#[tokio::test]
+async fn a_history_flush_leaves_the_connection_at_full() {
+    let dir = Dir::new("strict");
+    std::fs::create_dir_all(dir.db().parent().unwrap()).unwrap();
+    let connection = open_connection(&dir.db()).unwrap();
+    let mut writer = HistoryWriter {
+        connection,
+        results: vec![run("edge-api", now(), 1)],
+        transitions: Vec::new(),
+        waiting_since: Some(Instant::now()),
+        synced_at: Instant::now(),
+        relaxed: false,
+        policy: NEVER_BY_TIME,
+        retention: DEFAULT_HISTORY_RETENTION,
+        pruned_at: None,
+        behind: false,
+    };
+    writer.relax();
+    assert_eq!(
+        synchronous(&writer.connection),
+        1,
+        "NORMAL while history is written"
+    );
+    writer.flush(Instant::now(), false);
+    assert_eq!(synchronous(&writer.connection), 2, "FULL again after it");
+    assert_eq!(writer.waiting(), 0);
+    assert!(writer.strict().is_ok());
+}
+
+/// History handed over and the last sender dropped: the thread writes it before it ends,
+/// though no interval or row count made it due.
+#[test]
+fn history_still_waiting_is_written_when_the_last_handle_goes() {
+    let dir = Dir::new("shutdown");
+    std::fs::create_dir_all(dir.db().parent().unwrap()).unwrap();
+    let (commands, thread) = serve_on_thread(&dir.db(), NEVER_BY_TIME);
+    let base = now();
+    for index in 0..10 {
+        let seconds = i64::try_from(index).unwrap();
+        commands
+            .try_send(Command::History(Box::new(run(
+                "db",
+                at(base, seconds),
+                index,
+            ))))
+            .unwrap();
+    }
+    commands
+        .try_send(Command::Transitions(vec![Transition {
+            mode: "db-down".to_owned(),
+            change: Change::Pending,
+            at: at(base, 4),
+        }]))
+        .unwrap();
+    drop(commands);
+    thread.join().unwrap();
+
+    let reader = Reader::open(&dir.db()).unwrap();
+    let mut read = Vec::new();
+    reader
+        .results(base, at(base, 60), |result| read.push(result))
+        .unwrap();
+    assert_eq!(read.len(), 10);
+    assert_eq!(read[3], run("db", at(base, 3), 3));
+    assert_eq!(reader.transitions(base, at(base, 60)).unwrap().len(), 1);
+}
+
+/// `flush` (what the daemon calls at shutdown) answers once the history handed over before it
+/// is in the file, readable by another connection.
+#[tokio::test]
+async fn flush_answers_once_the_history_is_written() {
+    let dir = Dir::new("flush");
+    let store = StoreHandle::open(&dir.db()).await.unwrap();
+    let base = now();
+    for index in 0..5 {
+        let seconds = i64::try_from(index).unwrap();
+        assert!(store.append_history(run("db", at(base, seconds), index)));
+    }
+    store.flush().await.unwrap();
+    let counted = Reader::open(&dir.db())
+        .unwrap()
+        .results(base, at(base, 60), |_| {})
+        .unwrap();
+    assert_eq!(counted.results, 5);
+}

@@ -2,6 +2,7 @@
 //! the result (class, message, observations) and in `/metrics` for each way a target can fail.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use honeyguide::probe::{ErrorClass, Kind, ProbeResult, Value};
@@ -622,6 +623,90 @@ async fn http2_is_negotiated_by_alpn() {
         Some(&*format!("api.test:{}", server.port()))
     );
     assert_eq!(seen.sni.as_deref(), Some("api.test"));
+}
+
+// === closing ===
+
+/// The TIME_WAIT sockets of `/proc/net/tcp` (state `06`), as (local, remote) addresses.
+fn time_wait_sockets() -> Vec<(SocketAddr, SocketAddr)> {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.get(3) == Some(&"06")).then(|| (kernel_addr(fields[1]), kernel_addr(fields[2])))
+        })
+        .collect()
+}
+
+/// `0100007F:1F90` as the kernel prints an IPv4 socket address: the network-order address
+/// bytes printed as one host-order integer, then the port, both in hex.
+fn kernel_addr(text: &str) -> SocketAddr {
+    let (ip, port) = text.split_once(':').expect("address:port");
+    let ip = u32::from_str_radix(ip, 16)
+        .expect("hex address")
+        .to_ne_bytes();
+    SocketAddr::from((ip, u16::from_str_radix(port, 16).expect("hex port")))
+}
+
+/// Every run asks the server to close (`Connection: close`) and lets it close first, so after
+/// a burst of runs the TIME_WAIT sockets are all on the server's side (local address: the
+/// server's), none on the prober's (remote address: the server's), and the prober's ephemeral
+/// ports toward one target are not used up at high rates.
+#[tokio::test]
+async fn the_server_closes_first_and_keeps_the_time_wait() {
+    const RUNS: usize = 40;
+    support::init();
+    let server = HttpServer::builder()
+        .route("/health", Route::ok("ok"))
+        .start()
+        .await;
+    let config = load(
+        "",
+        &probe_toml(&format!("url = \"{}\"", server.url("/health"))),
+    );
+    for _ in 0..RUNS {
+        let result = run_loaded(&config, 0, TIMEOUT).await;
+        assert!(result.ok, "{}", result.message);
+    }
+
+    let requests = server.requests();
+    assert_eq!(requests.len(), RUNS);
+    for request in &requests {
+        assert_eq!(
+            request
+                .headers
+                .get("connection")
+                .map(|value| value.as_bytes()),
+            Some(&b"close"[..]),
+            "{:?}",
+            request.headers
+        );
+    }
+    // Every connection in TIME_WAIT on the server's side: the closes are complete (and the table
+    // is read right) before the prober's side is looked at.
+    support::eventually(
+        "the server's side of every connection in TIME_WAIT",
+        Duration::from_secs(10),
+        || async {
+            let server_side = time_wait_sockets()
+                .into_iter()
+                .filter(|(local, _)| *local == server.addr())
+                .count();
+            (server_side >= RUNS).then_some(())
+        },
+    )
+    .await;
+    let prober_side: Vec<_> = time_wait_sockets()
+        .into_iter()
+        .filter(|(_, remote)| *remote == server.addr())
+        .collect();
+    assert!(
+        prober_side.is_empty(),
+        "{} of {RUNS} connections left in TIME_WAIT on the prober's side: {prober_side:?}",
+        prober_side.len()
+    );
 }
 
 // === connect_to ===

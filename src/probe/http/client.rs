@@ -12,21 +12,37 @@
 //! Every call makes one attempt on a new connection: no pool, no keep-alive across calls, no TLS
 //! session resumption, no fallback to a second address. A failure comes back as the run's
 //! [`Outcome`], classified.
+//!
+//! Closing: an HTTP/1 request says `Connection: close`, and once the whole response is read the
+//! prober waits (detached from the run, at most [`CLOSE_GRACE`]) for the server's FIN before it
+//! closes its own side. Whoever closes first keeps the socket in TIME_WAIT for a minute; the
+//! server, which accepts on one port, can afford that, while the prober, whose connections to one
+//! `ip:port` share about 28k ephemeral ports, runs out of them above a few hundred runs per
+//! second. A server that ignores the header is closed on after the grace (TIME_WAIT is then ours,
+//! as it was before). HTTP/2 has no such header (connection-specific headers are forbidden
+//! there); its connections are closed by the prober as soon as the run is done.
 
 use std::net::SocketAddr;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{ACCEPT, HOST, USER_AGENT};
+use http::header::{ACCEPT, CONNECTION, HOST, USER_AGENT};
 use http::{HeaderMap, HeaderValue, Method, Request as HttpRequest, Response as HttpResponse};
 use http::{StatusCode, Version};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 use tokio_util::task::AbortOnDropHandle;
 use url::Url;
 
 use crate::probe::{ErrorClass, Outcome, ProbeContext, net};
+
+/// How long a finished HTTP/1 connection waits for the server to close it first. The server's
+/// FIN follows the response at once when it honours `Connection: close`, so this only bounds what
+/// a server that ignores the header costs: one descriptor for this long.
+pub(crate) const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 // === Client ===
 
@@ -124,8 +140,60 @@ enum Protocol {
 // === HTTP exchange ===
 
 /// The task driving a hyper connection. It is aborted when dropped, so the connection never
-/// outlives the run, even when the run itself is aborted at its timeout.
-type Driver = AbortOnDropHandle<Result<(), hyper::Error>>;
+/// outlives a run that failed or was aborted at its timeout; an HTTP/1 driver hands the stream
+/// back once the exchange is over, to wait for the server's close ([`linger`]).
+enum Driver<S> {
+    Http1(AbortOnDropHandle<Result<hyper::client::conn::http1::Parts<TokioIo<S>>, hyper::Error>>),
+    /// Held only to be aborted on drop: the run is done with the connection when it returns.
+    Http2 {
+        _drive: AbortOnDropHandle<Result<(), hyper::Error>>,
+    },
+}
+
+/// A stream whose TCP socket can be had back, to wait for the server's FIN on it: below TLS,
+/// since a `close_notify` comes before the FIN and closing on it would still make us the first.
+pub(crate) trait IntoTcp {
+    /// The TCP socket under the stream.
+    fn into_tcp(self) -> TcpStream;
+}
+
+impl IntoTcp for TcpStream {
+    fn into_tcp(self) -> TcpStream {
+        self
+    }
+}
+
+impl IntoTcp for TlsStream<TcpStream> {
+    fn into_tcp(self) -> TcpStream {
+        self.into_inner().0
+    }
+}
+
+/// Lets the connection of a completed HTTP/1 exchange go: in the background, waits for hyper to
+/// finish with it (at once, since the request said `Connection: close`), then for the server's
+/// FIN, for at most [`CLOSE_GRACE`] in all; only then is the socket closed on our side.
+fn linger<S>(driver: Driver<S>)
+where
+    S: IntoTcp + Send + 'static,
+{
+    let Driver::Http1(driver) = driver else {
+        return;
+    };
+    tokio::spawn(async move {
+        let wait = async move {
+            let Ok(Ok(parts)) = driver.await else {
+                return;
+            };
+            let mut tcp = parts.io.into_inner().into_tcp();
+            // Whatever still comes (a TLS close_notify) means nothing; the end of the stream is
+            // the server's close.
+            let mut scratch = [0_u8; 256];
+            while let Ok(1..) = tcp.read(&mut scratch).await {}
+        };
+        // Dropping the wait at the grace drops the socket: closed by us after all.
+        let _ = tokio::time::timeout(CLOSE_GRACE, wait).await;
+    });
+}
 
 async fn exchange<S>(
     ctx: &ProbeContext,
@@ -135,12 +203,12 @@ async fn exchange<S>(
     body_limit: usize,
 ) -> Result<Response, Outcome>
 where
-    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    S: AsyncRead + AsyncWrite + IntoTcp + Send + Unpin + 'static,
 {
     ctx.phase("first_byte");
     let request = http_request(request, protocol)?;
     let io = TokioIo::new(io);
-    let (head, _driver) = match protocol {
+    let (head, driver) = match protocol {
         Protocol::Http1 => send_http1(io, request).await,
         Protocol::Http2 => send_http2(io, request).await,
     }
@@ -157,6 +225,7 @@ where
                 )
             })?;
     ctx.end_phase();
+    linger(driver);
     Ok(Response {
         status: parts.status,
         version: parts.version,
@@ -170,12 +239,16 @@ where
 async fn send_http1<S>(
     io: TokioIo<S>,
     request: HttpRequest<Full<Bytes>>,
-) -> Result<(HttpResponse<Incoming>, Driver), hyper::Error>
+) -> Result<(HttpResponse<Incoming>, Driver<S>), hyper::Error>
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await?;
-    let driver = AbortOnDropHandle::new(tokio::spawn(connection));
+    // Without the shutdown hyper would send our FIN as soon as the response is read, before the
+    // server's: the stream comes back instead, for `linger`.
+    let driver = Driver::Http1(AbortOnDropHandle::new(tokio::spawn(
+        connection.without_shutdown(),
+    )));
     let response = sender.send_request(request).await?;
     Ok((response, driver))
 }
@@ -183,13 +256,15 @@ where
 async fn send_http2<S>(
     io: TokioIo<S>,
     request: HttpRequest<Full<Bytes>>,
-) -> Result<(HttpResponse<Incoming>, Driver), hyper::Error>
+) -> Result<(HttpResponse<Incoming>, Driver<S>), hyper::Error>
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let (mut sender, connection) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
-    let driver = AbortOnDropHandle::new(tokio::spawn(connection));
+    let driver = Driver::Http2 {
+        _drive: AbortOnDropHandle::new(tokio::spawn(connection)),
+    };
     let response = sender.send_request(request).await?;
     Ok((response, driver))
 }
@@ -220,6 +295,10 @@ fn http_request(request: Request, protocol: Protocol) -> Result<HttpRequest<Full
         let host = HeaderValue::from_str(&authority)
             .map_err(|_| Outcome::failure(ErrorClass::Internal, "the url host is not a header"))?;
         headers.insert(HOST, host);
+        // Every run opens a connection of its own, so there is nothing to keep alive; asking the
+        // server to close makes the TIME_WAIT its own (see the module doc). It replaces a
+        // configured `Connection` on purpose.
+        headers.insert(CONNECTION, HeaderValue::from_static("close"));
     }
     headers
         .entry(USER_AGENT)
@@ -333,6 +412,7 @@ mod tests {
         assert_eq!(built.headers()[HOST], "api.test:8080");
         assert_eq!(built.headers()[USER_AGENT], net::USER_AGENT);
         assert_eq!(built.headers()[ACCEPT], "*/*");
+        assert_eq!(built.headers()[CONNECTION], "close");
     }
 
     #[test]
@@ -340,6 +420,8 @@ mod tests {
         let built = http_request(request("https://api.test/health"), Protocol::Http2).unwrap();
         assert_eq!(built.uri(), "https://api.test/health");
         assert!(built.headers().get(HOST).is_none());
+        // Connection-specific headers are a protocol error in HTTP/2.
+        assert!(built.headers().get(CONNECTION).is_none());
     }
 
     #[test]
