@@ -370,6 +370,7 @@ impl Daemon {
                 wake: wake.clone(),
                 reports: self.reports.clone(),
                 external_url: self.config.alerting.external_url.clone(),
+                vantage: self.config.server.vantage.clone(),
                 give_up_after: self.config.alerting.give_up_after,
                 backoff: (BACKOFF_MIN, BACKOFF_MAX),
             };

@@ -82,6 +82,10 @@ pub struct ServerConfig {
     /// Whether a change of `probes.toml` or of the rules directory reloads the configuration
     /// (as SIGHUP does).
     pub watch_config: bool,
+    /// Where this instance probes from (`outside-fra`, `cluster`): shown on `/status`, the page
+    /// and in every notification, and exported as `honeyguide_vantage_info` so several instances'
+    /// results can be told apart in VictoriaMetrics.
+    pub vantage: String,
 }
 
 /// Default `[server] max_connections`: far below the usual 1,024 file descriptors, so a
@@ -94,6 +98,9 @@ pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 /// Default `[server] request_timeout`.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest `[server] vantage`: a label value, not a description.
+pub const MAX_VANTAGE_LEN: usize = 63;
+
 /// The range of `[server] max_connections`.
 pub const MAX_CONNECTIONS_RANGE: std::ops::RangeInclusive<usize> = 8..=65_536;
 
@@ -251,6 +258,7 @@ struct RawServer {
     idle_timeout: Option<Spanned<HumanDuration>>,
     request_timeout: Option<Spanned<HumanDuration>>,
     watch_config: Option<bool>,
+    vantage: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -347,7 +355,51 @@ fn validate_server(raw: RawServer, sink: &mut ErrorSink<'_>) -> ServerConfig {
         ),
         watch_config: raw.watch_config.unwrap_or(false),
         max_connections,
+        vantage: validate_vantage(raw.vantage, sink),
     }
+}
+
+/// `[server] vantage`, or the host name when absent or empty: letters, digits, `.`, `_` and `-`, so it is a label
+/// value, a file name and a word in a subject line alike.
+fn validate_vantage(raw: Option<Spanned<String>>, sink: &mut ErrorSink<'_>) -> String {
+    let Some(raw) = raw else {
+        return host_name();
+    };
+    let name = raw.get_ref();
+    // `vantage = "${HONEYGUIDE_VANTAGE:-}"` with the variable unset means the host name.
+    if name.is_empty() {
+        return host_name();
+    }
+    if is_vantage_name(name) {
+        return name.clone();
+    }
+    sink.push(
+        &raw.span(),
+        "server.vantage",
+        format!(
+            "must be 1 to {MAX_VANTAGE_LEN} letters, digits, `.`, `_` or `-` (like \
+             \"outside-fra\")"
+        ),
+    );
+    host_name()
+}
+
+fn is_vantage_name(name: &str) -> bool {
+    (1..=MAX_VANTAGE_LEN).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// The kernel's host name, the default vantage; `honeyguide` when it cannot be read or is not
+/// a vantage name (a pod's host name is its name, which changes with every rollout: the
+/// shipped deployment sets the vantage).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| is_vantage_name(name))
+        .unwrap_or_else(|| "honeyguide".to_owned())
 }
 
 fn validate_scheduler(raw: RawScheduler, sink: &mut ErrorSink<'_>) -> SchedulerConfig {
@@ -614,6 +666,34 @@ mod tests {
         format!(
             "[[probe]]\nname = \"{name}\"\nkind = \"http\"\nurl = \"http://127.0.0.1/\"\n{extra}\n"
         )
+    }
+
+    /// The vantage defaults to the host name; a given one must be a label-safe word, and a bad
+    /// one is located.
+    #[test]
+    fn the_vantage_is_the_host_name_or_a_word() {
+        let config = parse_text(&probe("p", "")).unwrap();
+        assert!(
+            is_vantage_name(&config.server.vantage),
+            "{}",
+            config.server.vantage
+        );
+        let config = parse_text(&format!(
+            "[server]\nvantage = \"outside-fra\"\n\n{}",
+            probe("p", "")
+        ))
+        .unwrap();
+        assert_eq!(config.server.vantage, "outside-fra");
+        let errors = parse_text(&format!(
+            "[server]\nvantage = \"outside fra\"\n\n{}",
+            probe("p", "")
+        ))
+        .unwrap_err();
+        assert_eq!(
+            errors.to_string(),
+            "probes.toml:2:11: server.vantage: must be 1 to 63 letters, digits, `.`, `_` or `-` \
+             (like \"outside-fra\")"
+        );
     }
 
     /// A probe without its own timeout gets the default, capped at its interval.

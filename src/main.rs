@@ -401,6 +401,7 @@ async fn test_alert(config: &Config, name: &str) -> anyhow::Result<ExitCode> {
     let notification = honeyguide::alert::notification::test_notification(name, now);
     let cx = honeyguide::notify::DeliveryContext {
         external_url: config.alerting.external_url.clone(),
+        vantage: config.server.vantage.clone(),
         now,
     };
     let kind = notifier.kind();

@@ -228,6 +228,15 @@ fn write_daemon_series(snapshot: &Snapshot, out: &mut MetricsWriter) {
         &[],
         snapshot.reload.loaded_at.as_millisecond() as f64 / 1000.0,
     );
+    // An info metric rather than a label on every series: the probe series keep
+    // blackbox_exporter's names and labels (dashboards and recording rules work unchanged), and
+    // the vmagent shipping them adds `vantage` to each with `-remoteWrite.label`.
+    out.gauge(
+        "honeyguide_vantage_info",
+        "Always 1; where this instance probes from ([server] vantage).",
+        &[("vantage", &snapshot.vantage)],
+        1.0,
+    );
     out.gauge(
         "honeyguide_build_info",
         "Always 1; the running version.",

@@ -80,6 +80,8 @@ pub enum Notifier {
 pub struct DeliveryContext {
     /// `[alerting] external_url`: where honeyguide's own pages are, for links.
     pub external_url: Option<url::Url>,
+    /// `[server] vantage`: where the sending instance probes from, said in every message.
+    pub vantage: String,
     /// When this attempt happens (Alertmanager `endsAt` is computed from it).
     pub now: Timestamp,
 }

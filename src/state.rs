@@ -75,6 +75,8 @@ pub struct Snapshot {
     pub scheduler_lag_max: Duration,
     /// When the daemon started (wall clock).
     pub started_at: Timestamp,
+    /// Where this instance probes from (`[server] vantage`).
+    pub vantage: Arc<str>,
     /// The failure modes the diagnoses come from.
     pub catalog: Arc<Catalog>,
     /// The current diagnoses: root causes first, then active before pending, by severity.
@@ -281,6 +283,7 @@ pub struct StateTask {
     scheduler_lag: Histogram,
     scheduler_lag_max: Duration,
     started_at: Timestamp,
+    vantage: Arc<str>,
     cached: Option<Arc<Snapshot>>,
     classifier: Classifier,
     diagnoses: Arc<[Diagnosis]>,
@@ -330,6 +333,7 @@ impl StateTask {
             scheduler_lag: Histogram::new(&LAG_BUCKETS),
             scheduler_lag_max: Duration::ZERO,
             started_at,
+            vantage: config.server.vantage.as_str().into(),
             cached: None,
             classifier,
             diagnoses,
@@ -563,6 +567,7 @@ impl StateTask {
             scheduler_lag: self.scheduler_lag.clone(),
             scheduler_lag_max: self.scheduler_lag_max,
             started_at: self.started_at,
+            vantage: self.vantage.clone(),
             catalog: self.classifier.catalog().clone(),
             diagnoses: self.diagnoses.clone(),
             rules: self

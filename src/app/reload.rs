@@ -50,6 +50,12 @@ pub fn fixed_at_start(running: &Config, loaded: &Config) -> Vec<String> {
         changed
             .push("[server] connection bounds and watch_config (kept until a restart)".to_owned());
     }
+    if old.vantage != new.vantage {
+        changed.push(format!(
+            "[server] vantage ({} stays until a restart)",
+            old.vantage
+        ));
+    }
     if running.store.path != loaded.store.path {
         changed.push(format!(
             "[store] path ({} stays until a restart)",

@@ -147,6 +147,8 @@ pub struct Lane {
     pub reports: mpsc::Sender<DeliveryReport>,
     /// `[alerting] external_url`.
     pub external_url: Option<url::Url>,
+    /// `[server] vantage`.
+    pub vantage: String,
     /// `[alerting] give_up_after`.
     pub give_up_after: Duration,
     /// Backoff bounds.
@@ -182,6 +184,7 @@ pub async fn run(lane: Lane, stop: CancellationToken) {
         }
         let cx = DeliveryContext {
             external_url: lane.external_url.clone(),
+            vantage: lane.vantage.clone(),
             now: Timestamp::now(),
         };
         match lane.notifier.deliver(&entry.notification, &cx).await {

@@ -87,8 +87,9 @@ pub fn text(notification: &Notification, cx: &DeliveryContext) -> String {
     out.push_str("\n--\n");
     let _ = writeln!(
         out,
-        "Sent by honeyguide {} through `{}`. Notification id {}.",
+        "Sent by honeyguide {} from vantage `{}` through `{}`. Notification id {}.",
         env!("CARGO_PKG_VERSION"),
+        cx.vantage,
         notification.notifier,
         notification.id
     );
@@ -159,9 +160,10 @@ pub fn html(notification: &Notification, cx: &DeliveryContext) -> String {
     }
     let _ = write!(
         out,
-        "<hr><p style=\"color: #666; font-size: smaller\">Sent by honeyguide {} through \
-         <code>{}</code>. Notification id <code>{}</code>.",
+        "<hr><p style=\"color: #666; font-size: smaller\">Sent by honeyguide {} from vantage \
+         <code>{}</code> through <code>{}</code>. Notification id <code>{}</code>.",
         env!("CARGO_PKG_VERSION"),
+        escape(&cx.vantage),
         escape(&notification.notifier),
         escape(&notification.id)
     );
@@ -283,10 +285,12 @@ pub fn labels(message: &AlertMessage) -> BTreeMap<String, String> {
     message.alert.identity_labels()
 }
 
-/// The annotations of an alert: what a receiver template shows.
-pub fn annotations(message: &AlertMessage) -> BTreeMap<String, String> {
+/// The annotations of an alert: what a receiver template shows. The vantage is an annotation,
+/// not a label: the same failure seen from two instances must stay one alert to Alertmanager.
+pub fn annotations(message: &AlertMessage, cx: &DeliveryContext) -> BTreeMap<String, String> {
     let alert = &message.alert;
     let mut annotations = BTreeMap::new();
+    annotations.insert("vantage".to_owned(), cx.vantage.clone());
     annotations.insert("title".to_owned(), alert.title.clone());
     annotations.insert("summary".to_owned(), alert.summary.clone());
     if let Some(note) = &alert.note {
@@ -349,7 +353,7 @@ pub fn webhook_payload(notification: &Notification, cx: &DeliveryContext) -> Val
             json!({
                 "status": message.status.as_str(),
                 "labels": labels,
-                "annotations": annotations(message),
+                "annotations": annotations(message, cx),
                 "startsAt": message.alert.since.to_string(),
                 "endsAt": message.ends_at.map_or_else(|| ZERO_TIME.to_owned(), |end| end.to_string()),
                 "generatorURL": generator_url(cx).unwrap_or_default(),
@@ -359,8 +363,11 @@ pub fn webhook_payload(notification: &Notification, cx: &DeliveryContext) -> Val
         .collect();
     let label_sets: Vec<BTreeMap<String, String>> =
         notification.alerts.iter().map(labels).collect();
-    let annotation_sets: Vec<BTreeMap<String, String>> =
-        notification.alerts.iter().map(annotations).collect();
+    let annotation_sets: Vec<BTreeMap<String, String>> = notification
+        .alerts
+        .iter()
+        .map(|message| annotations(message, cx))
+        .collect();
     json!({
         "version": "4",
         "groupKey": format!("{{}}:{{notifier=\"{}\"}}", notification.notifier),
@@ -396,7 +403,7 @@ pub fn alertmanager_alert(
 ) -> Value {
     let mut alert = json!({
         "labels": labels(message),
-        "annotations": annotations(message),
+        "annotations": annotations(message, cx),
         "startsAt": message.alert.since.to_string(),
         "endsAt": ends_at.to_string(),
     });
@@ -473,8 +480,27 @@ mod tests {
     fn cx() -> DeliveryContext {
         DeliveryContext {
             external_url: Some("https://hg.example/".parse().unwrap()),
+            vantage: "outside-fra".to_owned(),
             now: ts("2026-07-01T10:12:05Z"),
         }
+    }
+
+    /// Every message says which instance sent it: the text, the HTML and, as an annotation
+    /// (never a label, so Alertmanager still merges instances), the webhook and Alertmanager
+    /// bodies.
+    #[test]
+    fn every_message_names_the_vantage() {
+        let notification = notification(vec![firing("api-down", "API down")]);
+        assert!(text(&notification, &cx()).contains("from vantage `outside-fra`"));
+        assert!(html(&notification, &cx()).contains("from vantage <code>outside-fra</code>"));
+        let payload = webhook_payload(&notification, &cx());
+        assert_eq!(
+            payload["alerts"][0]["annotations"]["vantage"],
+            "outside-fra"
+        );
+        assert_eq!(payload["alerts"][0]["labels"].get("vantage"), None);
+        let pushed = alertmanager_alert(&notification.alerts[0], ts("2026-07-01T10:20:00Z"), &cx());
+        assert_eq!(pushed["annotations"]["vantage"], "outside-fra");
     }
 
     #[test]

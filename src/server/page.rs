@@ -131,8 +131,9 @@ impl Page<'_> {
         let counts = ProbeCounts::of(&self.status.probes);
         write!(
             out,
-            "<header class=\"top\"><p class=\"brand\">honeyguide</p>\
+            "<header class=\"top\"><p class=\"brand\">honeyguide · seen from {}</p>\
              <h1 class=\"verdict {}\">{} <span>{}</span></h1><p class=\"summary\">",
+            escape(&self.status.vantage),
             verdict.level.class(),
             badge(verdict.level.class(), verdict.level.label()),
             escape(&verdict.headline),

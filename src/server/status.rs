@@ -24,6 +24,8 @@ pub struct Status {
     pub generated_at: String,
     /// When the daemon started (RFC 3339).
     pub started_at: String,
+    /// Where this instance probes from (`[server] vantage`): every verdict here is from it.
+    pub vantage: String,
     /// honeyguide's version.
     pub version: &'static str,
     /// The failure modes recognised now: root causes first, then active before pending, by
@@ -340,6 +342,7 @@ impl Status {
         Self {
             generated_at: now.to_string(),
             started_at: snapshot.started_at.to_string(),
+            vantage: snapshot.vantage.to_string(),
             version: env!("CARGO_PKG_VERSION"),
             diagnoses: snapshot
                 .diagnoses

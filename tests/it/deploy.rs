@@ -4,8 +4,12 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
+fn repo_path(path: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
 fn repo(path: &str) -> String {
-    let full = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    let full = repo_path(path);
     std::fs::read_to_string(&full).unwrap_or_else(|error| panic!("{}: {error}", full.display()))
 }
 
@@ -26,6 +30,10 @@ fn the_alerts_config_map_lists_every_rule_file() {
     assert_eq!(listed, shipped);
 }
 
+fn deployment_sets(variable: &str) -> bool {
+    repo("deploy/k8s/deployment.yaml").contains(&format!("- name: {variable}"))
+}
+
 /// Every `${VAR}` that probes.toml reads (also in its commented-out notifier examples, which an
 /// operator enables by uncommenting) is in the example Secret the Deployment loads.
 #[test]
@@ -39,8 +47,13 @@ fn the_secret_carries_every_variable_probes_toml_reads() {
                 .chars()
                 .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
                 .collect();
-            // HONEYGUIDE_LISTEN is the daemon's own port, set in the Deployment's container port.
-            if name.is_empty() || name == "VAR" || name == "HONEYGUIDE_LISTEN" {
+            // HONEYGUIDE_LISTEN is the daemon's own port, set in the Deployment's container port;
+            // HONEYGUIDE_VANTAGE is set in the Deployment beside the scrape config's label.
+            if name.is_empty()
+                || name == "VAR"
+                || name == "HONEYGUIDE_LISTEN"
+                || (name == "HONEYGUIDE_VANTAGE" && deployment_sets(&name))
+            {
                 continue;
             }
             if !secret.contains(&format!("  {name}: ")) {
@@ -158,4 +171,39 @@ fn the_systemd_unit_verifies_and_is_hardened() {
         said.trim().is_empty(),
         "systemd-analyze verify warned:\n{said}"
     );
+}
+
+/// The outside instance's vmagent unit verifies, ships with `vantage` on every series, and the
+/// in-cluster scrape names the same vantage as the deployment, so the two instances' series are
+/// told apart in VictoriaMetrics.
+#[test]
+fn every_shipped_instance_ships_its_vantage() {
+    let analyze = crate::support::require_binary("/usr/bin/systemd-analyze", "systemd");
+    crate::support::require_binary("/usr/bin/vmagent", "victoria-metrics");
+    let unit = repo("deploy/systemd/vmagent-honeyguide.service");
+    assert!(
+        unit.contains("-remoteWrite.label=vantage=${VANTAGE}"),
+        "{unit}"
+    );
+    let output = std::process::Command::new(analyze)
+        .arg("verify")
+        .arg(repo_path("deploy/systemd/vmagent-honeyguide.service"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success() && said.trim().is_empty(), "{said}");
+
+    let deployment = repo("deploy/k8s/deployment.yaml");
+    let scrape = repo("deploy/k8s/vmagent-scrape.yaml");
+    let env_vantage = deployment
+        .split("name: HONEYGUIDE_VANTAGE")
+        .nth(1)
+        .and_then(|rest| rest.lines().nth(1))
+        .and_then(|line| line.trim().strip_prefix("value: "))
+        .expect("the deployment sets HONEYGUIDE_VANTAGE");
+    assert!(
+        scrape.contains(&format!("vantage: {env_vantage}")),
+        "the scrape config labels another vantage than `{env_vantage}`:\n{scrape}"
+    );
+    assert!(repo("probes.toml").contains("vantage = \"${HONEYGUIDE_VANTAGE:-}\""));
 }

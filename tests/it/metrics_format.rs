@@ -8,7 +8,8 @@ use crate::support::daemon::TestDaemon;
 use crate::support::http_server::{HttpServer, Route};
 use crate::support::{self, require_binary};
 
-/// The exposition of a daemon with passing and failing probes parses and lints clean.
+/// The exposition of a daemon with passing and failing probes parses and lints clean, and says
+/// where the instance probes from.
 #[tokio::test]
 async fn promtool_accepts_the_exposition() {
     support::init();
@@ -18,7 +19,7 @@ async fn promtool_accepts_the_exposition() {
         .start()
         .await;
     let toml = format!(
-        "[[probe]]\nname = \"up\"\nkind = \"http\"\nurl = \"{}\"\ninterval = \"1s\"\nlabels = {{ team = \"web\" }}\n\n\
+        "[server]\nvantage = \"outside-fra\"\n\n[[probe]]\nname = \"up\"\nkind = \"http\"\nurl = \"{}\"\ninterval = \"1s\"\nlabels = {{ team = \"web\" }}\n\n\
          [[probe]]\nname = \"down\"\nkind = \"http\"\nurl = \"http://127.0.0.1:{}/\"\ninterval = \"1s\"\n",
         ok.url("/"),
         support::free_port()
@@ -56,5 +57,10 @@ async fn promtool_accepts_the_exposition() {
         metrics.contains("honeyguide_probe_info{probe=\"up\",kind=\"http\",team=\"web\"} 1\n"),
         "{metrics}"
     );
+    assert!(
+        metrics.contains("honeyguide_vantage_info{vantage=\"outside-fra\"} 1\n"),
+        "{metrics}"
+    );
+    assert_eq!(daemon.status().await["vantage"], "outside-fra");
     daemon.stop().await;
 }

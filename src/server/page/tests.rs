@@ -14,6 +14,7 @@ pub(super) fn status(diagnoses: Vec<DiagnosisStatus>, probes: Vec<ProbeStatus>) 
     Status {
         generated_at: NOW.to_owned(),
         started_at: "2025-06-01T09:00:00Z".to_owned(),
+        vantage: "outside-fra".to_owned(),
         version: "0.1.0",
         diagnoses,
         probes,
