@@ -67,15 +67,19 @@ fn write_probe_series(snapshot: &Snapshot, out: &mut MetricsWriter) {
         MetricType::Gauge,
         "Always 1; the probe's kind and configured labels, to join on `probe`.",
     );
+    // Family by family: the writer finds the family of a run of samples once, not per sample.
     for view in &snapshot.probes {
-        let probe = view.name.as_str();
-        let mut info: Vec<(&str, &str)> = vec![("probe", probe), ("kind", view.kind.as_str())];
+        let mut info: Vec<(&str, &str)> =
+            vec![("probe", view.name.as_str()), ("kind", view.kind.as_str())];
         info.extend(
             view.labels
                 .iter()
                 .map(|(name, value)| (name.as_str(), value.as_str())),
         );
         out.sample("honeyguide_probe_info", &info, 1.0);
+    }
+    for view in &snapshot.probes {
+        let probe = view.name.as_str();
         out.sample(
             "honeyguide_probe_runs_total",
             &[("probe", probe), ("result", "ok")],
@@ -87,32 +91,44 @@ fn write_probe_series(snapshot: &Snapshot, out: &mut MetricsWriter) {
             &[("probe", probe), ("result", "failed")],
             failed as f64,
         );
+    }
+    for view in &snapshot.probes {
         for (class, count) in &view.runs_failed {
             out.sample(
                 "honeyguide_probe_failures_total",
-                &[("probe", probe), ("error", class.as_str())],
+                &[("probe", view.name.as_str()), ("error", class.as_str())],
                 *count as f64,
             );
         }
-        let Some(latest) = &view.latest else { continue };
-        out.sample(
-            "probe_success",
-            &[("probe", probe)],
-            if latest.result.ok { 1.0 } else { 0.0 },
-        );
+    }
+    let latest = || {
+        snapshot
+            .probes
+            .iter()
+            .filter_map(|view| Some((view, view.latest.as_ref()?)))
+    };
+    for (view, latest) in latest() {
+        let value = if latest.result.ok { 1.0 } else { 0.0 };
+        out.sample("probe_success", &[("probe", view.name.as_str())], value);
+    }
+    for (view, latest) in latest() {
         out.sample(
             "probe_duration_seconds",
-            &[("probe", probe)],
+            &[("probe", view.name.as_str())],
             latest.result.duration.as_secs_f64(),
         );
+    }
+    for (view, _) in latest() {
         out.sample(
             "honeyguide_probe_consecutive_failures",
-            &[("probe", probe)],
+            &[("probe", view.name.as_str())],
             view.consecutive_failures as f64,
         );
+    }
+    for (view, latest) in latest() {
         out.sample(
             "honeyguide_probe_last_run_timestamp_seconds",
-            &[("probe", probe)],
+            &[("probe", view.name.as_str())],
             latest.checked_at.as_millisecond() as f64 / 1000.0,
         );
     }
