@@ -199,6 +199,11 @@ impl Field {
         Self::new(name, Type::List(&Type::Str), doc, Typical::Strs(typical))
     }
 
+    /// A list whose items are of `item`, typically a record: one series of a query result.
+    pub const fn list_of(name: &'static str, doc: &'static str, item: &'static Type) -> Self {
+        Self::new(name, Type::List(item), doc, Typical::Nested)
+    }
+
     /// A nested table with declared keys.
     pub const fn record(name: &'static str, doc: &'static str, fields: &'static [Field]) -> Self {
         Self::new(name, Type::Record(fields), doc, Typical::Nested)
@@ -262,7 +267,16 @@ fn typical_of(ty: &Type, typical: &Typical, healthy: bool) -> Value {
             (*example).to_owned(),
             typical_of(value, &Typical::Nested, healthy),
         )])),
-        (_, Typical::Nested) => Value::Null,
+        // One typical item, so that a rule ranging over the list is type-checked at load.
+        (Type::List(item), Typical::Nested) => {
+            Value::List(vec![typical_of(item, &Typical::Nested, healthy)])
+        }
+        // A scalar inside a map or a list has no typical value of its own (a label's value):
+        // a plain one of its type keeps the typical values non-null, as the load check needs.
+        (Type::Bool, Typical::Nested) => Value::Bool(false),
+        (Type::Int, Typical::Nested) => Value::Int(0),
+        (Type::Float, Typical::Nested) => Value::Float(0.0),
+        (Type::Str, Typical::Nested) => Value::from("value"),
     }
 }
 
@@ -591,6 +605,7 @@ fn nested_tables(fields: &[Field], prefix: &str, out: &mut String) {
                 value: Type::Record(nested),
                 ..
             } => (*nested, format!("{prefix}{}.<{key}>", field.name)),
+            Type::List(Type::Record(nested)) => (*nested, format!("{prefix}{}[]", field.name)),
             _ => continue,
         };
         out.push_str(&format!("\nIn `{path}`:\n\n"));
