@@ -23,7 +23,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::probe::net::{self, OneShot};
-use crate::probe::schema::{Field, Gauge, Type};
+use crate::probe::schema::{Field, Gauge, Type, Typical};
 use crate::probe::{ErrorClass, Observations, Outcome, ProbeContext, Value, http};
 use crate::spec::secret::{self, Credentials, Secret};
 use crate::spec::{BuildContext, FieldError, FieldErrors, Keep};
@@ -65,32 +65,40 @@ pub const OBSERVATIONS: &[Field] = &[
          `null` when no answer was read",
         1,
     )
+    // Healthy is an empty answer: shipped queries select what is wrong (a disk under its
+    // threshold), so a quiet day matches nothing. The same goes for the keys below.
+    .healthy(Typical::Int(0))
     .gauge(&SERIES_GAUGE),
     Field::float(
         "value",
         "the value when the result is exactly one series (or a scalar), else `null`",
         0.25,
-    ),
+    )
+    .failure_only(),
     Field::float(
         "min",
         "the smallest value over all series; `null` without a finite value",
         0.25,
-    ),
+    )
+    .failure_only(),
     Field::float(
         "max",
         "the largest value over all series; `null` without a finite value",
         0.25,
-    ),
+    )
+    .failure_only(),
     Field::float(
         "sum",
         "the sum of the values over all series; `null` without a finite value",
         0.25,
-    ),
+    )
+    .failure_only(),
     Field::list_of(
         "series",
         "the series, sorted by their labels, at most 100 (see `series_truncated`)",
         &Type::Record(SERIES_FIELDS),
-    ),
+    )
+    .healthy(Typical::Strs(&[])),
     Field::flag(
         "series_truncated",
         "whether `series` lists fewer series than `count` (the cap is 100)",
@@ -547,17 +555,37 @@ impl Summary {
         }
     }
 
+    /// `query: 2 series, 1 to 3: {reason="silent"} 1, {reason="non_2xx"} 3`: the message is a
+    /// diagnosis' evidence, so it names the first few series (which vmagent, which mountpoint),
+    /// not only how many there were.
     fn message(&self, warnings: &[String]) -> String {
+        const NAMED: usize = 3;
         let count = self.series.len();
-        let mut message = match (count, self.single()) {
-            (0, _) => "query: 0 series (empty result)".to_owned(),
-            (1, Some(value)) => format!("query: 1 series, value {value}"),
-            (1, None) => "query: 1 series, value NaN or infinite".to_owned(),
-            (count, _) => match (self.min(), self.max()) {
-                (Some(min), Some(max)) => format!("query: {count} series, {min} to {max}"),
-                _ => format!("query: {count} series"),
-            },
+        let mut message = match (count, self.min(), self.max()) {
+            (0, _, _) => "query: 0 series (empty result)".to_owned(),
+            (1, _, _) => "query: 1 series".to_owned(),
+            (count, Some(min), Some(max)) => format!("query: {count} series, {min} to {max}"),
+            (count, _, _) => format!("query: {count} series"),
         };
+        let named: Vec<String> = self
+            .series
+            .iter()
+            .take(NAMED)
+            .map(|(labels, value)| {
+                let labels: Vec<String> = labels
+                    .iter()
+                    .map(|(name, text)| format!("{name}={text:?}"))
+                    .collect();
+                let value = value.map_or_else(|| "NaN".to_owned(), |value| value.to_string());
+                format!("{{{}}} {value}", labels.join(","))
+            })
+            .collect();
+        if !named.is_empty() {
+            message.push_str(&format!(": {}", named.join(", ")));
+        }
+        if count > NAMED {
+            message.push_str(&format!(", and {} more", count - NAMED));
+        }
         if let Some(warning) = warnings.first() {
             message.push_str(&format!(" (warning: {warning})"));
         }
@@ -645,7 +673,11 @@ mod tests {
             (Some(0.25), Some(0.5), Some(0.75))
         );
         assert_eq!(result.single(), None);
-        assert_eq!(result.message(&[]), "query: 3 series, 0.25 to 0.5");
+        assert_eq!(
+            result.message(&[]),
+            "query: 3 series, 0.25 to 0.5: {mountpoint=\"/\"} 0.25, {mountpoint=\"/srv\"} NaN, \
+             {mountpoint=\"/var\"} 0.5"
+        );
         let mut observations = Observations::new();
         result.observe(&mut observations);
         assert_eq!(observations["count"], Value::Int(3));

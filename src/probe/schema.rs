@@ -153,6 +153,10 @@ pub struct Field {
     /// Whether a healthy run reports it as `null` (`failed_step`, `timeout_phase`): the healthy
     /// result example timelines start from leaves it `null`.
     pub failure_only: bool,
+    /// What a healthy run reports instead of the typical value, where the two differ: an
+    /// alerting query's healthy answer is empty (`count` 0), while rules are type-checked
+    /// against a result with something in it.
+    pub healthy: Option<Typical>,
     /// The gauge it is exported as.
     pub gauge: Option<&'static Gauge>,
 }
@@ -166,6 +170,7 @@ impl Field {
             doc,
             typical,
             failure_only: false,
+            healthy: None,
             gauge: None,
         }
     }
@@ -241,6 +246,12 @@ impl Field {
         self
     }
 
+    /// Gives a healthy run `value` instead of the typical one.
+    pub const fn healthy(mut self, value: Typical) -> Self {
+        self.healthy = Some(value);
+        self
+    }
+
     /// Exports it as `gauge`.
     pub const fn gauge(mut self, gauge: &'static Gauge) -> Self {
         self.gauge = Some(gauge);
@@ -250,6 +261,9 @@ impl Field {
     fn typical_value(&self, healthy: bool) -> Value {
         if healthy && self.failure_only {
             return Value::Null;
+        }
+        if let (true, Some(value)) = (healthy, &self.healthy) {
+            return typical_of(&self.ty, value, healthy);
         }
         typical_of(&self.ty, &self.typical, healthy)
     }

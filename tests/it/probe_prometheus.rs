@@ -76,7 +76,10 @@ async fn one_series_gives_its_value_and_labels() {
     let config = load_with_env(dir.path(), &toml, &[]);
     let result = run_loaded(&config, 0, std::time::Duration::from_secs(5)).await;
     assert!(result.ok, "{result:?}");
-    assert_eq!(result.message, "query: 1 series, value 52428800");
+    assert_eq!(
+        result.message,
+        "query: 1 series: {job=\"vmagent\"} 52428800"
+    );
     assert_eq!(result.observations["count"], Value::Int(1));
     assert_eq!(result.observations["value"], Value::Float(52_428_800.0));
     assert_eq!(result.observations["sum"], Value::Float(52_428_800.0));
@@ -111,7 +114,12 @@ async fn many_series_are_aggregated_and_capped() {
     let config = load_with_env(dir.path(), &toml, &[]);
     let result = run_loaded(&config, 0, std::time::Duration::from_secs(5)).await;
     assert!(result.ok, "{result:?}");
-    assert_eq!(result.message, "query: 120 series, 1 to 120");
+    assert_eq!(
+        result.message,
+        "query: 120 series, 1 to 120: {__name__=\"node_disk_ratio\",node=\"n000\"} 1, \
+         {__name__=\"node_disk_ratio\",node=\"n001\"} 2, \
+         {__name__=\"node_disk_ratio\",node=\"n002\"} 3, and 117 more"
+    );
     assert_eq!(result.observations["count"], Value::Int(120));
     assert_eq!(result.observations["value"], Value::Null);
     assert_eq!(result.observations["min"], Value::Float(1.0));
@@ -286,5 +294,212 @@ fn bad_values_are_located_config_errors() {
              {path}:6:16: probe[obs].bearer_token: set either a bearer token or a user name \
              and password, not both"
         )
+    );
+}
+
+// === the shipped queries, against samples imported into a real VictoriaMetrics ===
+
+/// The `query` of a probe of the shipped `probes.toml`, its `${VAR:-default}`s at their
+/// defaults: read as text, so that the shipped file itself is never run (its `url` is the
+/// production obs box); the query runs against the loopback VictoriaMetrics instead.
+fn shipped_query(name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("probes.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let document: toml::Table = text.parse().unwrap();
+    let probe = document["probe"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|probe| probe["name"].as_str() == Some(name))
+        .unwrap_or_else(|| panic!("no shipped probe {name}"));
+    let mut query = probe["query"].as_str().unwrap().to_owned();
+    while let Some(start) = query.find("${") {
+        let end = start + query[start..].find('}').unwrap();
+        let default = query[start..end].split_once(":-").unwrap().1.to_owned();
+        query.replace_range(start..=end, &default);
+    }
+    query
+}
+
+async fn run_shipped(vm: &Victoria, name: &str) -> honeyguide::probe::ProbeResult {
+    let dir = TempDir::new("prom");
+    let result = run_one(dir.path(), &probe_toml(&vm.url, &shipped_query(name), "")).await;
+    assert!(result.ok, "{name}: {result:?}");
+    result
+}
+
+fn label(item: &Value, name: &str) -> String {
+    labels_of(item)
+        .into_iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value)
+        .unwrap_or_default()
+}
+
+/// `obs-vmagent` says which way vmagent fails to ship: nothing of it arrives (`silent`), its
+/// queue keeps growing (`pending_growing`), or the remote end refuses (`non_2xx`, by status);
+/// a vmagent shipping fine, with a small steady queue and 2xx answers, matches nothing.
+#[tokio::test]
+async fn the_shipped_vmagent_query_names_the_reason() {
+    init();
+    let vm = Victoria::start();
+    // Nothing of vmagent at all: silent.
+    let result = run_shipped(&vm, "obs-vmagent").await;
+    assert_eq!(
+        result.observations["count"],
+        Value::Int(1),
+        "{}",
+        result.message
+    );
+    assert_eq!(label(&series(&result)[0], "reason"), "silent");
+
+    // Healthy: a small steady queue, only 2xx answers.
+    let (old, mid) = (Victoria::millis_ago(480), Victoria::millis_ago(240));
+    vm.import(&format!(
+        "vmagent_remotewrite_pending_data_bytes{{job=\"vmagent\",instance=\"a\"}} 1000 {old}\n\
+         vmagent_remotewrite_pending_data_bytes{{job=\"vmagent\",instance=\"a\"}} 1000 {mid}\n\
+         vmagent_remotewrite_pending_data_bytes{{job=\"vmagent\",instance=\"a\"}} 1000\n\
+         vmagent_remotewrite_requests_total{{job=\"vmagent\",instance=\"a\",status_code=\"204\"}} 5 {old}\n\
+         vmagent_remotewrite_requests_total{{job=\"vmagent\",instance=\"a\",status_code=\"204\"}} 90\n"
+    ))
+    .await;
+    let result = run_shipped(&vm, "obs-vmagent").await;
+    assert_eq!(
+        result.observations["count"],
+        Value::Int(0),
+        "{}",
+        result.message
+    );
+
+    // Another vmagent with a growing queue and 401s.
+    vm.import(&format!(
+        "vmagent_remotewrite_pending_data_bytes{{job=\"vmagent\",instance=\"b\"}} 60000000 {old}\n\
+         vmagent_remotewrite_pending_data_bytes{{job=\"vmagent\",instance=\"b\"}} 70000000 {mid}\n\
+         vmagent_remotewrite_pending_data_bytes{{job=\"vmagent\",instance=\"b\"}} 80000000\n\
+         vmagent_remotewrite_requests_total{{job=\"vmagent\",instance=\"b\",status_code=\"401\"}} 0 {old}\n\
+         vmagent_remotewrite_requests_total{{job=\"vmagent\",instance=\"b\",status_code=\"401\"}} 12\n"
+    ))
+    .await;
+    let result = run_shipped(&vm, "obs-vmagent").await;
+    let reasons: Vec<(String, String, String)> = series(&result)
+        .iter()
+        .map(|item| {
+            (
+                label(item, "instance"),
+                label(item, "reason"),
+                label(item, "status_code"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            ("b".to_owned(), "non_2xx".to_owned(), "401".to_owned()),
+            ("b".to_owned(), "pending_growing".to_owned(), String::new()),
+        ],
+        "{}",
+        result.message
+    );
+    assert!(
+        result.message.contains("reason=\"non_2xx\""),
+        "{}",
+        result.message
+    );
+}
+
+/// `obs-node-disk` lists each node and mountpoint under 10 % free or trending to full within 4
+/// hours; a roomy disk and a full tmpfs are not listed.
+#[tokio::test]
+async fn the_shipped_disk_query_finds_filling_mountpoints() {
+    init();
+    let vm = Victoria::start();
+    let (hour, half) = (Victoria::millis_ago(3000), Victoria::millis_ago(1500));
+    let fs = |node: &str, mountpoint: &str, fstype: &str| {
+        format!(
+            "{{instance=\"{node}:9100\",mountpoint=\"{mountpoint}\",fstype=\"{fstype}\",device=\"d\"}}"
+        )
+    };
+    let full = fs("node-1", "/", "ext4");
+    let roomy = fs("node-1", "/data", "ext4");
+    let shrinking = fs("node-2", "/var/lib/rancher", "ext4");
+    let tmpfs = fs("node-2", "/run", "tmpfs");
+    vm.import(&format!(
+        "node_filesystem_size_bytes{full} 100000000000\nnode_filesystem_avail_bytes{full} 5000000000\n\
+         node_filesystem_size_bytes{roomy} 100000000000\nnode_filesystem_avail_bytes{roomy} 60000000000\n\
+         node_filesystem_size_bytes{tmpfs} 1000000\nnode_filesystem_avail_bytes{tmpfs} 1000\n\
+         node_filesystem_size_bytes{shrinking} 100000000000\n\
+         node_filesystem_avail_bytes{shrinking} 40000000000 {hour}\n\
+         node_filesystem_avail_bytes{shrinking} 30000000000 {half}\n\
+         node_filesystem_avail_bytes{shrinking} 20000000000\n"
+    ))
+    .await;
+    let result = run_shipped(&vm, "obs-node-disk").await;
+    let found: Vec<(String, String)> = series(&result)
+        .iter()
+        .map(|item| (label(item, "instance"), label(item, "mountpoint")))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("node-1:9100".to_owned(), "/".to_owned()),
+            ("node-2:9100".to_owned(), "/var/lib/rancher".to_owned()),
+        ],
+        "{}",
+        result.message
+    );
+}
+
+/// `obs-cardinality` names each counter (and reason) that moved in the last 15 minutes;
+/// counters standing still match nothing.
+#[tokio::test]
+async fn the_shipped_cardinality_query_names_the_counter() {
+    init();
+    let vm = Victoria::start();
+    // VictoriaMetrics counts a series' first sample as an increase from 0, so each counter
+    // gets a sample from just before the 15-minute window (as a scrape every few minutes
+    // would): standing still since then is no increase.
+    let (before, old) = (Victoria::millis_ago(960), Victoria::millis_ago(300));
+    vm.import(&format!(
+        "vm_hourly_series_limit_rows_dropped_total{{job=\"vm\"}} 0 {before}\n\
+         vm_hourly_series_limit_rows_dropped_total{{job=\"vm\"}} 0 {old}\n\
+         vm_hourly_series_limit_rows_dropped_total{{job=\"vm\"}} 0\n\
+         vm_rows_ignored_total{{job=\"vm\",reason=\"too_long_label_value\"}} 3 {before}\n\
+         vm_rows_ignored_total{{job=\"vm\",reason=\"too_long_label_value\"}} 3 {old}\n\
+         vm_rows_ignored_total{{job=\"vm\",reason=\"too_long_label_value\"}} 3\n"
+    ))
+    .await;
+    let result = run_shipped(&vm, "obs-cardinality").await;
+    assert_eq!(
+        result.observations["count"],
+        Value::Int(0),
+        "{}",
+        result.message
+    );
+
+    vm.import(&format!(
+        "vm_daily_series_limit_rows_dropped_total{{job=\"vm\"}} 0 {old}\n\
+         vm_daily_series_limit_rows_dropped_total{{job=\"vm\"}} 1200\n\
+         vm_rows_ignored_total{{job=\"vm\",reason=\"too_long_label_value\"}} 40\n"
+    ))
+    .await;
+    let result = run_shipped(&vm, "obs-cardinality").await;
+    let found: Vec<(String, String)> = series(&result)
+        .iter()
+        .map(|item| (label(item, "counter"), label(item, "reason")))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (
+                "vm_daily_series_limit_rows_dropped_total".to_owned(),
+                String::new()
+            ),
+            (
+                "vm_rows_ignored_total".to_owned(),
+                "too_long_label_value".to_owned()
+            ),
+        ],
+        "{}",
+        result.message
     );
 }

@@ -70,11 +70,11 @@ const SERIES: &[Field] = &[
     Field::float("value", "the value", 1.5),
 ];
 
-const LISTS: Schema = Schema::new(&[&[Field::list_of(
-    "series",
-    "one entry per series",
-    &Type::Record(SERIES),
-)]]);
+const LISTS: Schema = Schema::new(&[&[
+    Field::list_of("series", "one entry per series", &Type::Record(SERIES))
+        .healthy(Typical::Strs(&[])),
+    Field::int("count", "how many", 1).healthy(Typical::Int(0)),
+]]);
 
 /// A list of records: each item is conformed like a record (filled, converted, checked), its
 /// typical value is one typical item (labels included, never `null`), and the docs table it
@@ -127,6 +127,11 @@ fn lists_of_records_conform_item_by_item() {
     );
     let mut typical = typical;
     assert!(LISTS.conform(&mut typical).is_empty());
+    // A healthy run reports what `healthy` says: nothing matched.
+    let mut healthy = LISTS.healthy();
+    assert_eq!(healthy["series"], Value::List(Vec::new()));
+    assert_eq!(healthy["count"], Value::Int(0));
+    assert!(LISTS.conform(&mut healthy).is_empty());
 
     let fields: Vec<&Field> = LISTS.fields().collect();
     assert_eq!(fields[0].ty.describe(), "list of map");

@@ -1,7 +1,8 @@
 //! A real VictoriaMetrics (Debian `victoria-metrics`, single node) for the `prometheus` probe
 //! tests: started as a child on a free loopback port with a temporary storage directory,
 //! `-search.latencyOffset=0s` so that samples imported a moment ago are visible to instant
-//! queries (by default VictoriaMetrics hides the last 30 s). Samples arrive through its import
+//! queries (by default VictoriaMetrics hides the last 30 s), and its result cache off (samples
+//! with past timestamps arrive between queries). Samples arrive through its import
 //! API (`/api/v1/import/prometheus`, the text exposition format), then a forced flush makes them
 //! queryable at once. VictoriaMetrics itself only does Basic auth (`-httpAuth.*`); bearer tokens
 //! are vmauth's job (same package), which [`Vmauth`] starts in front of it, as deployments do.
@@ -43,6 +44,9 @@ impl Victoria {
             ))
             .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
             .arg("-search.latencyOffset=0s")
+            // Tests import samples with past timestamps between queries; VictoriaMetrics' rollup
+            // cache assumes history does not change and would answer from before the import.
+            .arg("-search.disableCache")
             .arg("-retentionPeriod=1d")
             .arg("-loggerLevel=ERROR");
         if let Some((user, password)) = &credentials {
@@ -73,11 +77,10 @@ impl Victoria {
     }
 
     /// Imports samples in the text exposition format (`name{labels} value [timestamp_ms]`, one
-    /// a line, each a distinct series; without a timestamp, now), flushes them, and waits until
-    /// instant queries see every one of those series: a new series becomes searchable only once
-    /// VictoriaMetrics has indexed it (about a second), even after a forced flush.
+    /// a line; without a timestamp, now), flushes them, and waits until instant queries see
+    /// every one of them: a new series becomes searchable, and a fresh sample visible, only a
+    /// moment after a forced flush (VictoriaMetrics indexes and merges in the background).
     pub async fn import(&self, lines: &str) {
-        self.import_only(lines).await;
         let mut names: Vec<&str> = lines
             .lines()
             .filter_map(|line| line.split(['{', ' ']).next())
@@ -85,14 +88,19 @@ impl Victoria {
             .collect();
         names.sort_unstable();
         names.dedup();
-        let expected = lines.lines().filter(|line| !line.trim().is_empty()).count();
-        let query = format!("count({{__name__=~\"{}\"}})", names.join("|"));
+        let samples = format!(
+            "sum(count_over_time({{__name__=~\"{}\"}}[2h]))",
+            names.join("|")
+        );
+        let before = self.query_scalar(&samples).await.unwrap_or(0.0);
+        let expected = before + lines.lines().filter(|line| !line.trim().is_empty()).count() as f64;
+        self.import_only(lines).await;
         super::eventually(
-            "VictoriaMetrics to index the imported series",
+            "VictoriaMetrics to show the imported samples",
             Duration::from_secs(20),
             || async {
-                let seen = self.query_scalar(&query).await?;
-                (seen >= expected as f64).then_some(())
+                let seen = self.query_scalar(&samples).await?;
+                (seen >= expected).then_some(())
             },
         )
         .await;
@@ -113,6 +121,15 @@ impl Victoria {
             .ok()?;
         let body: serde_json::Value = response.json().await.ok()?;
         body["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+    }
+
+    /// Unix milliseconds `seconds_ago` seconds ago, for samples in the past.
+    pub fn millis_ago(seconds_ago: u64) -> u128 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970");
+        now.saturating_sub(Duration::from_secs(seconds_ago))
+            .as_millis()
     }
 
     /// [`Victoria::import`] without waiting for the series to be searchable.
