@@ -329,7 +329,7 @@ pub const OBSERVATIONS: &[Field] = &[
 pub const STATUS_CODE: Gauge = Gauge {
     name: "probe_http_status_code",
     help: "Status code of the probe's main HTTP response (registry: GET /v2/, s3: the signed \
-           HEAD), 0 when none arrived.",
+           HEAD, prometheus: the query), 0 when none arrived.",
     null_as: Some(0.0),
 };
 

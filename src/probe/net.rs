@@ -24,10 +24,10 @@
 //!   A kind therefore never puts these keys in its own outcome (that would overwrite them).
 //!
 //! Kinds whose library owns part of the connection use what they can: `postgres` hands our TCP
-//! stream to tokio-postgres, which negotiates TLS with a [`Recording`] config; `registry` and `s3`
-//! let reqwest connect ([`OneShot`]), pinned to the address our resolver gave. The `dns` kind asks
-//! the resolvers it is configured with (that is what it probes), and shares only the TLS settings
-//! and the error words.
+//! stream to tokio-postgres, which negotiates TLS with a [`Recording`] config; `registry`, `s3`
+//! and `prometheus` let reqwest connect ([`OneShot`]), pinned to the address our resolver gave.
+//! The `dns` kind asks the resolvers it is configured with (that is what it probes), and shares
+//! only the TLS settings and the error words.
 
 use std::error::Error as StdError;
 use std::io;
@@ -71,8 +71,8 @@ pub const OBSERVATIONS: &[Field] = &[
     ),
     Field::text(
         "remote_addr",
-        "`ip:port` actually connected to (for `registry` and `s3`, the one that answered the \
-         last request)",
+        "`ip:port` actually connected to (for `registry`, `s3` and `prometheus`, the one that \
+         answered the last request)",
         "104.16.1.1:443",
     ),
     Field::int(
@@ -85,8 +85,8 @@ pub const OBSERVATIONS: &[Field] = &[
     .gauge(&CERT_EXPIRY),
     Field::text(
         "tls_version",
-        "`TLSv1.3` or `TLSv1.2`; `null` without TLS. Not known to `postgres`, `registry` and \
-         `s3`, whose libraries do the handshake",
+        "`TLSv1.3` or `TLSv1.2`; `null` without TLS. Not known to `postgres`, `registry`, \
+         `s3` and `prometheus`, whose libraries do the handshake",
         "TLSv1.3",
     ),
 ];

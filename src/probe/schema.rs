@@ -153,6 +153,10 @@ pub struct Field {
     /// Whether a healthy run reports it as `null` (`failed_step`, `timeout_phase`): the healthy
     /// result example timelines start from leaves it `null`.
     pub failure_only: bool,
+    /// What a healthy run reports instead of the typical value, where the two differ: an
+    /// alerting query's healthy answer is empty (`count` 0), while rules are type-checked
+    /// against a result with something in it.
+    pub healthy: Option<Typical>,
     /// The gauge it is exported as.
     pub gauge: Option<&'static Gauge>,
 }
@@ -166,6 +170,7 @@ impl Field {
             doc,
             typical,
             failure_only: false,
+            healthy: None,
             gauge: None,
         }
     }
@@ -197,6 +202,11 @@ impl Field {
         typical: &'static [&'static str],
     ) -> Self {
         Self::new(name, Type::List(&Type::Str), doc, Typical::Strs(typical))
+    }
+
+    /// A list whose items are of `item`, typically a record: one series of a query result.
+    pub const fn list_of(name: &'static str, doc: &'static str, item: &'static Type) -> Self {
+        Self::new(name, Type::List(item), doc, Typical::Nested)
     }
 
     /// A nested table with declared keys.
@@ -236,6 +246,12 @@ impl Field {
         self
     }
 
+    /// Gives a healthy run `value` instead of the typical one.
+    pub const fn healthy(mut self, value: Typical) -> Self {
+        self.healthy = Some(value);
+        self
+    }
+
     /// Exports it as `gauge`.
     pub const fn gauge(mut self, gauge: &'static Gauge) -> Self {
         self.gauge = Some(gauge);
@@ -245,6 +261,9 @@ impl Field {
     fn typical_value(&self, healthy: bool) -> Value {
         if healthy && self.failure_only {
             return Value::Null;
+        }
+        if let (true, Some(value)) = (healthy, &self.healthy) {
+            return typical_of(&self.ty, value, healthy);
         }
         typical_of(&self.ty, &self.typical, healthy)
     }
@@ -262,7 +281,16 @@ fn typical_of(ty: &Type, typical: &Typical, healthy: bool) -> Value {
             (*example).to_owned(),
             typical_of(value, &Typical::Nested, healthy),
         )])),
-        (_, Typical::Nested) => Value::Null,
+        // One typical item, so that a rule ranging over the list is type-checked at load.
+        (Type::List(item), Typical::Nested) => {
+            Value::List(vec![typical_of(item, &Typical::Nested, healthy)])
+        }
+        // A scalar inside a map or a list has no typical value of its own (a label's value):
+        // a plain one of its type keeps the typical values non-null, as the load check needs.
+        (Type::Bool, Typical::Nested) => Value::Bool(false),
+        (Type::Int, Typical::Nested) => Value::Int(0),
+        (Type::Float, Typical::Nested) => Value::Float(0.0),
+        (Type::Str, Typical::Nested) => Value::from("value"),
     }
 }
 
@@ -591,6 +619,7 @@ fn nested_tables(fields: &[Field], prefix: &str, out: &mut String) {
                 value: Type::Record(nested),
                 ..
             } => (*nested, format!("{prefix}{}.<{key}>", field.name)),
+            Type::List(Type::Record(nested)) => (*nested, format!("{prefix}{}[]", field.name)),
             _ => continue,
         };
         out.push_str(&format!("\nIn `{path}`:\n\n"));

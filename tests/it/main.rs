@@ -36,6 +36,7 @@ mod probe_asynq;
 mod probe_dns;
 mod probe_http;
 mod probe_postgres;
+mod probe_prometheus;
 mod probe_redis;
 mod probe_registry;
 mod probe_s3;

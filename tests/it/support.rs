@@ -23,6 +23,7 @@ pub mod redis;
 pub mod registry;
 pub mod s3;
 pub mod smtpd;
+pub mod victoria;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};

@@ -65,6 +65,84 @@ fn conform_fills_converts_and_reports() {
     assert_eq!(mail["latency_seconds"], Value::Float(2.0));
 }
 
+const SERIES: &[Field] = &[
+    Field::map_of("labels", "the labels", "label name", "instance", &Type::Str),
+    Field::float("value", "the value", 1.5),
+];
+
+const LISTS: Schema = Schema::new(&[&[
+    Field::list_of("series", "one entry per series", &Type::Record(SERIES))
+        .healthy(Typical::Strs(&[])),
+    Field::int("count", "how many", 1).healthy(Typical::Int(0)),
+]]);
+
+/// A list of records: each item is conformed like a record (filled, converted, checked), its
+/// typical value is one typical item (labels included, never `null`), and the docs table it
+/// gets is titled `series[]`.
+#[test]
+fn lists_of_records_conform_item_by_item() {
+    let mut observations = Observations::from([(
+        "series".to_owned(),
+        Value::List(vec![
+            Value::Map(BTreeMap::from([
+                (
+                    "labels".to_owned(),
+                    Value::Map(BTreeMap::from([("job".to_owned(), Value::from("vm"))])),
+                ),
+                ("value".to_owned(), Value::Int(3)),
+            ])),
+            Value::Map(BTreeMap::from([(
+                "labels".to_owned(),
+                Value::Map(BTreeMap::from([("job".to_owned(), Value::Int(1))])),
+            )])),
+        ]),
+    )]);
+    let problems: Vec<String> = LISTS
+        .conform(&mut observations)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        problems,
+        ["observation `series[1].labels.job` is declared str, not int"]
+    );
+    let Value::List(items) = &observations["series"] else {
+        panic!("{observations:?}");
+    };
+    assert_eq!(items[0].as_map().unwrap()["value"], Value::Float(3.0));
+    assert_eq!(items[1].as_map().unwrap()["value"], Value::Null);
+
+    let typical = LISTS.typical();
+    let Value::List(items) = &typical["series"] else {
+        panic!("{typical:?}");
+    };
+    let item = items[0].as_map().unwrap();
+    assert_eq!(item["value"], Value::Float(1.5));
+    assert_eq!(
+        item["labels"],
+        Value::Map(BTreeMap::from([(
+            "instance".to_owned(),
+            Value::from("value")
+        )]))
+    );
+    let mut typical = typical;
+    assert!(LISTS.conform(&mut typical).is_empty());
+    // A healthy run reports what `healthy` says: nothing matched.
+    let mut healthy = LISTS.healthy();
+    assert_eq!(healthy["series"], Value::List(Vec::new()));
+    assert_eq!(healthy["count"], Value::Int(0));
+    assert!(LISTS.conform(&mut healthy).is_empty());
+
+    let fields: Vec<&Field> = LISTS.fields().collect();
+    assert_eq!(fields[0].ty.describe(), "list of map");
+    let text = markdown(LISTS.own());
+    assert!(text.contains("\nIn `series[]`:\n\n| key |"), "{text}");
+    assert!(
+        text.contains("| `labels` | map by label name |  | the labels |\n"),
+        "{text}"
+    );
+}
+
 /// Paths resolve through records and run-time maps; an unknown key says where and what is known.
 #[test]
 fn paths_resolve_through_records_and_maps() {
@@ -132,6 +210,7 @@ fn every_kind_declares_a_well_formed_schema() {
             }
             match &field.ty {
                 Type::Record(nested)
+                | Type::List(Type::Record(nested))
                 | Type::Map {
                     value: Type::Record(nested),
                     ..
