@@ -17,6 +17,7 @@
 pub mod asynq;
 pub mod dns;
 pub mod http;
+pub mod kubernetes;
 pub mod net;
 pub mod postgres;
 pub mod redis;
@@ -58,6 +59,8 @@ crate::closed_set! {
         Registry = "registry",
         /// S3-compatible object storage (Backblaze B2).
         S3 = "s3",
+        /// The Kubernetes API: readyz, nodes, the metrics API, workloads.
+        Kubernetes = "kubernetes",
     }
 }
 
@@ -75,6 +78,11 @@ impl Kind {
         const REGISTRY: &[&[Field]] =
             &[registry::OBSERVATIONS, net::OBSERVATIONS, RUN_OBSERVATIONS];
         const S3: &[&[Field]] = &[s3::OBSERVATIONS, net::OBSERVATIONS, RUN_OBSERVATIONS];
+        const KUBERNETES: &[&[Field]] = &[
+            kubernetes::OBSERVATIONS,
+            net::OBSERVATIONS,
+            RUN_OBSERVATIONS,
+        ];
         Schema::new(match self {
             Kind::Http => HTTP,
             Kind::Dns => DNS,
@@ -84,6 +92,7 @@ impl Kind {
             Kind::Smtp => SMTP,
             Kind::Registry => REGISTRY,
             Kind::S3 => S3,
+            Kind::Kubernetes => KUBERNETES,
         })
     }
 }
@@ -123,6 +132,8 @@ pub enum Probe {
     Registry(Box<registry::RegistryProbe>),
     /// See [`s3`].
     S3(Box<s3::S3Probe>),
+    /// See [`kubernetes`].
+    Kubernetes(Box<kubernetes::KubernetesProbe>),
 }
 
 impl Probe {
@@ -137,6 +148,7 @@ impl Probe {
             Probe::Smtp(_) => Kind::Smtp,
             Probe::Registry(_) => Kind::Registry,
             Probe::S3(_) => Kind::S3,
+            Probe::Kubernetes(_) => Kind::Kubernetes,
         }
     }
 
@@ -151,6 +163,7 @@ impl Probe {
             Probe::Smtp(probe) => probe.run(ctx).await,
             Probe::Registry(probe) => probe.run(ctx).await,
             Probe::S3(probe) => probe.run(ctx).await,
+            Probe::Kubernetes(probe) => probe.run(ctx).await,
         }
     }
 
@@ -165,6 +178,7 @@ impl Probe {
             Probe::Smtp(probe) => probe.target(),
             Probe::Registry(probe) => probe.target(),
             Probe::S3(probe) => probe.target(),
+            Probe::Kubernetes(probe) => probe.target(),
         }
     }
 }
@@ -194,6 +208,8 @@ pub fn build(
             .map(|probe| Probe::Registry(Box::new(probe))),
         Kind::S3 => build_section(section, cx, sink, s3::Spec::build)
             .map(|probe| Probe::S3(Box::new(probe))),
+        Kind::Kubernetes => build_section(section, cx, sink, kubernetes::Spec::build)
+            .map(|probe| Probe::Kubernetes(Box::new(probe))),
     }
 }
 
@@ -212,7 +228,7 @@ pub fn write_kind_metrics<'a>(
         Kind::Asynq => asynq::write_metrics(probes, out),
         Kind::Smtp => smtp::write_metrics(probes, out),
         // Their series are all declared observations' gauges.
-        Kind::Redis | Kind::Registry | Kind::S3 => {}
+        Kind::Redis | Kind::Registry | Kind::S3 | Kind::Kubernetes => {}
     }
 }
 
