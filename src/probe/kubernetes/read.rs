@@ -404,8 +404,12 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// Records what was read, in the run's context too: a run cut off at its timeout still
+    /// reports what it read before the request that hung.
     fn observe(&mut self, key: &str, value: impl Into<Value>) {
-        self.observations.insert(key.to_owned(), value.into());
+        let value = value.into();
+        self.ctx.observe(key, value.clone());
+        self.observations.insert(key.to_owned(), value);
     }
 }
 
