@@ -286,12 +286,15 @@ impl Spec {
             .unwrap_or(DEFAULT_RESTART_WINDOW);
         let access = match (&self.kubeconfig, errors.is_empty()) {
             (_, false) => None,
-            (Some(path), true) => {
-                errors.keep_all(access::from_kubeconfig(path, self.context.as_deref(), cx))
-            }
-            (None, true) => {
-                errors.keep_all(access::in_cluster(self.service_account_dir.as_deref(), cx))
-            }
+            (Some(path), true) => errors
+                .keep_all(access::from_kubeconfig(path, self.context.as_deref(), cx))
+                .map(Ok),
+            (None, true) => Some(
+                access::in_cluster(self.service_account_dir.as_deref(), cx).map_err(|reason| {
+                    tracing::debug!(%reason, "kubernetes probe: no in-cluster access");
+                    reason
+                }),
+            ),
         };
         errors.finish(|| {
             Some(KubernetesProbe {
@@ -367,7 +370,9 @@ impl Workload {
 /// A built `kubernetes` probe.
 #[derive(Debug)]
 pub struct KubernetesProbe {
-    access: Access,
+    /// How to reach the API server, or why it cannot be (not in a pod): then every run fails
+    /// as `connect` with that reason.
+    access: Result<Access, String>,
     workloads: Vec<Workload>,
     restart_window: Duration,
     resolver: net::Resolver,
@@ -376,7 +381,11 @@ pub struct KubernetesProbe {
 impl KubernetesProbe {
     /// Makes one attempt: one connection, every read in turn.
     pub async fn run(&self, ctx: &ProbeContext) -> Outcome {
-        let channel = match transport::Channel::open(ctx, &self.access, &self.resolver).await {
+        let access = match &self.access {
+            Ok(access) => access,
+            Err(reason) => return Outcome::failure(ErrorClass::Connect, reason.clone()),
+        };
+        let channel = match transport::Channel::open(ctx, access, &self.resolver).await {
             Ok(channel) => channel,
             Err(failure) => return failure,
         };
@@ -428,6 +437,9 @@ impl KubernetesProbe {
 
     /// What is probed: the API server and how it is reached.
     pub fn target(&self) -> String {
-        format!("{} ({})", self.access.url(), self.access.source)
+        match &self.access {
+            Ok(access) => format!("{} ({})", access.url(), access.source),
+            Err(_) => "the in-cluster API server (not in a pod)".to_owned(),
+        }
     }
 }

@@ -18,7 +18,7 @@ use crate::support;
 
 /// The probes of the shipped `probes.toml`, which the shipped rules and their examples are
 /// written against (a test checks the two lists agree).
-const SHIPPED_PROBES: [(&str, Kind); 16] = [
+const SHIPPED_PROBES: [(&str, Kind); 17] = [
     ("edge-api", Kind::Http),
     ("edge-admin", Kind::Http),
     ("edge-api-deep", Kind::Http),
@@ -35,6 +35,7 @@ const SHIPPED_PROBES: [(&str, Kind); 16] = [
     ("registry", Kind::Registry),
     ("b2", Kind::S3),
     ("b2-public", Kind::Http),
+    ("k8s", Kind::Kubernetes),
 ];
 
 fn repository() -> PathBuf {

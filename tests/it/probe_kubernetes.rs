@@ -513,17 +513,21 @@ async fn a_kubeconfig_context_reaches_the_cluster() {
     );
 }
 
-/// Without a kubeconfig and outside a pod, the load says how to fix it; bad workloads are
-/// reported all at once.
+/// Without a kubeconfig and outside a pod, the config still loads (one probes.toml serves the
+/// instances inside and outside the cluster) and every run says how to fix it; bad workloads
+/// are reported all at once.
 #[tokio::test]
 async fn configuration_errors_say_what_to_do() {
     init();
     let dir = TempDir::new("k8s");
     service_account(dir.path(), TestCa::new().pem(), TOKEN);
-    let text = errors(dir.path(), &in_cluster_toml(dir.path(), "5s"));
-    assert!(
-        text.contains("not in a pod (KUBERNETES_SERVICE_HOST is not set)"),
-        "{text}"
+    let config = load_with_env(dir.path(), &in_cluster_toml(dir.path(), "5s"), &[]);
+    let result = run_named(&config, "k8s").await;
+    assert_eq!(result.error, Some(ErrorClass::Connect), "{result:?}");
+    assert_eq!(
+        result.message,
+        "not in a pod (KUBERNETES_SERVICE_HOST is not set): give `kubeconfig = \"path\"` to \
+         reach the cluster from outside"
     );
     let toml = "[[probe]]\nname = \"k8s\"\nkind = \"kubernetes\"\n\
                 workloads = [\"honeydue/api\", \"honeydue/statefulset/redis\"]\ncontext = \"x\"\n";

@@ -75,61 +75,47 @@ impl Access {
 
 /// The pod's own access: `KUBERNETES_SERVICE_HOST`/`_PORT`, and `token` and `ca.crt` in `dir`
 /// (the service account's mount unless `service_account_dir` says otherwise).
-pub fn in_cluster(dir: Option<&Path>, cx: &BuildContext) -> Result<Access, Vec<FieldError>> {
-    let dir_key = "service_account_dir";
+///
+/// Not being in a pod is not a load error but the reason every run fails (as `connect`): one
+/// `probes.toml` serves the instance in the cluster and the one outside it, and the outside one
+/// must still load it. The reason says what to do.
+pub fn in_cluster(dir: Option<&Path>, cx: &BuildContext) -> Result<Access, String> {
     let dir = dir.map_or_else(|| PathBuf::from(SERVICE_ACCOUNT_DIR), |dir| cx.path(dir));
-    let mut errors = Vec::new();
-    let host = cx.env("KUBERNETES_SERVICE_HOST").map(str::trim);
-    let host = match host {
-        Some(host) if !host.is_empty() => Some(host.to_owned()),
-        _ => {
-            errors.push(FieldError::new(
-                "kubeconfig",
-                "not in a pod (KUBERNETES_SERVICE_HOST is not set): give `kubeconfig = \"path\"` \
-                 to reach a cluster from outside",
-            ));
-            None
-        }
-    };
+    let host = cx
+        .env("KUBERNETES_SERVICE_HOST")
+        .map(str::trim)
+        .filter(|host| !host.is_empty())
+        .ok_or(
+            "not in a pod (KUBERNETES_SERVICE_HOST is not set): give `kubeconfig = \"path\"` to \
+             reach the cluster from outside",
+        )?;
     let port = match cx.env("KUBERNETES_SERVICE_PORT").map(str::trim) {
-        None | Some("") => Some(443),
-        Some(text) => text.parse::<u16>().ok().or_else(|| {
-            errors.push(FieldError::new(
-                "kubeconfig",
-                "KUBERNETES_SERVICE_PORT is not a port number",
-            ));
-            None
-        }),
+        None | Some("") => 443,
+        Some(text) => text
+            .parse::<u16>()
+            .map_err(|_| "KUBERNETES_SERVICE_PORT is not a port number".to_owned())?,
     };
     let ca = dir.join("ca.crt");
-    let tls = tls::roots_from_pem_file(&ca)
-        .and_then(|roots| TlsSettings::new(&Verification::Roots(Arc::new(roots)), ALPN))
-        .map_err(|message| errors.push(FieldError::new(dir_key, message)))
-        .ok();
+    let roots = tls::roots_from_pem_file(&ca)
+        .map_err(|error| format!("the service account's CA: {error}"))?;
+    let tls = TlsSettings::new(&Verification::Roots(Arc::new(roots)), ALPN)?;
     let token = dir.join("token");
-    if let Err(error) = cx.read_secret_file(dir_key, &token) {
-        errors.push(FieldError::new(
-            dir_key,
+    cx.read_secret_file("service_account_dir", &token)
+        .map_err(|error| {
             format!(
                 "cannot read the service account token {}: {error}",
                 token.display()
-            ),
-        ));
-    }
-    match (host, port, tls) {
-        (Some(host), Some(port), Some(tls)) if errors.is_empty() => {
-            let host = bare(&host).to_owned();
-            Ok(Access {
-                server_name: host.clone(),
-                host,
-                port,
-                tls,
-                credential: Credential::TokenFile(token),
-                source: "in-cluster service account".to_owned(),
-            })
-        }
-        _ => Err(errors),
-    }
+            )
+        })?;
+    let host = bare(host).to_owned();
+    Ok(Access {
+        server_name: host.clone(),
+        host,
+        port,
+        tls,
+        credential: Credential::TokenFile(token),
+        source: "in-cluster service account".to_owned(),
+    })
 }
 
 fn bare(host: &str) -> &str {
