@@ -185,7 +185,7 @@ pub fn parse(source: &Source, lookup: interpolate::Lookup<'_>) -> Result<Config,
         .parent()
         .map(Path::to_owned)
         .unwrap_or_default();
-    let cx = BuildContext::new(base_dir);
+    let cx = BuildContext::new(base_dir).with_env(lookup);
 
     let server = take_section::<RawServer>(&mut table, "server", &mut sink);
     let scheduler = take_section::<RawScheduler>(&mut table, "scheduler", &mut sink);

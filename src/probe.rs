@@ -17,6 +17,7 @@
 pub mod asynq;
 pub mod dns;
 pub mod http;
+pub mod kubernetes;
 pub mod net;
 pub mod postgres;
 pub mod prometheus;
@@ -61,6 +62,8 @@ crate::closed_set! {
         S3 = "s3",
         /// One instant query against a Prometheus-compatible API (VictoriaMetrics).
         Prometheus = "prometheus",
+        /// The Kubernetes API: readyz, nodes, the metrics API, workloads.
+        Kubernetes = "kubernetes",
     }
 }
 
@@ -83,6 +86,11 @@ impl Kind {
             net::OBSERVATIONS,
             RUN_OBSERVATIONS,
         ];
+        const KUBERNETES: &[&[Field]] = &[
+            kubernetes::OBSERVATIONS,
+            net::OBSERVATIONS,
+            RUN_OBSERVATIONS,
+        ];
         Schema::new(match self {
             Kind::Http => HTTP,
             Kind::Dns => DNS,
@@ -93,6 +101,7 @@ impl Kind {
             Kind::Registry => REGISTRY,
             Kind::S3 => S3,
             Kind::Prometheus => PROMETHEUS,
+            Kind::Kubernetes => KUBERNETES,
         })
     }
 }
@@ -134,6 +143,8 @@ pub enum Probe {
     S3(Box<s3::S3Probe>),
     /// See [`prometheus`].
     Prometheus(Box<prometheus::PrometheusProbe>),
+    /// See [`kubernetes`].
+    Kubernetes(Box<kubernetes::KubernetesProbe>),
 }
 
 impl Probe {
@@ -149,6 +160,7 @@ impl Probe {
             Probe::Registry(_) => Kind::Registry,
             Probe::S3(_) => Kind::S3,
             Probe::Prometheus(_) => Kind::Prometheus,
+            Probe::Kubernetes(_) => Kind::Kubernetes,
         }
     }
 
@@ -164,6 +176,7 @@ impl Probe {
             Probe::Registry(probe) => probe.run(ctx).await,
             Probe::S3(probe) => probe.run(ctx).await,
             Probe::Prometheus(probe) => probe.run(ctx).await,
+            Probe::Kubernetes(probe) => probe.run(ctx).await,
         }
     }
 
@@ -179,6 +192,7 @@ impl Probe {
             Probe::Registry(probe) => probe.target(),
             Probe::S3(probe) => probe.target(),
             Probe::Prometheus(probe) => probe.target(),
+            Probe::Kubernetes(probe) => probe.target(),
         }
     }
 }
@@ -210,6 +224,8 @@ pub fn build(
             .map(|probe| Probe::S3(Box::new(probe))),
         Kind::Prometheus => build_section(section, cx, sink, prometheus::Spec::build)
             .map(|probe| Probe::Prometheus(Box::new(probe))),
+        Kind::Kubernetes => build_section(section, cx, sink, kubernetes::Spec::build)
+            .map(|probe| Probe::Kubernetes(Box::new(probe))),
     }
 }
 
@@ -228,7 +244,7 @@ pub fn write_kind_metrics<'a>(
         Kind::Asynq => asynq::write_metrics(probes, out),
         Kind::Smtp => smtp::write_metrics(probes, out),
         // Their series are all declared observations' gauges.
-        Kind::Redis | Kind::Registry | Kind::S3 | Kind::Prometheus => {}
+        Kind::Redis | Kind::Registry | Kind::S3 | Kind::Prometheus | Kind::Kubernetes => {}
     }
 }
 

@@ -56,7 +56,14 @@ pub struct BuildContext {
     shared: Mutex<HashMap<TypeId, Box<dyn Any + Send + Sync>>>,
     /// The contents of every `*_file` secret read, by key, so that no error quotes them.
     file_secrets: Mutex<Vec<(String, Secret)>>,
+    /// The variables of [`BUILD_ENV`] this load saw.
+    env: HashMap<&'static str, String>,
 }
+
+/// The environment variables a kind reads by itself when it is built, rather than through a
+/// `${VAR}` in `probes.toml`: the API server address a pod is given (the `kubernetes` kind's
+/// in-cluster default). Read through the load's lookup, like `${VAR}`, so a test can give them.
+pub const BUILD_ENV: &[&str] = &["KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"];
 
 impl BuildContext {
     /// A context resolving relative paths from `base_dir`.
@@ -66,7 +73,23 @@ impl BuildContext {
             roots: OnceLock::new(),
             shared: Mutex::new(HashMap::new()),
             file_secrets: Mutex::new(Vec::new()),
+            env: HashMap::new(),
         }
+    }
+
+    /// Takes the variables of [`BUILD_ENV`] from `lookup`, the load's environment.
+    #[must_use]
+    pub fn with_env(mut self, lookup: interpolate::Lookup<'_>) -> Self {
+        self.env = BUILD_ENV
+            .iter()
+            .filter_map(|name| lookup(name).map(|value| (*name, value)))
+            .collect();
+        self
+    }
+
+    /// The value of `name`, one of [`BUILD_ENV`], in this load's environment.
+    pub fn env(&self, name: &str) -> Option<&str> {
+        self.env.get(name).map(String::as_str)
     }
 
     /// Reads the secret file `path` (relative to the config file) given for `key`

@@ -80,17 +80,53 @@ pub enum Verification {
 
 /// A client config with the given verification and ALPN protocols (e.g. `h2`, `http/1.1`).
 pub fn client_config(verification: &Verification, alpn: &[&[u8]]) -> Result<ClientConfig, String> {
+    client_config_with(verification, alpn, None)
+}
+
+/// A certificate chain and its key that a client presents (mutual TLS: a kubeconfig user's
+/// `client-certificate-data`).
+#[derive(Debug)]
+pub struct Identity {
+    /// The client's certificate first, then any intermediates.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// Its private key.
+    pub key: rustls::pki_types::PrivateKeyDer<'static>,
+}
+
+impl Identity {
+    /// The identity in PEM `certificates` and `key`, or what is wrong with them.
+    pub fn from_pem(certificates: &[u8], key: &[u8]) -> Result<Self, String> {
+        use rustls::pki_types::pem::PemObject;
+        let chain = rustls_pemfile_certs(certificates);
+        if chain.is_empty() {
+            return Err("no PEM certificate in the client certificate".to_owned());
+        }
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key)
+            .map_err(|error| format!("no usable PEM private key in the client key: {error}"))?;
+        Ok(Self { chain, key })
+    }
+}
+
+/// [`client_config`], presenting `identity` when the server asks for a client certificate.
+pub fn client_config_with(
+    verification: &Verification,
+    alpn: &[&[u8]],
+    identity: Option<&Identity>,
+) -> Result<ClientConfig, String> {
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|error| format!("tls setup: {error}"))?;
-    let mut config = match verification {
-        Verification::Roots(roots) => builder
-            .with_root_certificates(roots.clone())
-            .with_no_client_auth(),
+    let builder = match verification {
+        Verification::Roots(roots) => builder.with_root_certificates(roots.clone()),
         Verification::Disabled => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider())))
-            .with_no_client_auth(),
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider()))),
+    };
+    let mut config = match identity {
+        None => builder.with_no_client_auth(),
+        Some(identity) => builder
+            .with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())
+            .map_err(|error| format!("the client certificate or key is unusable: {error}"))?,
     };
     config.alpn_protocols = alpn.iter().map(|protocol| protocol.to_vec()).collect();
     Ok(config)

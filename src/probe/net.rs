@@ -135,7 +135,16 @@ pub struct TlsSettings {
 impl TlsSettings {
     /// Settings for `verification`, offering `alpn` (empty for none).
     pub fn new(verification: &Verification, alpn: &[&[u8]]) -> Result<Self, String> {
-        let mut config = tls::client_config(verification, alpn)?;
+        Self::with_identity(verification, alpn, None)
+    }
+
+    /// [`TlsSettings::new`], presenting a client certificate when the server asks for one.
+    pub fn with_identity(
+        verification: &Verification,
+        alpn: &[&[u8]],
+        identity: Option<&tls::Identity>,
+    ) -> Result<Self, String> {
+        let mut config = tls::client_config_with(verification, alpn, identity)?;
         config.resumption = Resumption::disabled();
         Ok(Self {
             config: Arc::new(config),

@@ -89,6 +89,9 @@ pub const SERVER_TIMEOUT: Bounds =
 /// A rule's `for`: zero is "at once"; a week is the longest a failure may go unannounced.
 pub const RULE_FOR: Bounds = Bounds::new(Duration::ZERO, Duration::from_secs(7 * 86_400));
 
+/// `restart_window` of the `kubernetes` kind: how far back a container's last termination counts.
+pub const RESTART_WINDOW: Bounds = Bounds::new(MINUTE, DAY);
+
 /// The range a duration key accepts, both ends included.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Bounds {

@@ -207,3 +207,126 @@ fn every_shipped_instance_ships_its_vantage() {
     );
     assert!(repo("probes.toml").contains("vantage = \"${HONEYGUIDE_VANTAGE:-}\""));
 }
+
+/// The RBAC of deploy/k8s grants every request the `kubernetes` probe makes, read-only, to
+/// the ServiceAccount the Deployment runs as: found by running the probe (with the shipped
+/// workloads of the honeyDue cluster) against the test API server and checking each request it
+/// made against the ClusterRole's rules, as the API server's authorizer would.
+#[tokio::test]
+async fn the_cluster_role_grants_what_the_kubernetes_probe_requests() {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule};
+
+    use crate::support::kube_api::{Cluster, KubeApi, TOKEN, WORKLOADS};
+
+    let text = repo("deploy/k8s/rbac.yaml");
+    let documents: Vec<&str> = text.split("\n---\n").collect();
+    assert_eq!(documents.len(), 3, "ServiceAccount, ClusterRole, binding");
+    let account: ServiceAccount = serde_saphyr::from_str(documents[0]).unwrap();
+    let role: ClusterRole = serde_saphyr::from_str(documents[1]).unwrap();
+    let binding: ClusterRoleBinding = serde_saphyr::from_str(documents[2]).unwrap();
+    let account_name = account.metadata.name.clone().unwrap();
+    assert!(
+        repo("deploy/k8s/deployment.yaml").contains(&format!("serviceAccountName: {account_name}")),
+        "the Deployment runs as the ServiceAccount"
+    );
+    assert!(repo("deploy/k8s/kustomization.yaml").contains("  - rbac.yaml\n"));
+    assert_eq!(binding.role_ref.kind, "ClusterRole");
+    assert_eq!(Some(&binding.role_ref.name), role.metadata.name.as_ref());
+    let subjects = binding.subjects.clone().unwrap_or_default();
+    assert!(
+        subjects
+            .iter()
+            .any(|subject| subject.kind == "ServiceAccount"
+                && subject.name == account_name
+                && subject.namespace.as_deref() == Some("honeydue")),
+        "{subjects:?}"
+    );
+    let rules: Vec<PolicyRule> = role.rules.clone().unwrap_or_default();
+    for rule in &rules {
+        for verb in &rule.verbs {
+            assert!(
+                ["get", "list", "watch"].contains(&verb.as_str()),
+                "the ClusterRole must be read-only, not `{verb}`"
+            );
+        }
+    }
+
+    crate::support::init();
+    let api = KubeApi::start(Cluster::honeydue()).await;
+    let dir = crate::support::TempDir::new("rbac");
+    std::fs::write(dir.path().join("token"), TOKEN).unwrap();
+    std::fs::write(dir.path().join("ca.crt"), api.ca.pem()).unwrap();
+    let workloads: Vec<String> = WORKLOADS.iter().map(|w| format!("\"{w}\"")).collect();
+    let toml = format!(
+        "[[probe]]\nname = \"k8s\"\nkind = \"kubernetes\"\nservice_account_dir = \"{}\"\n\
+         workloads = [{}]\n",
+        dir.path().display(),
+        workloads.join(", ")
+    );
+    let port = api.addr.port().to_string();
+    let config = crate::support::probes::load_with_env(
+        dir.path(),
+        &toml,
+        &[
+            ("KUBERNETES_SERVICE_HOST", "127.0.0.1"),
+            ("KUBERNETES_SERVICE_PORT", &port),
+        ],
+    );
+    let result = crate::support::probes::run_named(&config, "k8s").await;
+    assert!(result.ok, "{result:?}");
+    let seen = api.seen();
+    assert!(seen.len() > 10, "{seen:?}");
+    for request in &seen {
+        let (method, target) = request.split_once(' ').unwrap();
+        assert_eq!(method, "GET", "the probe only reads");
+        let path = target.split('?').next().unwrap();
+        assert!(
+            granted(&rules, path),
+            "the ClusterRole does not grant `{request}`"
+        );
+    }
+}
+
+/// Whether `rules` allow a GET of `path`: a non-resource URL, or `get` (a named object) or
+/// `list` (a collection) of a resource in its API group.
+fn granted(rules: &[k8s_openapi::api::rbac::v1::PolicyRule], path: &str) -> bool {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, rest) = match parts.as_slice() {
+        ["api", _version, rest @ ..] => ("", rest),
+        ["apis", group, _version, rest @ ..] => (*group, rest),
+        _ => {
+            return rules.iter().any(|rule| {
+                rule.verbs.iter().any(|verb| verb == "get")
+                    && rule.non_resource_urls.iter().flatten().any(|url| {
+                        url == path
+                            || url
+                                .strip_suffix('*')
+                                .is_some_and(|prefix| path.starts_with(prefix))
+                    })
+            });
+        }
+    };
+    let rest = match rest {
+        ["namespaces", _namespace, rest @ ..] if !rest.is_empty() => rest,
+        rest => rest,
+    };
+    let (resource, verb) = match rest {
+        [resource] => (*resource, "list"),
+        [resource, _name] => (*resource, "get"),
+        _ => return false,
+    };
+    rules.iter().any(|rule| {
+        rule.verbs.iter().any(|allowed| allowed == verb)
+            && rule
+                .api_groups
+                .iter()
+                .flatten()
+                .any(|allowed| allowed == group)
+            && rule
+                .resources
+                .iter()
+                .flatten()
+                .any(|allowed| allowed == resource)
+    })
+}

@@ -35,6 +35,7 @@ mod observation_docs;
 mod probe_asynq;
 mod probe_dns;
 mod probe_http;
+mod probe_kubernetes;
 mod probe_postgres;
 mod probe_prometheus;
 mod probe_redis;

@@ -16,6 +16,7 @@ pub mod certs;
 pub mod daemon;
 pub mod dnsmasq;
 pub mod http_server;
+pub mod kube_api;
 pub mod pgbouncer;
 pub mod postgres;
 pub mod probes;
