@@ -213,6 +213,10 @@ pub struct FailureMode {
     /// Ids of the modes this one suppresses while active (some may not be loaded: see
     /// [`Catalog::warnings`]).
     pub inhibits: Vec<String>,
+    /// Probes (read by `when`) whose failure means the rule has no data: while one of them
+    /// failed its latest run, the diagnosis is held as it is, neither raised nor resolved (a
+    /// `prometheus` probe that cannot reach the metrics stack knows nothing of the disks).
+    pub hold_while_failing: Vec<String>,
     /// Extra labels for routing.
     pub labels: BTreeMap<String, String>,
     /// The file it was loaded from.

@@ -34,6 +34,19 @@ use super::{Catalog, Diagnosis, DiagnosisState, Evidence, FailureMode};
 /// would only cost CPU when results arrive by the thousand.
 pub const TIME_DEPENDENT_PERIOD: Duration = Duration::from_secs(1);
 
+/// Whether one of the probes `mode` holds on (`hold_while_failing`) failed its latest run;
+/// `views` are the rule's probes, in the order of [`FailureMode::probes`].
+fn holds(mode: &FailureMode, views: &[Arc<ProbeView>]) -> bool {
+    mode.hold_while_failing.iter().any(|name| {
+        mode.probes()
+            .iter()
+            .position(|probe| probe == name)
+            .and_then(|position| views.get(position))
+            .and_then(|view| view.latest.as_ref())
+            .is_some_and(|latest| !latest.result.ok)
+    })
+}
+
 /// What a rule's latest evaluation found.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum RuleStatus {
@@ -46,6 +59,9 @@ pub enum RuleStatus {
     Holding,
     /// The evaluation failed; see [`RuleStats::last_error`].
     Error,
+    /// A probe named in `hold_while_failing` failed its latest run: the rule has no data, and
+    /// its diagnosis (or its absence) is kept as it was.
+    Held,
 }
 
 impl RuleStatus {
@@ -56,6 +72,7 @@ impl RuleStatus {
             RuleStatus::Clear => "clear",
             RuleStatus::Holding => "holding",
             RuleStatus::Error => "error",
+            RuleStatus::Held => "held",
         }
     }
 }
@@ -273,6 +290,11 @@ impl Classifier {
         self.pending
             .iter()
             .filter_map(|&rule| {
+                // A held rule is not confirmed at its deadline (it would wake the state task in a
+                // loop); the result that lifts the hold re-evaluates it.
+                if self.rules[rule].stats.status == RuleStatus::Held {
+                    return None;
+                }
                 let diagnosis = self.rules[rule].diagnosis.as_ref()?;
                 Some(after(
                     diagnosis.since_instant,
@@ -316,6 +338,14 @@ impl Classifier {
             .iter()
             .map(|probe| probe.and_then(|probe| probes.get(probe)).cloned())
             .collect();
+        let previous = rule.stats.status;
+        if views.as_deref().is_some_and(|views| holds(mode, views)) {
+            if previous != RuleStatus::Held {
+                tracing::info!(rule = %mode.id, "a probe the rule holds on failed: diagnosis held");
+            }
+            rule.stats.status = RuleStatus::Held;
+            return false;
+        }
         let outcome = match &views {
             Some(views) => self
                 .catalog
@@ -323,7 +353,6 @@ impl Classifier {
                 .evaluate(&mode.expression, views, now, wall),
             None => Ok(None),
         };
-        let previous = rule.stats.status;
         let status = match outcome {
             Ok(None) => RuleStatus::Unknown,
             Ok(Some(true)) => RuleStatus::Holding,
@@ -394,7 +423,12 @@ impl Classifier {
         let rules = &mut self.rules;
         let before = self.pending.len();
         self.pending.retain(|&index| {
-            let Some(diagnosis) = rules[index].diagnosis.as_mut() else {
+            let rule = &mut rules[index];
+            // A held rule stays pending: it has no data to confirm the failure with.
+            if rule.stats.status == RuleStatus::Held {
+                return true;
+            }
+            let Some(diagnosis) = rule.diagnosis.as_mut() else {
                 return false;
             };
             if now < after(diagnosis.since_instant, modes[index].for_duration) {
@@ -755,6 +789,58 @@ mod tests {
             fixture.summary()[0].1,
             "pending",
             "the clock restarted at the new failure"
+        );
+    }
+
+    /// While a probe named in `hold_while_failing` fails, the diagnosis is kept as it was: an
+    /// active one does not resolve, a pending one is not confirmed (and sets no deadline), and
+    /// none is raised; when the probe answers again, the rule is judged on its data.
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_data_source_holds_the_diagnosis() {
+        let rule = "when = '!probes.b.ok || (probes.a.ok && probes.a.duration_seconds > 1.0)'\n\
+                    hold_while_failing = [\"a\"]";
+        let mut fixture = Fixture::new(&[("a-slow", rule)]);
+        fixture.report("a", ok());
+        fixture.report("b", failed());
+        assert_eq!(fixture.summary(), [active("a-slow")]);
+        // The data source fails: what was diagnosed stays, nothing resolves.
+        fixture.report("a", failed());
+        fixture.report("b", ok());
+        assert_eq!(fixture.summary(), [active("a-slow")]);
+        assert_eq!(fixture.stats("a-slow").status, RuleStatus::Held);
+        // It answers again, and the rule is judged on what it says.
+        fixture.report("a", ok());
+        assert!(fixture.summary().is_empty());
+        // Nothing is raised while held, even when the other probe fails.
+        fixture.report("a", failed());
+        fixture.report("b", failed());
+        assert!(fixture.summary().is_empty());
+
+        let mut fixture = Fixture::new(&[(
+            "a-down",
+            "when = '!probes.b.ok && has(probes.a.ok)'\nfor = \"1m\"\nhold_while_failing = [\"a\"]",
+        )]);
+        fixture.report("a", ok());
+        fixture.report("b", failed());
+        fixture.evaluate();
+        fixture.report("a", failed());
+        fixture.evaluate();
+        assert_eq!(
+            fixture.classifier.next_deadline(),
+            None,
+            "no deadline while held"
+        );
+        tokio::time::advance(Duration::from_secs(120)).await;
+        assert_eq!(
+            fixture.summary()[0].1,
+            "pending",
+            "not confirmed while held"
+        );
+        fixture.report("a", ok());
+        assert_eq!(
+            fixture.summary()[0].1,
+            "active",
+            "confirmed once the data is back"
         );
     }
 

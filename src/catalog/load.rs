@@ -183,13 +183,24 @@ struct RawRule {
     recovery: Spanned<String>,
     runbook: Option<Spanned<String>>,
     inhibits: Vec<Spanned<String>>,
+    hold_while_failing: Vec<Spanned<String>>,
     labels: Option<Spanned<BTreeMap<String, String>>>,
 }
 
 /// Every key a rule file may have, in documentation order.
-const RULE_KEYS: [&str; 11] = [
-    "id", "title", "severity", "when", "for", "symptom", "recovery", "runbook", "inhibits",
-    "labels", "example",
+const RULE_KEYS: [&str; 12] = [
+    "id",
+    "title",
+    "severity",
+    "when",
+    "for",
+    "symptom",
+    "recovery",
+    "runbook",
+    "inhibits",
+    "hold_while_failing",
+    "labels",
+    "example",
 ];
 
 #[derive(Debug, Deserialize)]
@@ -283,6 +294,9 @@ fn parse_rule(
             None
         }
     };
+    if let Some(expression) = &expression {
+        valid &= check_holds(&raw.hold_while_failing, expression.probes.as_slice(), sink);
+    }
     let id = raw.id.get_ref().clone();
     let id_span = raw.id.span();
     let inhibits: Vec<String> = raw.inhibits.iter().map(|id| id.get_ref().clone()).collect();
@@ -304,6 +318,11 @@ fn parse_rule(
             .map(|runbook| runbook.into_inner().trim().to_owned())
             .unwrap_or_default(),
         inhibits: raw.inhibits.into_iter().map(Spanned::into_inner).collect(),
+        hold_while_failing: raw
+            .hold_while_failing
+            .into_iter()
+            .map(Spanned::into_inner)
+            .collect(),
         labels: raw.labels.map(Spanned::into_inner).unwrap_or_default(),
         file: source.path().to_owned(),
         examples: examples.unwrap_or_default(),
@@ -317,6 +336,28 @@ fn parse_rule(
         inhibit_spans,
         mode,
     })
+}
+
+/// `hold_while_failing` names probes `when` reads: the classifier re-evaluates a rule only when
+/// one of its own probes reports, so a hold on any other probe could never be lifted on time.
+fn check_holds(holds: &[Spanned<String>], read: &[String], sink: &mut ErrorSink<'_>) -> bool {
+    let names: Vec<&str> = read.iter().map(String::as_str).collect();
+    let mut valid = true;
+    for (index, hold) in holds.iter().enumerate() {
+        if !names.contains(&hold.get_ref().as_str()) {
+            sink.push(
+                &hold.span(),
+                &format!("hold_while_failing[{index}]"),
+                format!(
+                    "`when` does not read `{}`: hold only on probes the rule reads{}",
+                    hold.get_ref(),
+                    did_you_mean(hold.get_ref(), &names)
+                ),
+            );
+            valid = false;
+        }
+    }
+    valid
 }
 
 /// Deserializes the document key by key, so that every unknown, missing or malformed key is
@@ -350,6 +391,7 @@ fn deserialize(document: Spanned<DeTable<'_>>, sink: &mut ErrorSink<'_>) -> Opti
     let recovery = take.required("recovery");
     let runbook = take.optional("runbook");
     let inhibits = take.optional("inhibits");
+    let hold_while_failing = take.optional("hold_while_failing");
     let labels = take.optional("labels");
     if !take.complete {
         return None;
@@ -364,6 +406,7 @@ fn deserialize(document: Spanned<DeTable<'_>>, sink: &mut ErrorSink<'_>) -> Opti
         recovery: recovery?,
         runbook,
         inhibits: inhibits.unwrap_or_default(),
+        hold_while_failing: hold_while_failing.unwrap_or_default(),
         labels,
     })
 }
@@ -724,7 +767,7 @@ mod tests {
             [
                 "alerts/redis-down.toml:8:1: whn: unknown field `whn`, expected one of `id`, \
               `title`, `severity`, `when`, `for`, `symptom`, `recovery`, `runbook`, \
-              `inhibits`, `labels`, `example`; did you mean `when`?"
+              `inhibits`, `hold_while_failing`, `labels`, `example`; did you mean `when`?"
             ]
         );
     }
@@ -915,7 +958,7 @@ mod tests {
                  write e.g. \"30s\", \"1m30s\" or \"250ms\"",
                 "alerts/redis-down.toml:8:1: colour: unknown field `colour`, expected one of `id`, \
                  `title`, `severity`, `when`, `for`, `symptom`, `recovery`, `runbook`, \
-                 `inhibits`, `labels`, `example`",
+                 `inhibits`, `hold_while_failing`, `labels`, `example`",
             ]
         );
     }
