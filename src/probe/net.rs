@@ -99,6 +99,34 @@ const CERT_EXPIRY: Gauge = Gauge {
     null_as: None,
 };
 
+// === service URLs ===
+
+/// A service's base URL (`url` of `registry`, `s3` and `prometheus`): http or https, a host, no
+/// credentials (`credentials` names the keys that hold them instead), no query or fragment
+/// (`query_hint` may say where that part belongs). The text is never quoted: a URL may carry a
+/// token in its path.
+pub fn parse_service_url(text: &str, credentials: &str, query_hint: &str) -> Result<Url, String> {
+    let url = Url::parse(text.trim()).map_err(|error| format!("not a URL: {error}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "must be an http:// or https:// URL, not {}",
+            crate::spec::shown_scheme(url.scheme())
+        ));
+    }
+    if url.host_str().is_none() {
+        return Err("the URL has no host".to_owned());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!("put credentials in {credentials}, not in the URL"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "the URL may not have a query or fragment{query_hint}"
+        ));
+    }
+    Ok(url)
+}
+
 // === TLS settings ===
 
 /// Turns the `tls_verify` (default true) and `ca_file` keys into a [`Verification`].

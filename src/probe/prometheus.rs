@@ -214,28 +214,11 @@ impl Spec {
 /// The query endpoint under `text`: the base URL with `api/v1/query` appended (a URL that
 /// already ends in `/api/v1/query` or `/api/v1` is taken as meant).
 fn parse_base_url(text: &str) -> Result<Url, String> {
-    // Never quoted: a URL may carry a token in its path or query.
-    let mut url = Url::parse(text.trim()).map_err(|error| format!("not a URL: {error}"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!(
-            "must be an http:// or https:// URL, not {}",
-            crate::spec::shown_scheme(url.scheme())
-        ));
-    }
-    if url.host_str().is_none() {
-        return Err("the URL has no host".to_owned());
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(
-            "put credentials in `username` and `password` (or `bearer_token`), not in the URL"
-                .to_owned(),
-        );
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(
-            "the URL may not have a query or fragment; the PromQL goes in `query`".to_owned(),
-        );
-    }
+    let mut url = net::parse_service_url(
+        text,
+        "`username` and `password` (or `bearer_token`)",
+        "; the PromQL goes in `query`",
+    )?;
     let mut path = url.path().trim_end_matches('/').to_owned();
     for suffix in ["/api/v1/query", "/api/v1"] {
         if let Some(base) = path.strip_suffix(suffix) {

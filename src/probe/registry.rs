@@ -164,23 +164,7 @@ impl Spec {
 
 /// The base URL with a trailing slash, so that `v2/` joins under it.
 fn parse_base_url(text: &str) -> Result<Url, String> {
-    // Never quoted: a URL may carry a token in its path or query.
-    let mut url = Url::parse(text.trim()).map_err(|error| format!("not a URL: {error}"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!(
-            "must be an http:// or https:// URL, not {}",
-            crate::spec::shown_scheme(url.scheme())
-        ));
-    }
-    if url.host_str().is_none() {
-        return Err("the URL has no host".to_owned());
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err("put credentials in `username` and `password`, not in the URL".to_owned());
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err("the URL may not have a query or fragment".to_owned());
-    }
+    let mut url = net::parse_service_url(text, "`username` and `password`", "")?;
     let mut path = url.path().trim_end_matches('/').to_owned();
     if path.ends_with("/v2") {
         path.truncate(path.len() - 3);

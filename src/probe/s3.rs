@@ -164,26 +164,7 @@ impl Spec {
 }
 
 fn parse_endpoint(text: &str) -> Result<Url, String> {
-    // Never quoted: a URL may carry a token in its path or query.
-    let url = Url::parse(text.trim()).map_err(|error| format!("not a URL: {error}"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!(
-            "must be an http:// or https:// URL, not {}",
-            crate::spec::shown_scheme(url.scheme())
-        ));
-    }
-    if url.host_str().is_none() {
-        return Err("the URL has no host".to_owned());
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(
-            "put credentials in `access_key_id` and `secret_access_key`, not in the URL".to_owned(),
-        );
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err("the URL may not have a query or fragment".to_owned());
-    }
-    Ok(url)
+    net::parse_service_url(text, "`access_key_id` and `secret_access_key`", "")
 }
 
 /// The `<region>` of a Backblaze B2 S3 host, `s3.<region>.backblazeb2.com`.
