@@ -24,7 +24,7 @@ use crate::support::{TempDir, eventually, free_port, init};
 
 fn prometheus_probe(name: &str, url: &str, query: &str) -> String {
     format!(
-        "[[probe]]\nname = \"{name}\"\nkind = \"prometheus\"\ninterval = \"1s\"\ntimeout = \"5s\"\n\
+        "[[probe]]\nname = \"{name}\"\nkind = \"prometheus\"\ninterval = \"1s\"\ntimeout = \"1s\"\n\
          url = \"{url}\"\nquery = '''{query}'''\n"
     )
 }
@@ -90,11 +90,17 @@ async fn vmagent_failing_to_ship_shows_in_its_own_metrics() {
     // vmagent's own series arrive, so it is not silent; what vmagent-cannot-ship reads is
     // `count > 0`, and the evidence names the status.
     assert!(
-        !reasons(&result).iter().any(|(reason, _)| reason == "silent"),
+        !reasons(&result)
+            .iter()
+            .any(|(reason, _)| reason == "silent"),
         "{}",
         result.message
     );
-    assert!(result.message.contains("status_code=\"401\""), "{}", result.message);
+    assert!(
+        result.message.contains("status_code=\"401\""),
+        "{}",
+        result.message
+    );
 
     // The closed port: dial errors of the third URL, seen at the obs VictoriaMetrics.
     eventually(
@@ -110,8 +116,10 @@ async fn vmagent_failing_to_ship_shows_in_its_own_metrics() {
     .await;
     let own = vmagent.metrics().await;
     assert!(
-        own.lines().any(|line| line.starts_with("vmagent_remotewrite_requests_total")
-            && line.contains("status_code=\"401\"")),
+        own.lines().any(
+            |line| line.starts_with("vmagent_remotewrite_requests_total")
+                && line.contains("status_code=\"401\"")
+        ),
         "vmagent's /metrics has no 401s:\n{own}"
     );
 
@@ -161,7 +169,7 @@ async fn healthy_edge() -> HttpServer {
 fn vantage_config(vantage: &str, edge: &str) -> String {
     format!(
         "[server]\nvantage = \"{vantage}\"\n\n[[probe]]\nname = \"edge-api\"\nkind = \"http\"\n\
-         interval = \"1s\"\ntimeout = \"2s\"\nurl = \"{edge}\"\n"
+         interval = \"1s\"\ntimeout = \"1s\"\nurl = \"{edge}\"\n"
     )
 }
 
@@ -183,9 +191,7 @@ async fn wait_for_diagnoses(daemon: &TestDaemon, expected: &[&str]) -> Value {
     eventually(
         &format!("the judge to diagnose exactly {expected:?}"),
         Duration::from_secs(60),
-        || async {
-            (diagnosed(daemon).await == expected).then_some(daemon.status().await)
-        },
+        || async { (diagnosed(daemon).await == expected).then_some(daemon.status().await) },
     )
     .await
 }
@@ -213,7 +219,11 @@ fn evidence_of<'a>(status: &'a Value, id: &str, probe: &str) -> &'a str {
 async fn the_edge_is_judged_from_every_vantage() {
     init();
     let vm = Victoria::start();
-    let mut edges = vec![healthy_edge().await, healthy_edge().await, healthy_edge().await];
+    let mut edges = vec![
+        healthy_edge().await,
+        healthy_edge().await,
+        healthy_edge().await,
+    ];
     let names = ["fra", "nyc", "sgp"];
     let mut vantages = Vec::new();
     for (name, edge) in names.iter().zip(&edges) {
@@ -241,7 +251,7 @@ async fn the_edge_is_judged_from_every_vantage() {
     let mut judge = String::from("[server]\nvantage = \"judge\"\n\n");
     for name in ["edge-api", "edge-admin", "origin-1", "origin-2", "origin-3"] {
         judge.push_str(&format!(
-            "[[probe]]\nname = \"{name}\"\nkind = \"http\"\ninterval = \"1s\"\ntimeout = \"2s\"\n\
+            "[[probe]]\nname = \"{name}\"\nkind = \"http\"\ninterval = \"1s\"\ntimeout = \"1s\"\n\
              url = \"{}\"\n",
             local.url("/health")
         ));
@@ -278,7 +288,10 @@ async fn the_edge_is_judged_from_every_vantage() {
     .await;
     let message = probe["message"].as_str().unwrap();
     for name in names {
-        assert!(message.contains(&format!("vantage=\"{name}\"")), "{message}");
+        assert!(
+            message.contains(&format!("vantage=\"{name}\"")),
+            "{message}"
+        );
     }
     assert_eq!(diagnosed(&judge).await, Vec::<String>::new());
 
@@ -295,7 +308,10 @@ async fn the_edge_is_judged_from_every_vantage() {
     edges.clear();
     let status = wait_for_diagnoses(&judge, &["cf-global-outage"]).await;
     let evidence = evidence_of(&status, "cf-global-outage", "edge-vantages");
-    assert!(evidence.starts_with("query: 3 series, 0 to 0"), "{evidence}");
+    assert!(
+        evidence.starts_with("query: 3 series, 0 to 0"),
+        "{evidence}"
+    );
 
     // VictoriaMetrics stopped: edge-vantages cannot answer, the rules fall back to the judge's
     // own view, where the edge answers: nothing to diagnose.
