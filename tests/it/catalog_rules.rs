@@ -18,7 +18,7 @@ use crate::support;
 
 /// The probes of the shipped `probes.toml`, which the shipped rules and their examples are
 /// written against (a test checks the two lists agree).
-const SHIPPED_PROBES: [(&str, Kind); 20] = [
+const SHIPPED_PROBES: [(&str, Kind); 21] = [
     ("edge-api", Kind::Http),
     ("edge-admin", Kind::Http),
     ("edge-api-deep", Kind::Http),
@@ -38,6 +38,7 @@ const SHIPPED_PROBES: [(&str, Kind); 20] = [
     ("obs-vmagent", Kind::Prometheus),
     ("obs-node-disk", Kind::Prometheus),
     ("obs-cardinality", Kind::Prometheus),
+    ("edge-vantages", Kind::Prometheus),
     ("k8s", Kind::Kubernetes),
 ];
 

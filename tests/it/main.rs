@@ -52,3 +52,4 @@ mod status_page;
 mod status_schema;
 mod store_lock;
 mod support;
+mod vantages;

@@ -302,7 +302,7 @@ fn bad_values_are_located_config_errors() {
 /// The `query` of a probe of the shipped `probes.toml`, its `${VAR:-default}`s at their
 /// defaults: read as text, so that the shipped file itself is never run (its `url` is the
 /// production obs box); the query runs against the loopback VictoriaMetrics instead.
-fn shipped_query(name: &str) -> String {
+pub(crate) fn shipped_query(name: &str) -> String {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("probes.toml");
     let text = std::fs::read_to_string(path).unwrap();
     let document: toml::Table = text.parse().unwrap();

@@ -207,3 +207,83 @@ impl Vmauth {
         }
     }
 }
+
+/// A running vmagent (same package): scrapes the targets of its promscrape config and
+/// remote-writes to each of its URLs, buffering on disk what it cannot ship.
+pub struct Vmagent {
+    /// `http://127.0.0.1:PORT`: its own `/metrics`.
+    pub url: String,
+    _child: ChildGuard,
+    _dir: TempDir,
+}
+
+/// One scrape job of a [`Vmagent`]: its name, and its targets (`host:port`) with the labels
+/// each gets (as a vmagent target label, e.g. `vantage`).
+pub struct ScrapeJob<'a> {
+    pub name: &'a str,
+    pub targets: Vec<(String, Vec<(&'a str, &'a str)>)>,
+}
+
+impl Vmagent {
+    /// Scrapes `jobs` every second and ships to every URL of `remote_writes`, flushing every
+    /// second. A job whose target is `SELF` scrapes vmagent's own `/metrics`, as deployments do
+    /// (`job="vmagent"`), so its remote-write metrics reach the working URLs.
+    pub fn start(jobs: &[ScrapeJob<'_>], remote_writes: &[String]) -> Self {
+        let binary = require_binary("vmagent", "victoria-metrics");
+        let dir = TempDir::new("vmagent");
+        let port = free_port();
+        let mut config = String::from("scrape_configs:\n");
+        for job in jobs {
+            config.push_str(&format!(
+                "  - job_name: {}\n    scrape_interval: 1s\n    scrape_timeout: 1s\n    static_configs:\n",
+                job.name
+            ));
+            for (target, labels) in &job.targets {
+                let target = if target == "SELF" {
+                    format!("127.0.0.1:{port}")
+                } else {
+                    target.clone()
+                };
+                config.push_str(&format!("      - targets: [\"{target}\"]\n"));
+                if !labels.is_empty() {
+                    config.push_str("        labels:\n");
+                    for (name, value) in labels {
+                        config.push_str(&format!("          {name}: \"{value}\"\n"));
+                    }
+                }
+            }
+        }
+        let config_path = dir.path().join("scrape.yml");
+        std::fs::write(&config_path, config).expect("write vmagent config");
+        let mut command = Command::new(binary);
+        command
+            .arg(format!("-promscrape.config={}", config_path.display()))
+            .arg(format!(
+                "-remoteWrite.tmpDataPath={}",
+                dir.path().join("queue").display()
+            ))
+            .arg("-remoteWrite.flushInterval=1s")
+            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+            .arg("-loggerLevel=ERROR");
+        for url in remote_writes {
+            command.arg(format!("-remoteWrite.url={url}"));
+        }
+        let child = ChildGuard::spawn("vmagent", &mut command, &dir.path().join("vmagent.log"));
+        wait_for_tcp(([127, 0, 0, 1], port).into(), Duration::from_secs(20));
+        Self {
+            url: format!("http://127.0.0.1:{port}"),
+            _child: child,
+            _dir: dir,
+        }
+    }
+
+    /// Its own `/metrics`.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.url))
+            .await
+            .expect("vmagent /metrics")
+            .text()
+            .await
+            .expect("vmagent /metrics body")
+    }
+}
