@@ -22,6 +22,7 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -508,12 +509,24 @@ async fn measure_render(scratch: &Path, target: Target) -> Result<f64, String> {
     Ok(quantile(&timings, 0.5))
 }
 
-async fn measure_time_to_alert(scratch: &Path) -> Result<(f64, f64), String> {
-    const ROUNDS: usize = 5;
+/// Time to alert, over trials that break the target at phases spread evenly across the probe's
+/// 1 s cycle (a fixed phase measures one point of the cycle, not the distribution), and the
+/// daemon's own share: from the first request the broken target answered (the failing run) to
+/// the webhook.
+struct AlertTimes {
+    /// Seconds from breaking the target to the webhook, sorted.
+    total: Vec<f64>,
+    /// Seconds from the first failing run's request to the webhook, sorted.
+    own: Vec<f64>,
+}
+
+async fn measure_time_to_alert(scratch: &Path) -> Result<AlertTimes, String> {
+    const TRIALS: usize = 20;
     let (hook, mut received) = start_webhook_receiver().await;
-    let mut delays = Vec::with_capacity(ROUNDS);
-    for round in 0..ROUNDS {
-        let dir = scratch.join(format!("alert-{round}"));
+    let mut total = Vec::with_capacity(TRIALS);
+    let mut own = Vec::with_capacity(TRIALS);
+    for trial in 0..TRIALS {
+        let dir = scratch.join(format!("alert-{trial}"));
         std::fs::create_dir_all(dir.join("alerts")).unwrap();
         std::fs::write(
             dir.join("alerts/target-down.toml"),
@@ -524,7 +537,8 @@ async fn measure_time_to_alert(scratch: &Path) -> Result<(f64, f64), String> {
         .unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let target = listener.local_addr().unwrap();
-        let serving = tokio::spawn(serve_ok(listener));
+        let switch = Arc::new(FailSwitch::default());
+        let serving = tokio::spawn(serve_switchable(listener, switch.clone()));
         let toml = format!(
             "[alerting]\ngroup_wait = \"0s\"\ngroup_interval = \"0s\"\n\n\
              [store]\npath = \"honeyguide.db\"\n\n\
@@ -532,31 +546,68 @@ async fn measure_time_to_alert(scratch: &Path) -> Result<(f64, f64), String> {
              [[probe]]\nname = \"t\"\nkind = \"http\"\nurl = \"http://{target}/\"\ninterval = \"1s\"\n"
         );
         let daemon = Daemon::start(&dir, &toml).await;
-        // Let the probe see the target healthy first.
-        tokio::time::sleep(Duration::from_millis(2500)).await;
+        // Let the probe see the target healthy first, then break it at this trial's phase.
+        let phase = Duration::from_millis(1000 * trial as u64 / TRIALS as u64);
+        tokio::time::sleep(Duration::from_millis(2500) + phase).await;
         while received.try_recv().is_ok() {}
-        serving.abort();
-        let stopped = Instant::now();
+        let broken = Instant::now();
+        switch.fail();
         let arrived = tokio::time::timeout(Duration::from_secs(30), received.recv())
             .await
             .map_err(|_| "no alert within 30 s".to_owned())?
             .ok_or("the receiver stopped")?;
-        delays.push(arrived.duration_since(stopped).as_secs_f64());
+        total.push(arrived.duration_since(broken).as_secs_f64());
+        if let Some(first) = switch.first_failure() {
+            own.push(arrived.saturating_duration_since(first).as_secs_f64());
+        }
+        serving.abort();
         drop(daemon);
     }
-    delays.sort_by(f64::total_cmp);
-    Ok((quantile(&delays, 0.5), 1.0))
+    total.sort_by(f64::total_cmp);
+    own.sort_by(f64::total_cmp);
+    Ok(AlertTimes { total, own })
 }
 
-/// Answers every request 200 until aborted (dropping the listener then refuses connections).
-async fn serve_ok(listener: TcpListener) {
+/// Turns a healthy target into a failing one (500) and remembers when it first failed a request.
+#[derive(Default)]
+struct FailSwitch {
+    failing: std::sync::atomic::AtomicBool,
+    first: std::sync::Mutex<Option<Instant>>,
+}
+
+impl FailSwitch {
+    fn fail(&self) {
+        self.failing.store(true, Ordering::SeqCst);
+    }
+
+    fn answer(&self) -> hyper::StatusCode {
+        if !self.failing.load(Ordering::SeqCst) {
+            return hyper::StatusCode::OK;
+        }
+        self.first.lock().unwrap().get_or_insert_with(Instant::now);
+        hyper::StatusCode::INTERNAL_SERVER_ERROR
+    }
+
+    fn first_failure(&self) -> Option<Instant> {
+        *self.first.lock().unwrap()
+    }
+}
+
+/// Answers 200 until the switch is thrown, then 500.
+async fn serve_switchable(listener: TcpListener, switch: Arc<FailSwitch>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
+        let switch = switch.clone();
         tokio::spawn(async move {
-            let service = service_fn(|_request: Request<hyper::body::Incoming>| async {
-                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok\n"))))
+            let service = service_fn(move |_request: Request<hyper::body::Incoming>| {
+                let status = switch.answer();
+                async move {
+                    let mut response = Response::new(Full::new(Bytes::from_static(b"ok\n")));
+                    *response.status_mut() = status;
+                    Ok::<_, Infallible>(response)
+                }
             });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), service)
@@ -822,11 +873,21 @@ impl Report {
         });
     }
 
-    fn time_to_alert(&mut self, measured: Result<(f64, f64), String>) {
+    fn time_to_alert(&mut self, measured: Result<AlertTimes, String>) {
         match measured {
-            Ok((seconds, interval)) => self.rows.push(format!(
-                "| time to alert (interval 1s, for 0s), median of 5 | {seconds:.2} s from stop to webhook | target: within one interval ({interval:.0} s) + 0.5 s | | | |"
-            )),
+            Ok(times) => {
+                let (total, own) = (&times.total, &times.own);
+                self.rows.push(format!(
+                    "| time to alert (interval 1s, for 0s), {} trials at phases spread over the cycle | p50 {:.2} s, p90 {:.2} s, min {:.2} s, max {:.2} s from breaking the target to the webhook | target: within one interval (1 s) + 0.5 s | honeyguide's own share (first failing request to webhook): p50 {:.1} ms, max {:.1} ms | | |",
+                    total.len(),
+                    quantile(total, 0.5),
+                    quantile(total, 0.9),
+                    total.first().copied().unwrap_or(f64::NAN),
+                    total.last().copied().unwrap_or(f64::NAN),
+                    quantile(own, 0.5) * 1000.0,
+                    own.last().copied().unwrap_or(f64::NAN) * 1000.0,
+                ));
+            }
             Err(error) => self.notes.push(format!("Time to alert: {error}.")),
         }
     }
