@@ -503,3 +503,78 @@ async fn the_shipped_cardinality_query_names_the_counter() {
         result.message
     );
 }
+
+/// The shipped disk query fits what a real node_exporter exports, as vmagent ships it: with its
+/// threshold raised so every disk matches, it returns one series per real filesystem, each
+/// naming the node and mountpoint, none of them a pseudo filesystem, with a free share between 0
+/// and 1; as shipped it runs without error.
+#[tokio::test]
+async fn the_shipped_disk_query_fits_a_real_node_exporter() {
+    use crate::support::victoria::{ScrapeJob, Vmagent};
+    use crate::support::{ChildGuard, free_port, require_binary, wait_for_tcp};
+
+    init();
+    let vm = Victoria::start();
+    let exporter = require_binary("prometheus-node-exporter", "prometheus-node-exporter");
+    let port = free_port();
+    let dir = TempDir::new("node-exporter");
+    let _exporter = ChildGuard::spawn(
+        "node_exporter",
+        std::process::Command::new(exporter)
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args(["--collector.disable-defaults", "--collector.filesystem"]),
+        &dir.path().join("node_exporter.log"),
+    );
+    wait_for_tcp(
+        ([127, 0, 0, 1], port).into(),
+        std::time::Duration::from_secs(20),
+    );
+    let _vmagent = Vmagent::start(
+        &[ScrapeJob {
+            name: "node",
+            targets: vec![(format!("127.0.0.1:{port}"), Vec::new())],
+        }],
+        &[format!("{}/api/v1/write", vm.url)],
+    );
+    crate::support::eventually(
+        "node_exporter's filesystems in VictoriaMetrics",
+        std::time::Duration::from_secs(30),
+        || async {
+            let seen = vm
+                .query_scalar("count(node_filesystem_avail_bytes)")
+                .await?;
+            (seen >= 1.0).then_some(())
+        },
+    )
+    .await;
+
+    let shipped = shipped_query("obs-node-disk");
+    assert!(shipped.contains("< 0.10"), "{shipped}");
+    let everything = shipped.replace("< 0.10", "< 1.01");
+    let dir = TempDir::new("prom-disk");
+    let result = run_one(dir.path(), &probe_toml(&vm.url, &everything, "")).await;
+    assert!(result.ok, "{result:?}");
+    let found = series(&result);
+    assert!(!found.is_empty(), "{result:?}");
+    for item in found {
+        let labels = labels_of(item);
+        let label = |name: &str| {
+            labels
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.clone())
+                .unwrap_or_else(|| panic!("no `{name}` in {labels:?}"))
+        };
+        assert_eq!(label("instance"), format!("127.0.0.1:{port}"));
+        assert!(label("mountpoint").starts_with('/'), "{labels:?}");
+        let fstype = label("fstype");
+        assert!(
+            !["tmpfs", "overlay", "squashfs", "ramfs"].contains(&fstype.as_str()),
+            "{labels:?}"
+        );
+        let free = item.as_map().unwrap()["value"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&free), "{free}");
+    }
+    let result = run_one(dir.path(), &probe_toml(&vm.url, &shipped, "")).await;
+    assert!(result.ok, "the shipped query as it is: {result:?}");
+}
