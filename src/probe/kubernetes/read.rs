@@ -591,10 +591,12 @@ fn annotation<'a>(annotations: &'a Option<BTreeMap<String, String>>, key: &str) 
 
 /// Seconds as a person says them in a message: `40s`, `3m`, `2h`.
 fn short_age(seconds: i64) -> String {
-    match seconds {
-        ..120 => format!("{seconds}s"),
-        ..7200 => format!("{}m", seconds / 60),
-        _ => format!("{}h", seconds / 3600),
+    if seconds < 120 {
+        format!("{seconds}s")
+    } else if seconds < 7200 {
+        format!("{}m", seconds / 60)
+    } else {
+        format!("{}h", seconds / 3600)
     }
 }
 
