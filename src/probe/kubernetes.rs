@@ -396,16 +396,22 @@ impl KubernetesProbe {
             restart_window: self.restart_window,
             observations: Default::default(),
             problems: Vec::new(),
+            notes: Vec::new(),
         };
         let read = self.read_all(&mut run).await;
         ctx.end_phase();
         let observations = std::mem::take(&mut run.observations);
         let outcome = match read {
             Err(failure) => failure,
-            Ok(()) if run.problems.is_empty() => {
-                Outcome::success(self.healthy_message(&observations))
-            }
-            Ok(()) => Outcome::failure(ErrorClass::Assertion, run.problems.join("; ")),
+            Ok(()) if run.problems.is_empty() => Outcome::success(
+                [vec![self.healthy_message(&observations)], run.notes]
+                    .concat()
+                    .join("; "),
+            ),
+            Ok(()) => Outcome::failure(
+                ErrorClass::Assertion,
+                [run.problems.clone(), run.notes].concat().join("; "),
+            ),
         };
         let finished = outcome.error.is_none() || outcome.error == Some(ErrorClass::Assertion);
         let mut outcome = outcome

@@ -235,6 +235,49 @@ async fn an_oom_killed_api_pod_is_seen_in_its_last_state() {
     );
 }
 
+/// An OOM kill two minutes ago is said in the message of a healthy run, with its exit code: the
+/// evidence of api-oom-killed.
+#[tokio::test]
+async fn a_recent_oom_kill_is_said_in_the_message() {
+    let mut cluster = Cluster::honeydue();
+    fixtures::oom_killed(cluster.pods("api-")[0], 180);
+    let (result, _api) = run(cluster).await;
+    assert!(result.ok, "{result:?}");
+    assert_eq!(
+        result.message,
+        "3/3 nodes ready, readyz passed, metrics API available, 7 workloads healthy; \
+         honeydue/deployment/api: last terminated OOMKilled (exit code 137) 3m ago"
+    );
+}
+
+/// The bad-deploy scenario's inside half: the api rolled out 3 minutes ago to a new image (its
+/// pods serve, while the edge fails: the rule's examples hold the edge). The revision, the new
+/// image and when it became current are observed, and the message names them, so the
+/// diagnosis's evidence says what `rollout undo` would undo. The previous ReplicaSet, kept at
+/// 0 replicas, is not the current one.
+#[tokio::test]
+async fn a_rollout_three_minutes_ago_is_named_with_its_revision_and_image() {
+    let mut cluster = Cluster::honeydue();
+    cluster.rolled_out("api", "ghcr.io/honeydue/api:1.43.0", 15, 180);
+    let (result, _api) = run(cluster).await;
+    assert!(result.ok, "{result:?}");
+    let api = "honeydue/deployment/api";
+    assert_eq!(workload(&result, api, "revision"), &Value::Int(15));
+    assert_eq!(
+        workload(&result, api, "image"),
+        &Value::from("ghcr.io/honeydue/api:1.43.0")
+    );
+    assert!(recent(workload(&result, api, "revision_since"), 180));
+    assert_eq!(workload(&result, api, "ready"), &Value::Int(2));
+    assert_eq!(
+        result.message,
+        "3/3 nodes ready, readyz passed, metrics API available, 7 workloads healthy; \
+         honeydue/deployment/api: rolled out revision 15 (ghcr.io/honeydue/api:1.43.0) 3m ago"
+    );
+    // Rollouts of days ago are history: the admin's is not in the message.
+    assert!(!result.message.contains("admin"), "{}", result.message);
+}
+
 /// An OOM kill longer ago than `restart_window` is the last termination still, but not recent.
 #[tokio::test]
 async fn an_old_termination_is_not_a_recent_restart() {
@@ -261,9 +304,14 @@ async fn a_crash_loop_names_its_reason_and_exit_code() {
     status["unavailableReplicas"] = 1.into();
     let (result, _api) = run(cluster).await;
     assert_eq!(result.error, Some(ErrorClass::Assertion), "{result:?}");
-    assert_eq!(
-        result.message,
-        "honeydue/deployment/api: 1/2 ready; honeydue/deployment/api: container api CrashLoopBackOff"
+    // The problems, then the termination behind them: the evidence api-crashloop shows.
+    assert!(
+        result.message.starts_with(
+            "honeydue/deployment/api: 1/2 ready; honeydue/deployment/api: container api \
+             CrashLoopBackOff; honeydue/deployment/api: last terminated Error (exit code 2) 4"
+        ),
+        "{}",
+        result.message
     );
     let api = "honeydue/deployment/api";
     assert_eq!(

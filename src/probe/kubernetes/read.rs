@@ -41,6 +41,10 @@ pub struct Run<'a> {
     pub restart_window: Duration,
     pub observations: Observations,
     pub problems: Vec<String>,
+    /// What changed within `restart_window` though nothing is wrong now (a rollout, a
+    /// container that terminated and came back): said in the message after the problems, so
+    /// a diagnosis's evidence carries the revision, the image, the reason and the exit code.
+    pub notes: Vec<String>,
 }
 
 /// Makes one request in `phase`, observing `what` as the request in flight; a failure is the
@@ -293,10 +297,8 @@ impl Run<'_> {
         let Some(current) = current else {
             return Ok(());
         };
-        record.insert(
-            "revision_since".to_owned(),
-            Value::from(unix(current.metadata.creation_timestamp.as_ref())),
-        );
+        let since = unix(current.metadata.creation_timestamp.as_ref());
+        record.insert("revision_since".to_owned(), Value::from(since));
         let images: Vec<String> = current
             .spec
             .as_ref()
@@ -309,8 +311,24 @@ impl Run<'_> {
                     .collect()
             })
             .unwrap_or_default();
-        record.insert("image".to_owned(), Value::from(images.join(", ")));
+        let image = images.join(", ");
+        if let (Some(since), Some(revision)) = (since, revision)
+            && let Some(age) = self.recent(since)
+        {
+            self.notes.push(format!(
+                "{}: rolled out revision {revision} ({image}) {age} ago",
+                workload.key()
+            ));
+        }
+        record.insert("image".to_owned(), Value::from(image));
         Ok(())
+    }
+
+    /// How long ago `at` (Unix seconds) was, as `3m`, when within `restart_window`.
+    fn recent(&self, at: i64) -> Option<String> {
+        let age = self.now.as_second().saturating_sub(at).max(0);
+        let window = i64::try_from(self.restart_window.as_secs()).unwrap_or(i64::MAX);
+        (age <= window).then(|| short_age(age))
     }
 
     async fn job(&mut self, workload: &Workload) -> Result<Observations, Outcome> {
@@ -398,6 +416,15 @@ impl Run<'_> {
                 "{}: {}",
                 workload.key(),
                 summary.problem_waiting.join(", ")
+            ));
+        }
+        if let Some((at, reason, code)) = &summary.last
+            && let Some(age) = self.recent(at.as_second())
+        {
+            let reason = reason.as_deref().unwrap_or("terminated");
+            self.notes.push(format!(
+                "{}: last terminated {reason} (exit code {code}) {age} ago",
+                workload.key()
             ));
         }
         summary.write(record);
@@ -562,6 +589,17 @@ fn annotation<'a>(annotations: &'a Option<BTreeMap<String, String>>, key: &str) 
         .map(String::as_str)
 }
 
+/// Seconds as a person says them in a message: `40s`, `3m`, `2h`.
+fn short_age(seconds: i64) -> String {
+    if seconds < 120 {
+        format!("{seconds}s")
+    } else if seconds < 7200 {
+        format!("{}m", seconds / 60)
+    } else {
+        format!("{}h", seconds / 3600)
+    }
+}
+
 fn unix(time: Option<&Time>) -> Option<i64> {
     time.map(|time| time.0.as_second())
 }
@@ -704,5 +742,12 @@ mod tests {
             )
         );
         assert!(parse_readyz("ok").is_none());
+    }
+
+    #[test]
+    fn ages_read_as_a_person_says_them() {
+        assert_eq!(short_age(40), "40s");
+        assert_eq!(short_age(180), "3m");
+        assert_eq!(short_age(3 * 3600), "3h");
     }
 }

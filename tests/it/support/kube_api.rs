@@ -146,6 +146,36 @@ impl Cluster {
             .collect()
     }
 
+    /// The Deployment `name` in `honeydue` rolled out `seconds_ago` to `revision` running
+    /// `image`, as a rollout leaves it: the Deployment at the new revision, its new ReplicaSet
+    /// and pods, and the previous ReplicaSet kept, scaled to 0 (what `rollout undo` returns to).
+    pub fn rolled_out(&mut self, name: &str, image: &str, revision: i64, seconds_ago: i64) {
+        let replicas = self.object("Deployment", name)["spec"]["replicas"]
+            .as_i64()
+            .and_then(|count| i32::try_from(count).ok())
+            .expect("replicas");
+        let pod_prefix = format!("{name}-");
+        self.objects.retain(|object| {
+            let owned = object["metadata"]["name"]
+                .as_str()
+                .is_some_and(|object_name| object_name.starts_with(&pod_prefix));
+            !(object["kind"] == "Deployment" && object["metadata"]["name"] == name
+                || object["kind"] == "Pod" && owned)
+        });
+        for object in &mut self.objects {
+            if object["kind"] == "ReplicaSet"
+                && object["metadata"]["ownerReferences"][0]["name"] == name
+            {
+                object["spec"]["replicas"] = 0.into();
+                object["status"] = json!({"observedGeneration": 2, "replicas": 0});
+            }
+        }
+        let app = fixtures::app("honeydue", name, image, replicas, revision, seconds_ago);
+        self.objects.push(app.deployment);
+        self.objects.push(app.replica_set);
+        self.objects.extend(app.pods);
+    }
+
     /// RBAC refuses `verb` on `resource` (`list`, `pods`).
     pub fn forbid(&mut self, verb: &str, resource: &str) {
         self.forbidden.push((verb.to_owned(), resource.to_owned()));
