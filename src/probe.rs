@@ -269,6 +269,9 @@ crate::closed_set! {
         Protocol = "protocol",
         /// Credentials were refused.
         Auth = "auth",
+        /// The credentials were accepted but not allowed to do what the probe asked (HTTP 403
+        /// from the Kubernetes API: RBAC); the message names the verb and resource refused.
+        Forbidden = "forbidden",
         /// The target answered correctly but a configured expectation did not hold.
         Assertion = "assertion",
         /// The thing asked for does not exist (database, object, manifest, record).

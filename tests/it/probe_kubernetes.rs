@@ -443,14 +443,14 @@ async fn a_refused_token_is_an_auth_failure() {
     assert!(!format!("{result:?}").contains("expired-token-of-last-week"));
 }
 
-/// RBAC without `list pods`: `auth`, and the message names the verb, the resource, the
-/// namespace and what the API server said.
+/// RBAC without `list pods`: `forbidden` (not `auth`: the token was accepted), and the message
+/// names the verb, the resource, the namespace and what the API server said.
 #[tokio::test]
 async fn rbac_missing_for_pods_names_list_pods() {
     let mut cluster = Cluster::honeydue();
     cluster.forbid("list", "pods");
     let (result, _api) = run(cluster).await;
-    assert_eq!(result.error, Some(ErrorClass::Auth), "{result:?}");
+    assert_eq!(result.error, Some(ErrorClass::Forbidden), "{result:?}");
     assert_eq!(
         result.message,
         "forbidden: cannot list pods in honeydue (app.kubernetes.io/name=api) (RBAC refused it: \

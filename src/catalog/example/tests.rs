@@ -418,7 +418,7 @@ name = "says nothing"
              (expected number at 0); write e.g. \"30s\", \"1m30s\" or \"250ms\"",
             "alerts/web-down.toml:13:41: example[0].results[0].error: unknown error class \
              `refused`, expected one of `dns`, `connect`, `timeout`, `tls`, `http_status`, \
-             `protocol`, `auth`, `assertion`, `not_found`, `query`, `schema`, `stalled`, \
+             `protocol`, `auth`, `forbidden`, `assertion`, `not_found`, `query`, `schema`, `stalled`, \
              `internal`",
             "alerts/web-down.toml:14:25: example[0].results[1].at: must be at most 8d (the range \
              is 0s to 8d)",

@@ -686,7 +686,7 @@ fn api_failure(what: &str, status: &kube::core::Status) -> Outcome {
             ),
         ),
         403 => Outcome::failure(
-            ErrorClass::Auth,
+            ErrorClass::Forbidden,
             format!("forbidden: cannot {what} (RBAC refused it{said})"),
         )
         .with("forbidden", what),
