@@ -214,8 +214,9 @@ pub struct FailureMode {
     /// [`Catalog::warnings`]).
     pub inhibits: Vec<String>,
     /// Probes (read by `when`) whose failure means the rule has no data: while one of them
-    /// failed its latest run, the diagnosis is held as it is, neither raised nor resolved (a
-    /// `prometheus` probe that cannot reach the metrics stack knows nothing of the disks).
+    /// failed its latest run, a diagnosis is not resolved (nor a pending one confirmed) unless
+    /// the expression itself still holds (a `prometheus` probe that cannot reach the metrics
+    /// stack knows nothing of the disks).
     pub hold_while_failing: Vec<String>,
     /// Extra labels for routing.
     pub labels: BTreeMap<String, String>,

@@ -59,8 +59,8 @@ pub enum RuleStatus {
     Holding,
     /// The evaluation failed; see [`RuleStats::last_error`].
     Error,
-    /// A probe named in `hold_while_failing` failed its latest run: the rule has no data, and
-    /// its diagnosis (or its absence) is kept as it was.
+    /// A probe named in `hold_while_failing` failed its latest run and the expression does not
+    /// hold: the rule may lack the data to say so, and its diagnosis is kept as it was.
     Held,
 }
 
@@ -339,13 +339,7 @@ impl Classifier {
             .map(|probe| probe.and_then(|probe| probes.get(probe)).cloned())
             .collect();
         let previous = rule.stats.status;
-        if views.as_deref().is_some_and(|views| holds(mode, views)) {
-            if previous != RuleStatus::Held {
-                tracing::info!(rule = %mode.id, "a probe the rule holds on failed: diagnosis held");
-            }
-            rule.stats.status = RuleStatus::Held;
-            return false;
-        }
+        let held = views.as_deref().is_some_and(|views| holds(mode, views));
         let outcome = match &views {
             Some(views) => self
                 .catalog
@@ -374,6 +368,15 @@ impl Classifier {
                 RuleStatus::Error
             }
         };
+        // A data source that cannot be read says nothing: what holds may still be diagnosed,
+        // but what was diagnosed is not resolved on its silence.
+        if held && status != RuleStatus::Holding {
+            if previous != RuleStatus::Held {
+                tracing::info!(rule = %mode.id, "a probe the rule holds on failed: diagnosis kept");
+            }
+            rule.stats.status = RuleStatus::Held;
+            return false;
+        }
         if previous == RuleStatus::Error && status != RuleStatus::Error {
             tracing::info!(rule = %mode.id, "rule evaluates again");
         }
@@ -792,9 +795,10 @@ mod tests {
         );
     }
 
-    /// While a probe named in `hold_while_failing` fails, the diagnosis is kept as it was: an
-    /// active one does not resolve, a pending one is not confirmed (and sets no deadline), and
-    /// none is raised; when the probe answers again, the rule is judged on its data.
+    /// While a probe named in `hold_while_failing` fails, a diagnosis is not resolved on its
+    /// silence: an active one stays, a pending one is kept but not confirmed (and sets no
+    /// deadline) unless the expression itself holds; when the probe answers again, the rule is
+    /// judged on its data.
     #[tokio::test(start_paused = true)]
     async fn a_failing_data_source_holds_the_diagnosis() {
         let rule = "when = '!probes.b.ok || (probes.a.ok && probes.a.duration_seconds > 1.0)'\n\
@@ -811,14 +815,14 @@ mod tests {
         // It answers again, and the rule is judged on what it says.
         fixture.report("a", ok());
         assert!(fixture.summary().is_empty());
-        // Nothing is raised while held, even when the other probe fails.
+        // While held, what the expression still says holds is diagnosed (here: `b` fails).
         fixture.report("a", failed());
         fixture.report("b", failed());
-        assert!(fixture.summary().is_empty());
+        assert_eq!(fixture.summary(), [active("a-slow")]);
 
         let mut fixture = Fixture::new(&[(
             "a-down",
-            "when = '!probes.b.ok && has(probes.a.ok)'\nfor = \"1m\"\nhold_while_failing = [\"a\"]",
+            "when = '!probes.b.ok && probes.a.ok'\nfor = \"1m\"\nhold_while_failing = [\"a\"]",
         )]);
         fixture.report("a", ok());
         fixture.report("b", failed());

@@ -9,7 +9,7 @@
 //!   loopback edge, scraped by one vmagent that labels each target with its vantage, into
 //!   VictoriaMetrics; a fourth daemon runs the shipped `edge-vantages` query and the shipped
 //!   Cloudflare rules: the edge failing for one vantage is `cf-edge-pop-outage`, for all of them
-//!   `cf-global-outage`, and VictoriaMetrics stopped falls back to the judge's own view.
+//!   `cf-global-outage`, and VictoriaMetrics stopped holds that verdict instead of resolving it.
 
 use std::time::Duration;
 
@@ -313,13 +313,28 @@ async fn the_edge_is_judged_from_every_vantage() {
         "{evidence}"
     );
 
-    // VictoriaMetrics stopped: edge-vantages cannot answer, the rules fall back to the judge's
-    // own view, where the edge answers: nothing to diagnose.
+    // VictoriaMetrics stopped: edge-vantages cannot answer. That is no news of the other
+    // vantages, so the global verdict they gave is held, not resolved, although the judge's own
+    // edge answers and its single-vantage fallback alone would clear it.
     vm_stop(vm);
     judge
         .wait_for("edge-vantages", |probe| probe["error"] == "connect")
         .await;
-    wait_for_diagnoses(&judge, &[]).await;
+    eventually(
+        "cf-global-outage held while VictoriaMetrics is down",
+        Duration::from_secs(30),
+        || async {
+            let status = judge.status().await;
+            status["rules"]
+                .as_array()?
+                .iter()
+                .any(|rule| rule["id"] == "cf-global-outage" && rule["status"] == "held")
+                .then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(diagnosed(&judge).await, ["cf-global-outage"]);
     judge.stop().await;
     for daemon in vantages {
         daemon.stop().await;
