@@ -962,10 +962,16 @@ fn machine() -> String {
     format!("{cores} cores ({cpu})")
 }
 
-/// Puts the new table on top of BENCHMARKS.md and keeps the previous one below it.
+/// Puts the new table on top of BENCHMARKS.md, keeps the previous one below it, and keeps the
+/// hand-written analysis (everything from `## Analysis` on) at the end.
 fn write_benchmarks_md(table: &str) {
+    const ANALYSIS: &str = "\n## Analysis";
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
-    let previous = std::fs::read_to_string(&path).unwrap_or_default();
+    let file = std::fs::read_to_string(&path).unwrap_or_default();
+    let (previous, analysis) = match file.find(ANALYSIS) {
+        Some(at) => (file[..at].to_owned(), file[at..].to_owned()),
+        None => (file, String::new()),
+    };
     let header = "# Benchmarks\n\nWritten by `cargo bench --bench daemon`. Newest first; the previous run is kept for comparison.\n\n";
     let older = previous
         .split_once("\n## ")
@@ -976,8 +982,8 @@ fn write_benchmarks_md(table: &str) {
     } else {
         format!(
             "{header}{table}\n## Previous run\n\n{}",
-            older.trim_start_matches("## ")
+            older.trim_start_matches("## ").trim_end()
         )
     };
-    std::fs::write(&path, text).unwrap();
+    std::fs::write(&path, format!("{}\n{analysis}", text.trim_end())).unwrap();
 }
