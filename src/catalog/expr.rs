@@ -527,7 +527,8 @@ fn probe_reference(node: &IdedExpr) -> Option<Reference> {
 
 // === paths into a probe ===
 
-/// What a probe's CEL value holds besides its observations (see the module doc).
+/// The fields of a probe's CEL value (see the module doc), in the order [`probe_value`] builds
+/// them.
 const PROBE_FIELDS: [&str; 8] = [
     "name",
     "kind",
@@ -745,27 +746,20 @@ fn probe_value(view: &ProbeView) -> Option<Box<dyn Val + '_>> {
         .collect();
     let error = result.error.map_or("", |error| error.as_str());
     let consecutive_failures = i64::try_from(view.consecutive_failures).unwrap_or(i64::MAX);
-    let fields: [(&str, Box<dyn Val + '_>); 8] = [
-        ("name", Box::new(CelString::from(view.name.as_str()))),
-        ("kind", Box::new(CelString::from(view.kind.as_str()))),
-        ("ok", Box::new(CelBool::from(result.ok))),
-        ("error", Box::new(CelString::from(error))),
-        (
-            "message",
-            Box::new(CelString::from(result.message.as_str())),
-        ),
-        (
-            "duration_seconds",
-            Box::new(CelDouble::from(result.duration.as_secs_f64())),
-        ),
-        (
-            "consecutive_failures",
-            Box::new(CelInt::from(consecutive_failures)),
-        ),
-        ("observations", Box::new(CelMap::from(observations))),
+    // In the order of PROBE_FIELDS, which the loader checks field names against.
+    let values: [Box<dyn Val + '_>; PROBE_FIELDS.len()] = [
+        Box::new(CelString::from(view.name.as_str())),
+        Box::new(CelString::from(view.kind.as_str())),
+        Box::new(CelBool::from(result.ok)),
+        Box::new(CelString::from(error)),
+        Box::new(CelString::from(result.message.as_str())),
+        Box::new(CelDouble::from(result.duration.as_secs_f64())),
+        Box::new(CelInt::from(consecutive_failures)),
+        Box::new(CelMap::from(observations)),
     ];
-    let fields: HashMap<CelMapKey<'_>, Box<dyn Val + '_>> = fields
+    let fields: HashMap<CelMapKey<'_>, Box<dyn Val + '_>> = PROBE_FIELDS
         .into_iter()
+        .zip(values)
         .map(|(key, value)| (CelMapKey::from(key), value))
         .collect();
     Some(Box::new(CelMap::from(fields)))
