@@ -112,6 +112,9 @@ impl Unit {
 /// fields.
 #[derive(Debug)]
 pub enum Typical {
+    /// Not observed: only as a healthy value ([`Field::failure_only`]); a typical value must
+    /// not be `null`, or the load check would skip what reads it.
+    Null,
     /// A flag.
     Bool(bool),
     /// An integer.
@@ -150,12 +153,10 @@ pub struct Field {
     pub doc: &'static str,
     /// A plausible value, for the load-time type check.
     pub typical: Typical,
-    /// Whether a healthy run reports it as `null` (`failed_step`, `timeout_phase`): the healthy
-    /// result example timelines start from leaves it `null`.
-    pub failure_only: bool,
-    /// What a healthy run reports instead of the typical value, where the two differ: an
-    /// alerting query's healthy answer is empty (`count` 0), while rules are type-checked
-    /// against a result with something in it.
+    /// What a healthy run reports instead of the typical value, where the two differ: `null`
+    /// for what only a failure reports (`failed_step`, `timeout_phase`), or an alerting query's
+    /// empty answer (`count` 0), while rules are type-checked against a result with something
+    /// in it.
     pub healthy: Option<Typical>,
     /// The gauge it is exported as.
     pub gauge: Option<&'static Gauge>,
@@ -169,7 +170,6 @@ impl Field {
             unit: Unit::None,
             doc,
             typical,
-            failure_only: false,
             healthy: None,
             gauge: None,
         }
@@ -241,9 +241,8 @@ impl Field {
     }
 
     /// Marks it `null` on a healthy run.
-    pub const fn failure_only(mut self) -> Self {
-        self.failure_only = true;
-        self
+    pub const fn failure_only(self) -> Self {
+        self.healthy(Typical::Null)
     }
 
     /// Gives a healthy run `value` instead of the typical one.
@@ -259,18 +258,17 @@ impl Field {
     }
 
     fn typical_value(&self, healthy: bool) -> Value {
-        if healthy && self.failure_only {
-            return Value::Null;
-        }
-        if let (true, Some(value)) = (healthy, &self.healthy) {
-            return typical_of(&self.ty, value, healthy);
-        }
-        typical_of(&self.ty, &self.typical, healthy)
+        let value = match (healthy, &self.healthy) {
+            (true, Some(value)) => value,
+            _ => &self.typical,
+        };
+        typical_of(&self.ty, value, healthy)
     }
 }
 
 fn typical_of(ty: &Type, typical: &Typical, healthy: bool) -> Value {
     match (ty, typical) {
+        (_, Typical::Null) => Value::Null,
         (_, Typical::Bool(flag)) => Value::Bool(*flag),
         (_, Typical::Int(number)) => Value::Int(*number),
         (_, Typical::Float(number)) => Value::Float(*number),
@@ -316,7 +314,7 @@ impl Schema {
     }
 
     /// Every top-level field.
-    pub fn fields(self) -> impl Iterator<Item = &'static Field> {
+    pub fn fields(self) -> impl Iterator<Item = &'static Field> + Clone {
         self.parts.iter().flat_map(|part| part.iter())
     }
 
@@ -369,8 +367,13 @@ impl Schema {
     /// the wrong type are removed and returned.
     pub fn conform(self, observations: &mut Observations) -> Vec<Mismatch> {
         let mut mismatches = Vec::new();
-        let fields: Vec<&Field> = self.fields().collect();
-        conform_record(&fields, observations, "", &mut mismatches, Fill::Missing);
+        conform_record(
+            self.fields(),
+            observations,
+            At::Root,
+            &mut mismatches,
+            Fill::Missing,
+        );
         mismatches
     }
 
@@ -378,8 +381,13 @@ impl Schema {
     /// it has are checked and converted, the ones it lacks are left out.
     pub fn check_partial(self, observations: &mut Observations) -> Vec<Mismatch> {
         let mut mismatches = Vec::new();
-        let fields: Vec<&Field> = self.fields().collect();
-        conform_record(&fields, observations, "", &mut mismatches, Fill::Present);
+        conform_record(
+            self.fields(),
+            observations,
+            At::Root,
+            &mut mismatches,
+            Fill::Present,
+        );
         mismatches
     }
 
@@ -498,42 +506,65 @@ enum Fill {
     Present,
 }
 
-fn conform_record(
-    fields: &[&Field],
+/// Where a value is, written out only for a mismatch: conforming runs on every result, and the
+/// path of every key it visits is not worth an allocation each.
+#[derive(Clone, Copy)]
+enum At<'a> {
+    /// The observations themselves.
+    Root,
+    /// A key under a parent.
+    Key(&'a At<'a>, &'a str),
+    /// A list item under a parent.
+    Index(&'a At<'a>, usize),
+}
+
+impl fmt::Display for At<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            At::Root => Ok(()),
+            At::Key(At::Root, key) => f.write_str(key),
+            At::Key(parent, key) => write!(f, "{parent}.{key}"),
+            At::Index(parent, index) => write!(f, "{parent}[{index}]"),
+        }
+    }
+}
+
+fn conform_record<'f>(
+    fields: impl Iterator<Item = &'f Field> + Clone,
     map: &mut BTreeMap<String, Value>,
-    prefix: &str,
+    at: At<'_>,
     mismatches: &mut Vec<Mismatch>,
     fill: Fill,
 ) {
     map.retain(|key, _| {
-        let known = fields.iter().any(|field| field.name == key);
+        let known = fields.clone().any(|field| field.name == key);
         if !known {
             mismatches.push(Mismatch {
-                path: format!("{prefix}{key}"),
+                path: At::Key(&at, key).to_string(),
                 problem: Problem::Undeclared {
-                    known: fields.iter().map(|field| field.name).collect(),
+                    known: fields.clone().map(|field| field.name).collect(),
                 },
             });
         }
         known
     });
     for field in fields {
-        let path = format!("{prefix}{}", field.name);
-        let value = match fill {
-            Fill::Missing => map.entry(field.name.to_owned()).or_insert(Value::Null),
-            Fill::Present => match map.get_mut(field.name) {
-                Some(value) => value,
-                None => continue,
-            },
+        // `get_mut` first: the key is nearly always there, and `entry` would allocate it.
+        let value = match (map.contains_key(field.name), fill) {
+            (true, _) => map.get_mut(field.name),
+            (false, Fill::Missing) => Some(map.entry(field.name.to_owned()).or_insert(Value::Null)),
+            (false, Fill::Present) => None,
         };
-        conform_value(&field.ty, value, &path, mismatches);
+        if let Some(value) = value {
+            conform_value(&field.ty, value, At::Key(&at, field.name), mismatches);
+        }
     }
 }
 
-fn conform_value(ty: &Type, value: &mut Value, path: &str, mismatches: &mut Vec<Mismatch>) {
+fn conform_value(ty: &Type, value: &mut Value, at: At<'_>, mismatches: &mut Vec<Mismatch>) {
     if !ty.accepts(value) {
         mismatches.push(Mismatch {
-            path: path.to_owned(),
+            path: at.to_string(),
             problem: Problem::WrongType {
                 declared: ty.describe(),
                 found: kind_of(value),
@@ -548,16 +579,15 @@ fn conform_value(ty: &Type, value: &mut Value, path: &str, mismatches: &mut Vec<
         }
         (Type::List(item), Value::List(items)) => {
             for (index, element) in items.iter_mut().enumerate() {
-                conform_value(item, element, &format!("{path}[{index}]"), mismatches);
+                conform_value(item, element, At::Index(&at, index), mismatches);
             }
         }
         (Type::Record(fields), Value::Map(map)) => {
-            let fields: Vec<&Field> = fields.iter().collect();
-            conform_record(&fields, map, &format!("{path}."), mismatches, Fill::Missing);
+            conform_record(fields.iter(), map, at, mismatches, Fill::Missing);
         }
         (Type::Map { value: item, .. }, Value::Map(map)) => {
             for (key, element) in map.iter_mut() {
-                conform_value(item, element, &format!("{path}.{key}"), mismatches);
+                conform_value(item, element, At::Key(&at, key), mismatches);
             }
         }
         _ => {}
