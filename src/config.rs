@@ -385,10 +385,7 @@ fn validate_vantage(raw: Option<Spanned<String>>, sink: &mut ErrorSink<'_>) -> S
 }
 
 fn is_vantage_name(name: &str) -> bool {
-    (1..=MAX_VANTAGE_LEN).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    name.len() <= MAX_VANTAGE_LEN && is_safe_name(name)
 }
 
 /// The kernel's host name, the default vantage; `honeyguide` when it cannot be read or is not
@@ -613,6 +610,15 @@ pub(crate) fn split_kinded_entry<'i, K: std::str::FromStr>(
     })
 }
 
+/// Letters, digits, `-`, `_` and `.`, at least one: safe in a label value, a URL path, a file
+/// name and a rule.
+fn is_safe_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
 /// Probe and notifier names appear in metric labels, URLs and rules, so they are kept to a safe
 /// alphabet. Records an error and returns false otherwise.
 pub(crate) fn check_entry_name(
@@ -622,10 +628,7 @@ pub(crate) fn check_entry_name(
     label: &str,
     sink: &mut ErrorSink<'_>,
 ) -> bool {
-    let valid = !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    let valid = is_safe_name(name);
     if !valid {
         sink.push(
             span,
