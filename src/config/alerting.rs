@@ -78,9 +78,6 @@ pub struct StoreConfig {
     pub history_retention: Duration,
 }
 
-/// Default `[store] history_retention`.
-pub const DEFAULT_HISTORY_RETENTION: Duration = crate::store::DEFAULT_HISTORY_RETENTION;
-
 /// The range of `[store] history_retention`: at least an hour (less is hardly a history to
 /// tune a rule on), at most 90 days (about 0.1 GB per probe at a 30 s interval; see
 /// docs/alerting.md).
@@ -266,7 +263,7 @@ pub(super) fn validate_store(
             raw.history_retention,
             "store.history_retention",
             HISTORY_RETENTION,
-            DEFAULT_HISTORY_RETENTION,
+            crate::store::DEFAULT_HISTORY_RETENTION,
             sink,
         ),
     }
